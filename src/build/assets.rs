@@ -1,0 +1,179 @@
+//! Static assets: files emitted unchanged under content-hashed names.
+//!
+//! The table is shared by every stage of one build. A stylesheet that meets
+//! `url(../images/a.png)` asks the table for that file's public URL; the file
+//! is read and hashed once, whichever stage asks first, and then emitted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::build::cache::Cache;
+use crate::build::graph::key_of;
+use crate::build::hash::{HashStyle, cached_integrity, hashed_path};
+use crate::config::Settings;
+use crate::diagnostic::Diagnostic;
+
+/// Output directory for referenced files that live outside `assets/`
+/// (for example fonts under `node_modules/`).
+pub const VENDOR_DIR: &str = "vendor";
+
+/// One emitted static asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticAsset {
+    /// Absolute path of the source file.
+    pub source: PathBuf,
+    /// Manifest key: the path relative to `assets/` (or to the site root for
+    /// files outside `assets/`).
+    pub key: String,
+    /// Output path relative to the output directory.
+    pub file: String,
+    pub bytes: Arc<Vec<u8>>,
+    pub integrity: String,
+}
+
+type Slot = Arc<OnceLock<Result<Arc<StaticAsset>, String>>>;
+
+/// Memoised, thread-safe emission of static assets.
+pub struct AssetTable<'a> {
+    settings: &'a Settings,
+    cache: &'a Cache,
+    style: HashStyle,
+    slots: Mutex<HashMap<PathBuf, Slot>>,
+}
+
+impl<'a> AssetTable<'a> {
+    pub fn new(settings: &'a Settings, cache: &'a Cache, style: HashStyle) -> AssetTable<'a> {
+        AssetTable {
+            settings,
+            cache,
+            style,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Emits `path` (absolute, normalised) if it is not emitted yet, and
+    /// returns the result. Errors are phrased without a location; the caller
+    /// knows where the reference came from.
+    pub fn emit(&self, path: &Path) -> Result<Arc<StaticAsset>, String> {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            Arc::clone(slots.entry(path.to_path_buf()).or_default())
+        };
+        slot.get_or_init(|| self.load(path).map(Arc::new)).clone()
+    }
+
+    /// Like [`AssetTable::emit`], for files the build found itself.
+    pub fn emit_discovered(&self, path: &Path) -> Result<Arc<StaticAsset>, Diagnostic> {
+        self.emit(path).map_err(Diagnostic::new)
+    }
+
+    fn load(&self, path: &Path) -> Result<StaticAsset, String> {
+        let bytes = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let (key, logical) = self.locate(path)?;
+        let digest = blake3::hash(&bytes);
+        let file = hashed_path(&logical, &self.style.of_digest(digest));
+        Ok(StaticAsset {
+            source: path.to_path_buf(),
+            key,
+            file,
+            integrity: cached_integrity(self.cache, &bytes, &digest),
+            bytes: Arc::new(bytes),
+        })
+    }
+
+    /// The manifest key and the unhashed output path of a source file.
+    fn locate(&self, path: &Path) -> Result<(String, String), String> {
+        let settings = self.settings;
+        if path.starts_with(&settings.assets_dir) {
+            let key = key_of(&settings.assets_dir, path);
+            return Ok((key.clone(), key));
+        }
+        if path.starts_with(&settings.root) {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Ok((key_of(&settings.root, path), format!("{VENDOR_DIR}/{name}")));
+        }
+        Err(format!(
+            "{} lies outside the site root {}",
+            path.display(),
+            settings.root.display()
+        ))
+    }
+
+    /// Every asset emitted so far, sorted by output path.
+    pub fn emitted(&self) -> Vec<Arc<StaticAsset>> {
+        let slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut assets: Vec<Arc<StaticAsset>> = slots
+            .values()
+            .filter_map(|slot| slot.get().and_then(|result| result.as_ref().ok()).cloned())
+            .collect();
+        assets.sort_by(|a, b| a.file.cmp(&b.file));
+        assets.dedup_by(|a, b| a.file == b.file);
+        assets
+    }
+}
+
+/// The public URL of an output file, as referenced from another output in
+/// `from_dir` (relative to the output directory). With `base_url = "./"`
+/// URLs are relative, so the site works from any directory.
+pub fn public_url(base_url: &str, file: &str, from_dir: &str) -> String {
+    let file = percent_encode_path(file);
+    if base_url != "./" {
+        return format!("{base_url}{file}");
+    }
+    let depth = from_dir.split('/').filter(|part| !part.is_empty()).count();
+    format!("{}{file}", "../".repeat(depth))
+}
+
+/// Percent-encodes what may not appear literally in a URL path (spaces,
+/// `#`, `?`, `%`, non-ASCII, ...), keeping `/` and RFC 3986's safe characters.
+pub fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        let safe = byte.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&byte);
+        if safe {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_follow_base_url() {
+        assert_eq!(public_url("/", "images/a.png", "css"), "/images/a.png");
+        assert_eq!(
+            public_url("https://cdn.example.com/site/", "images/a.png", "css"),
+            "https://cdn.example.com/site/images/a.png"
+        );
+        assert_eq!(public_url("./", "images/a.png", "css"), "../images/a.png");
+        assert_eq!(
+            public_url("./", "images/a.png", "css/deep"),
+            "../../images/a.png"
+        );
+        assert_eq!(public_url("./", "a.png", ""), "a.png");
+    }
+
+    #[test]
+    fn unsafe_characters_are_percent_encoded() {
+        assert_eq!(
+            public_url("/", "images/my photo#1.png", "css"),
+            "/images/my%20photo%231.png"
+        );
+        assert_eq!(percent_encode_path("café/ü.svg"), "caf%C3%A9/%C3%BC.svg");
+    }
+}

@@ -1,0 +1,546 @@
+//! `kiln build`: reads the site's sources, runs each stage, and swaps the
+//! finished output in atomically.
+//!
+//! Data flows one way: settings → [`graph`] (what to build) → stages
+//! ([`assets`], [`css`]) → [`compress`] → [`output`] (staging + swap) with
+//! the [`manifest`]. Every stage consults the [`cache`], so a rebuild with
+//! no changes reuses everything.
+
+pub mod assets;
+pub mod cache;
+pub mod compress;
+pub mod css;
+pub mod graph;
+pub mod hash;
+pub mod manifest;
+pub mod output;
+pub mod report;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::config::{Encoding, Settings};
+use crate::diagnostic::{BuildError, Diagnostic};
+use assets::{AssetTable, StaticAsset, public_url};
+use cache::{Cache, CacheStats, Key};
+use css::{CssBundle, CssOptions, UrlResolver};
+use graph::{Entry, SourceKind};
+use hash::{HashStyle, hashed_path, integrity};
+use manifest::{MANIFEST_FILE, Manifest, ManifestChunk};
+use output::{BuildLock, Staging};
+use report::{BuildReport, OutputSize, Progress};
+
+/// One file of the output, before precompression.
+#[derive(Debug, Clone)]
+struct OutputFile {
+    /// Path relative to the output directory.
+    path: String,
+    bytes: Arc<Vec<u8>>,
+}
+
+/// What building one entry produced.
+struct EntryOutput {
+    key: String,
+    chunk: ManifestChunk,
+    files: Vec<OutputFile>,
+}
+
+/// Everything a stage needs, borrowed for the length of one build.
+struct Context<'a> {
+    settings: &'a Settings,
+    cache: &'a Cache,
+    stats: &'a CacheStats,
+    assets: &'a AssetTable<'a>,
+    progress: &'a dyn Progress,
+}
+
+/// Builds the site described by `settings` into its output directory.
+///
+/// On error nothing in the output directory has changed; every problem found
+/// is in the returned [`BuildError`].
+pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    let started = Instant::now();
+    let lock = BuildLock::acquire(&settings.out_dir)?;
+    let cache = Cache::open(&settings.cache_dir);
+    let stats = CacheStats::default();
+    let style = HashStyle {
+        encoding: settings.build().hash_encoding,
+        length: settings.build().hash_length,
+    };
+    let assets = AssetTable::new(settings, &cache, style);
+    let context = Context {
+        settings,
+        cache: &cache,
+        stats: &stats,
+        assets: &assets,
+        progress,
+    };
+
+    let graph = graph::discover(settings)?;
+    emit_static_assets(&context, &graph.static_assets)?;
+    let entries = build_entries(&context, &graph.entries, style)?;
+
+    let mut files: Vec<OutputFile> = entries
+        .iter()
+        .flat_map(|entry| entry.files.clone())
+        .collect();
+    files.extend(assets.emitted().iter().map(|asset| OutputFile {
+        path: asset.file.clone(),
+        bytes: Arc::clone(&asset.bytes),
+    }));
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let manifest = assemble_manifest(&entries, &assets.emitted());
+    let variants = precompress(&context, &files);
+
+    progress.stage("write", files.len());
+    let staging = Staging::create(&settings.out_dir, &lock)?;
+    write_outputs(&staging, &files, &variants, progress)?;
+    staging.write(MANIFEST_FILE, &manifest::to_json(&manifest))?;
+    staging.commit()?;
+    cache.prune();
+
+    Ok(BuildReport {
+        outputs: output_sizes(&files, &variants),
+        duration: started.elapsed(),
+        cache_hits: stats.hits(),
+        cache_misses: stats.misses(),
+    })
+}
+
+/// Reads and hashes every static asset, reporting all unreadable ones.
+fn emit_static_assets(context: &Context, paths: &[std::path::PathBuf]) -> Result<(), BuildError> {
+    context.progress.stage("assets", paths.len());
+    let problems: Vec<Diagnostic> = paths
+        .par_iter()
+        .filter_map(|path| {
+            let result = context.assets.emit_discovered(path);
+            context.progress.advance();
+            result.err()
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.into())
+    }
+}
+
+/// Builds every entry in parallel; the errors of all entries are reported together.
+fn build_entries(
+    context: &Context,
+    entries: &[Entry],
+    style: HashStyle,
+) -> Result<Vec<EntryOutput>, BuildError> {
+    context.progress.stage("entries", entries.len());
+    let results: Vec<Result<EntryOutput, Vec<Diagnostic>>> = entries
+        .par_iter()
+        .map(|entry| {
+            let result = match entry.kind {
+                SourceKind::Css => build_stylesheet(context, entry, style),
+                _ => copy_script(entry, style),
+            };
+            context.progress.advance();
+            result
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(output) => outputs.push(output),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if problems.is_empty() {
+        Ok(outputs)
+    } else {
+        Err(problems.into())
+    }
+}
+
+/// The output directory of an entry, relative to the output root (`css`).
+fn output_dir_of(key: &str) -> &str {
+    key.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
+}
+
+/// Resolves `url()` targets to the public URLs of their hashed outputs, as
+/// seen from the stylesheet's output directory.
+struct StylesheetUrls<'a> {
+    assets: &'a AssetTable<'a>,
+    base_url: &'a str,
+    from_dir: &'a str,
+}
+
+impl UrlResolver for StylesheetUrls<'_> {
+    fn url_for(&self, file: &Path) -> Result<String, String> {
+        let asset = self.assets.emit(file)?;
+        Ok(public_url(self.base_url, &asset.file, self.from_dir))
+    }
+}
+
+fn build_stylesheet(
+    context: &Context,
+    entry: &Entry,
+    style: HashStyle,
+) -> Result<EntryOutput, Vec<Diagnostic>> {
+    let settings = context.settings;
+    let build = settings.build();
+    let from_dir = output_dir_of(&entry.key);
+    let map_dir = settings.out_dir.join(from_dir);
+    let map_to_root = relative_prefix(&map_dir, &settings.root);
+    let options = CssOptions {
+        targets: settings.targets,
+        minify: build.minify,
+        sourcemaps: build.sourcemaps,
+        root: &settings.root,
+        assets_dir: &settings.assets_dir,
+        map_to_root: &map_to_root,
+    };
+    let urls = StylesheetUrls {
+        assets: context.assets,
+        base_url: &build.base_url,
+        from_dir,
+    };
+    let key = Key::new(
+        "css",
+        &[
+            entry.source.as_os_str().as_encoded_bytes(),
+            build.targets.as_bytes(),
+            &[u8::from(build.minify), u8::from(build.sourcemaps)],
+            build.base_url.as_bytes(),
+            map_to_root.as_bytes(),
+        ],
+    );
+    let bundle = match load_bundle(context.cache, &key, &urls) {
+        Some(bundle) => {
+            context.stats.hit();
+            bundle
+        }
+        None => {
+            context.stats.miss();
+            let bundle = css::bundle(&entry.source, &options, &urls)?;
+            store_bundle(context.cache, &key, &bundle);
+            bundle
+        }
+    };
+    let mut asset_files: Vec<String> = bundle
+        .references
+        .iter()
+        .filter_map(|reference| context.assets.emit(&reference.file).ok())
+        .map(|asset| asset.file.clone())
+        .collect();
+    asset_files.sort();
+    asset_files.dedup();
+    Ok(stylesheet_output(entry, bundle, asset_files, style))
+}
+
+/// What the cache keeps of a stylesheet bundle: the stylesheet and its map
+/// as blobs (no JSON escaping of large text), the rest inline.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedBundle {
+    inputs: Vec<css::InputFile>,
+    references: Vec<css::UrlReference>,
+    code: String,
+    map: Option<String>,
+}
+
+fn store_bundle(cache: &Cache, key: &Key, bundle: &CssBundle) {
+    let record = CachedBundle {
+        inputs: bundle.inputs.clone(),
+        references: bundle.references.clone(),
+        code: cache.put_blob(bundle.code.as_bytes()).to_hex().to_string(),
+        map: bundle
+            .map
+            .as_ref()
+            .map(|map| cache.put_blob(map.as_bytes()).to_hex().to_string()),
+    };
+    cache.put_record(key, &record);
+}
+
+/// A cached bundle, if it is still valid: every file it read hashes the
+/// same and every URL it wrote still names the same output.
+fn load_bundle(cache: &Cache, key: &Key, urls: &StylesheetUrls) -> Option<CssBundle> {
+    let record: CachedBundle = cache.get_record(key)?;
+    let inputs_unchanged = record.inputs.par_iter().all(|input| {
+        std::fs::read(&input.path)
+            .map(|bytes| blake3::hash(&bytes).to_hex().as_str() == input.blake3)
+            .unwrap_or(false)
+    });
+    let urls_unchanged = record.references.iter().all(|reference| {
+        urls.url_for(&reference.file)
+            .is_ok_and(|url| url == reference.url)
+    });
+    if !inputs_unchanged || !urls_unchanged {
+        return None;
+    }
+    let text_of = |hex: &str| {
+        let digest = blake3::Hash::from_hex(hex).ok()?;
+        String::from_utf8(cache.get_blob(&digest)?).ok()
+    };
+    let map = match &record.map {
+        Some(hex) => Some(text_of(hex)?),
+        None => None,
+    };
+    Some(CssBundle {
+        code: text_of(&record.code)?,
+        map,
+        inputs: record.inputs,
+        references: record.references,
+    })
+}
+
+/// Names the stylesheet (and its map) by content and fills in its manifest entry.
+fn stylesheet_output(
+    entry: &Entry,
+    bundle: CssBundle,
+    asset_files: Vec<String>,
+    style: HashStyle,
+) -> EntryOutput {
+    // The map is part of the hash: a map that changes must not keep its name.
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(bundle.code.as_bytes());
+    if let Some(map) = &bundle.map {
+        hasher.update(map.as_bytes());
+    }
+    let file = hashed_path(&entry.key, &style.of_digest(hasher.finalize()));
+    let mut code = bundle.code;
+    let mut files = Vec::new();
+    if let Some(map) = bundle.map {
+        let map_file = format!("{file}.map");
+        let map_name = map_file.rsplit('/').next().unwrap_or(&map_file);
+        code.push_str(&format!("\n/*# sourceMappingURL={map_name} */\n"));
+        files.push(OutputFile {
+            path: map_file,
+            bytes: Arc::new(map.into_bytes()),
+        });
+    }
+    let chunk = ManifestChunk {
+        file: file.clone(),
+        src: Some(entry.key.clone()),
+        name: Some(stem(&entry.key)),
+        is_entry: true,
+        assets: asset_files,
+        integrity: integrity(code.as_bytes()),
+        ..Default::default()
+    };
+    files.push(OutputFile {
+        path: file,
+        bytes: Arc::new(code.into_bytes()),
+    });
+    EntryOutput {
+        key: entry.key.clone(),
+        chunk,
+        files,
+    }
+}
+
+/// Script entries are emitted unchanged under a hashed name: kiln has no
+/// JavaScript bundler yet, so only self-contained `.js`/`.mjs` scripts work.
+fn copy_script(entry: &Entry, style: HashStyle) -> Result<EntryOutput, Vec<Diagnostic>> {
+    let extension = entry
+        .source
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .unwrap_or("");
+    if !matches!(extension, "js" | "mjs") {
+        return Err(vec![Diagnostic::new(format!(
+            "{}: .{extension} entries need compiling, and kiln has no JavaScript/TypeScript bundler yet; \
+             use a plain .js or .mjs entry",
+            entry.source.display()
+        ))]);
+    }
+    let bytes =
+        std::fs::read(&entry.source).map_err(|err| vec![Diagnostic::io(&entry.source, &err)])?;
+    let file = hashed_path(&entry.key, &style.of(&bytes));
+    let chunk = ManifestChunk {
+        file: file.clone(),
+        src: Some(entry.key.clone()),
+        name: Some(stem(&entry.key)),
+        is_entry: true,
+        integrity: integrity(&bytes),
+        ..Default::default()
+    };
+    Ok(EntryOutput {
+        key: entry.key.clone(),
+        chunk,
+        files: vec![OutputFile {
+            path: file,
+            bytes: Arc::new(bytes),
+        }],
+    })
+}
+
+/// `css/site.css` → `site`.
+fn stem(key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.rsplit_once('.')
+        .map(|(stem, _)| stem)
+        .unwrap_or(name)
+        .to_string()
+}
+
+/// The `../` path from `from` up to `to` (`to` must be an ancestor or
+/// share one), with a trailing slash, for source map `sources`.
+fn relative_prefix(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut prefix = "../".repeat(from.len() - common);
+    for part in &to[common..] {
+        prefix.push_str(&part.as_os_str().to_string_lossy());
+        prefix.push('/');
+    }
+    prefix
+}
+
+fn assemble_manifest(entries: &[EntryOutput], assets: &[Arc<StaticAsset>]) -> Manifest {
+    let mut manifest = Manifest::new();
+    for asset in assets {
+        manifest.insert(
+            asset.key.clone(),
+            ManifestChunk {
+                file: asset.file.clone(),
+                src: Some(asset.key.clone()),
+                integrity: asset.integrity.clone(),
+                ..Default::default()
+            },
+        );
+    }
+    for entry in entries {
+        manifest.insert(entry.key.clone(), entry.chunk.clone());
+    }
+    manifest
+}
+
+/// The precompressed variants of each output, by index into `files`.
+type Variants = Vec<Vec<(Encoding, Vec<u8>)>>;
+
+/// Compresses every compressible output with every configured encoding, in
+/// parallel, largest first so no core idles at the end; results are cached
+/// by content.
+fn precompress(context: &Context, files: &[OutputFile]) -> Variants {
+    let encodings = &context.settings.build().precompress;
+    let mut jobs: Vec<(usize, Encoding)> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, file)| compress::is_compressible(&file.path))
+        .flat_map(|(index, _)| encodings.iter().map(move |&encoding| (index, encoding)))
+        .collect();
+    jobs.sort_by_key(|&(index, _)| std::cmp::Reverse(files[index].bytes.len()));
+    context.progress.stage("compress", jobs.len());
+    let results: Vec<(usize, Encoding, Option<Vec<u8>>)> = jobs
+        .par_iter()
+        .map(|&(index, encoding)| {
+            let packed = compress_cached(context, encoding, &files[index].bytes);
+            context.progress.advance();
+            (index, encoding, packed)
+        })
+        .collect();
+    let mut variants: Variants = vec![Vec::new(); files.len()];
+    for (index, encoding, packed) in results {
+        if let Some(packed) = packed {
+            variants[index].push((encoding, packed));
+        }
+    }
+    for list in &mut variants {
+        list.sort_by_key(|(encoding, _)| *encoding);
+    }
+    variants
+}
+
+/// The compressed bytes, or `None` when compressing does not make the file smaller.
+fn compress_cached(context: &Context, encoding: Encoding, bytes: &[u8]) -> Option<Vec<u8>> {
+    let digest = blake3::hash(bytes);
+    let key = Key::new(
+        "compress",
+        &[
+            compress::settings_fingerprint(encoding).as_bytes(),
+            digest.as_bytes(),
+        ],
+    );
+    let packed = match context.cache.get_bytes(&key) {
+        Some(packed) => {
+            context.stats.hit();
+            packed
+        }
+        None => {
+            context.stats.miss();
+            let packed = compress::compress(encoding, bytes);
+            // An empty record means "not worth it": compressed output is never empty.
+            let worth_it = packed.len() < bytes.len();
+            context
+                .cache
+                .put_bytes(&key, if worth_it { &packed } else { &[] });
+            if worth_it { packed } else { Vec::new() }
+        }
+    };
+    (!packed.is_empty()).then_some(packed)
+}
+
+fn write_outputs(
+    staging: &Staging,
+    files: &[OutputFile],
+    variants: &Variants,
+    progress: &dyn Progress,
+) -> Result<(), Diagnostic> {
+    files
+        .par_iter()
+        .zip(variants)
+        .try_for_each(|(file, packed)| {
+            staging.write(&file.path, &file.bytes)?;
+            for (encoding, bytes) in packed {
+                staging.write(&format!("{}.{}", file.path, encoding.extension()), bytes)?;
+            }
+            progress.advance();
+            Ok(())
+        })
+}
+
+fn output_sizes(files: &[OutputFile], variants: &Variants) -> Vec<OutputSize> {
+    files
+        .iter()
+        .zip(variants)
+        .map(|(file, packed)| {
+            let size_of = |wanted: Encoding| {
+                packed
+                    .iter()
+                    .find(|(encoding, _)| *encoding == wanted)
+                    .map(|(_, bytes)| bytes.len() as u64)
+            };
+            OutputSize {
+                file: file.path.clone(),
+                bytes: file.bytes.len() as u64,
+                gzip: size_of(Encoding::Gzip),
+                brotli: size_of(Encoding::Brotli),
+                zstd: size_of(Encoding::Zstd),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_prefix_climbs_to_root() {
+        assert_eq!(
+            relative_prefix(Path::new("/site/dist/css"), Path::new("/site")),
+            "../../"
+        );
+        assert_eq!(
+            relative_prefix(Path::new("/out/css"), Path::new("/site")),
+            "../../site/"
+        );
+        assert_eq!(relative_prefix(Path::new("/site"), Path::new("/site")), "");
+    }
+
+    #[test]
+    fn stems_drop_directory_and_extension() {
+        assert_eq!(stem("css/site.css"), "site");
+        assert_eq!(stem("app.min.js"), "app.min");
+    }
+}

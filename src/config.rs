@@ -1,0 +1,563 @@
+//! The `build.toml` model: one serde struct tree with a default for every key,
+//! `--set key=value` overrides, and the second validation stage that turns the
+//! raw values into [`Settings`] the build can use without re-checking them.
+//!
+//! Stage one (serde) rejects unknown keys and wrong types, naming the key and
+//! its line. Stage two ([`Config::validate`]) checks what serde cannot: value
+//! ranges, browserslist queries, paths that must not overlap.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use lightningcss::targets::{Browsers, Targets};
+use serde::{Deserialize, Serialize};
+
+/// The name of the configuration file at the site root.
+pub const CONFIG_FILE: &str = "build.toml";
+/// Sources are read from this directory under the site root.
+pub const ASSETS_DIR: &str = "assets";
+/// The persistent build cache lives here, under the site root.
+pub const CACHE_DIR: &str = ".kiln-cache";
+
+/// The whole of `build.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub build: BuildConfig,
+}
+
+/// The `[build]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildConfig {
+    /// Entry files, relative to `assets/`. `None` discovers every top-level
+    /// file of `assets/css/` and `assets/js/` whose name does not start with `_`.
+    pub entries: Option<Vec<String>>,
+    /// A browserslist query: CSS is lowered and prefixed for these browsers.
+    pub targets: String,
+    /// Output directory, relative to the site root.
+    pub out_dir: PathBuf,
+    /// Public base URL the site is served under (a path, or a CDN origin).
+    pub base_url: String,
+    /// Characters of content hash in output file names.
+    pub hash_length: usize,
+    /// Alphabet of the content hash in file names.
+    pub hash_encoding: HashEncoding,
+    /// Precompressed siblings written next to every compressible output.
+    pub precompress: Vec<Encoding>,
+    /// Write `.map` files and link them from the outputs.
+    pub sourcemaps: bool,
+    /// Minify CSS (and later JS and HTML).
+    pub minify: bool,
+    /// Globs (relative to `assets/`) of files that are not part of the site.
+    pub exclude: Vec<String>,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            entries: None,
+            targets: "defaults".into(),
+            out_dir: PathBuf::from("dist"),
+            base_url: "/".into(),
+            hash_length: 8,
+            hash_encoding: HashEncoding::Base32,
+            precompress: vec![Encoding::Brotli, Encoding::Gzip, Encoding::Zstd],
+            sourcemaps: false,
+            minify: true,
+            exclude: vec!["**/*.md".into()],
+        }
+    }
+}
+
+/// How the content hash in a file name is spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashEncoding {
+    /// Lowercase RFC 4648 base32 without padding: 5 bits per character.
+    Base32,
+    /// Lowercase hexadecimal: 4 bits per character.
+    Hex,
+}
+
+impl HashEncoding {
+    /// The longest hash a 256-bit blake3 digest can spell in this alphabet.
+    pub fn max_length(self) -> usize {
+        match self {
+            HashEncoding::Base32 => 51,
+            HashEncoding::Hex => 64,
+        }
+    }
+}
+
+/// A content encoding kiln can precompress with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "br")]
+    Brotli,
+    #[serde(rename = "gzip")]
+    Gzip,
+    #[serde(rename = "zstd")]
+    Zstd,
+}
+
+impl Encoding {
+    /// The file-name suffix of a precompressed sibling (`.br`, `.gz`, `.zst`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Gzip => "gz",
+            Encoding::Zstd => "zst",
+        }
+    }
+
+    /// The token used in `Accept-Encoding` / `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Gzip => "gzip",
+            Encoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// A configuration problem, phrased for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn config_error(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// One `--set key=value` from the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub key: String,
+    pub value: toml::Value,
+    /// The text as the user typed it, for error messages.
+    pub raw: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = ConfigError;
+
+    /// Parses `build.minify=false`. The value is read as TOML; a value that is
+    /// not valid TOML is taken as a bare string, so `base_url=https://cdn/`
+    /// needs no quoting.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let (key, value) = raw
+            .split_once('=')
+            .ok_or_else(|| config_error(format!("--set {raw}: expected KEY=VALUE")))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(config_error(format!(
+                "--set {raw}: `{key}` is not a dotted key like build.minify"
+            )));
+        }
+        let value = parse_toml_value(value.trim());
+        Ok(Override {
+            key: key.to_string(),
+            value,
+            raw: raw.to_string(),
+        })
+    }
+}
+
+fn parse_toml_value(text: &str) -> toml::Value {
+    let document = format!("value = {text}");
+    match toml::from_str::<toml::Table>(&document) {
+        Ok(mut table) => table.remove("value").unwrap_or_else(|| text.into()),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+impl Config {
+    /// Reads `ROOT/build.toml` (a missing file is an empty one) and applies
+    /// the overrides in order.
+    pub fn load(root: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => {
+                return Err(config_error(format!("{}: {err}", path.display())));
+            }
+        };
+        Config::parse(&text, &path, overrides)
+    }
+
+    /// Parses configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
+        // Deserializing the text itself keeps spans, so errors in the file
+        // name their line and column.
+        let config: Config = toml::from_str(text)
+            .map_err(|err| config_error(format!("{}: {err}", path.display())))?;
+        if overrides.is_empty() {
+            return Ok(config);
+        }
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|err| config_error(format!("{}: {err}", path.display())))?;
+        let mut config = config;
+        for item in overrides {
+            set_dotted(&mut table, item)?;
+            // Re-checking after each override pins an error on the one that caused it.
+            config =
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|err: toml::de::Error| {
+                        config_error(format!("--set {}: {}", item.raw, err.message().trim()))
+                    })?;
+        }
+        Ok(config)
+    }
+
+    /// Stage two: checks values and resolves paths against the site root.
+    pub fn validate(self, root: &Path) -> Result<Settings, ConfigError> {
+        let root = std::path::absolute(root)
+            .map_err(|err| config_error(format!("site root {}: {err}", root.display())))?;
+        let build = &self.build;
+        let out_dir = validate_out_dir(&root, &build.out_dir)?;
+        validate_hash_length(build)?;
+        validate_base_url(&build.base_url)?;
+        validate_precompress(&build.precompress)?;
+        let targets = resolve_targets(&build.targets)?;
+        let exclude = compile_globs("build.exclude", &build.exclude)?;
+        if let Some(entries) = &build.entries {
+            validate_entries(entries)?;
+        }
+        Ok(Settings {
+            assets_dir: root.join(ASSETS_DIR),
+            cache_dir: root.join(CACHE_DIR),
+            out_dir,
+            root,
+            targets,
+            exclude,
+            config: self,
+        })
+    }
+}
+
+/// Walks `a.b.c` into nested tables, creating them as needed, and sets the leaf.
+fn set_dotted(table: &mut toml::Table, item: &Override) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = item.key.split('.').collect();
+    let leaf = parts.pop().unwrap_or_default();
+    let mut current = table;
+    for part in parts {
+        let next = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match next {
+            toml::Value::Table(inner) => inner,
+            _ => {
+                return Err(config_error(format!(
+                    "--set {}: `{part}` is a value, not a table",
+                    item.raw
+                )));
+            }
+        };
+    }
+    current.insert(leaf.to_string(), item.value.clone());
+    Ok(())
+}
+
+fn validate_out_dir(root: &Path, out_dir: &Path) -> Result<PathBuf, ConfigError> {
+    let out = std::path::absolute(root.join(out_dir))
+        .map_err(|err| config_error(format!("build.out_dir: {err}")))?;
+    let out = normalize(&out);
+    let protected = [
+        root.to_path_buf(),
+        root.join(ASSETS_DIR),
+        root.join("templates"),
+    ];
+    for dir in &protected {
+        if dir.starts_with(&out) {
+            return Err(config_error(format!(
+                "build.out_dir = {:?}: the output directory would replace {}; choose a directory of its own",
+                out_dir.display().to_string(),
+                dir.display()
+            )));
+        }
+    }
+    if out.starts_with(root.join(ASSETS_DIR)) {
+        return Err(config_error(format!(
+            "build.out_dir = {:?} lies inside assets/, so outputs would become inputs",
+            out_dir.display().to_string()
+        )));
+    }
+    Ok(out)
+}
+
+/// Removes `.` and resolves `..` lexically, so overlap checks see real paths.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn validate_hash_length(build: &BuildConfig) -> Result<(), ConfigError> {
+    let max = build.hash_encoding.max_length();
+    if build.hash_length < 8 || build.hash_length > max {
+        return Err(config_error(format!(
+            "build.hash_length = {}: must be between 8 and {max} for {:?} hashes",
+            build.hash_length, build.hash_encoding
+        )));
+    }
+    Ok(())
+}
+
+fn validate_base_url(base_url: &str) -> Result<(), ConfigError> {
+    let absolute = base_url.starts_with('/')
+        || base_url.starts_with("https://")
+        || base_url.starts_with("http://");
+    if base_url == "./" || (absolute && base_url.ends_with('/')) {
+        return Ok(());
+    }
+    Err(config_error(format!(
+        "build.base_url = {base_url:?}: expected a path or URL ending in '/', such as \"/\", \"/static/\", \"https://cdn.example.com/\", or \"./\" for relative URLs"
+    )))
+}
+
+fn validate_precompress(encodings: &[Encoding]) -> Result<(), ConfigError> {
+    for (index, encoding) in encodings.iter().enumerate() {
+        if encodings[..index].contains(encoding) {
+            return Err(config_error(format!(
+                "build.precompress: {:?} is listed twice",
+                encoding.token()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_targets(query: &str) -> Result<Targets, ConfigError> {
+    let browsers = Browsers::from_browserslist([query])
+        .map_err(|err| config_error(format!("build.targets = {query:?}: {err}")))?;
+    Ok(Targets::from(browsers))
+}
+
+fn validate_entries(entries: &[String]) -> Result<(), ConfigError> {
+    for entry in entries {
+        let path = Path::new(entry);
+        let escapes = path.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir
+                    | std::path::Component::RootDir
+                    | std::path::Component::Prefix(_)
+            )
+        });
+        if entry.is_empty() || escapes {
+            return Err(config_error(format!(
+                "build.entries: {entry:?} must be a path relative to assets/, without `..`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn compile_globs(key: &str, patterns: &[String]) -> Result<GlobSet, ConfigError> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern).map_err(|err| config_error(format!("{key}: {err}")))?;
+        builder.add(glob);
+    }
+    builder
+        .build()
+        .map_err(|err| config_error(format!("{key}: {err}")))
+}
+
+/// A validated configuration with every path resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration as written (after overrides).
+    pub config: Config,
+    /// Absolute site root.
+    pub root: PathBuf,
+    /// Absolute `ROOT/assets`.
+    pub assets_dir: PathBuf,
+    /// Absolute output directory.
+    pub out_dir: PathBuf,
+    /// Absolute `ROOT/.kiln-cache`.
+    pub cache_dir: PathBuf,
+    /// Browser targets resolved from the browserslist query.
+    pub targets: Targets,
+    /// Compiled `build.exclude`.
+    pub exclude: GlobSet,
+}
+
+impl Settings {
+    /// Loads and validates the configuration of the site at `root`.
+    pub fn load(root: &Path, overrides: &[Override]) -> Result<Settings, ConfigError> {
+        Config::load(root, overrides)?.validate(root)
+    }
+
+    /// Replaces the output directory (the CLI's `--out`), re-running its checks.
+    pub fn with_out_dir(mut self, out_dir: &Path) -> Result<Settings, ConfigError> {
+        let cwd_relative = std::path::absolute(out_dir)
+            .map_err(|err| config_error(format!("--out {}: {err}", out_dir.display())))?;
+        self.out_dir = validate_out_dir(&self.root, &cwd_relative)?;
+        Ok(self)
+    }
+
+    pub fn build(&self) -> &BuildConfig {
+        &self.config.build
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("build.toml"), &[])
+    }
+
+    fn overrides(items: &[&str]) -> Vec<Override> {
+        items.iter().map(|raw| raw.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[build]\nminify = true\nminfy = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("minfy"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = parse("[build]\nhash_length = \"eight\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_as_toml_values() {
+        let config = Config::parse(
+            "[build]\nminify = true\n",
+            Path::new("build.toml"),
+            &overrides(&[
+                "build.precompress=[]",
+                "build.minify=false",
+                "build.hash_length=12",
+            ]),
+        )
+        .unwrap();
+        assert!(config.build.precompress.is_empty());
+        assert!(!config.build.minify);
+        assert_eq!(config.build.hash_length, 12);
+    }
+
+    #[test]
+    fn override_with_bare_string_value() {
+        let config = Config::parse(
+            "",
+            Path::new("build.toml"),
+            &overrides(&["build.base_url=https://cdn.example.com/"]),
+        )
+        .unwrap();
+        assert_eq!(config.build.base_url, "https://cdn.example.com/");
+    }
+
+    #[test]
+    fn override_of_unknown_key_is_named() {
+        let err = Config::parse(
+            "",
+            Path::new("build.toml"),
+            &overrides(&["build.minfy=false"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--set build.minfy=false"), "{err}");
+        assert!(err.contains("minfy"), "{err}");
+    }
+
+    #[test]
+    fn override_with_wrong_type_is_named() {
+        let err = Config::parse(
+            "",
+            Path::new("build.toml"),
+            &overrides(&["build.minify=yes"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--set build.minify=yes"), "{err}");
+    }
+
+    #[test]
+    fn malformed_override_is_rejected() {
+        assert!("build.minify".parse::<Override>().is_err());
+        assert!("build..minify=1".parse::<Override>().is_err());
+    }
+
+    #[test]
+    fn validation_rejects_short_hashes() {
+        let mut config = Config::default();
+        config.build.hash_length = 6;
+        let err = config.validate(Path::new("/site")).unwrap_err().to_string();
+        assert!(err.contains("build.hash_length"), "{err}");
+    }
+
+    #[test]
+    fn validation_rejects_bad_targets() {
+        let mut config = Config::default();
+        config.build.targets = "no such browser 99".into();
+        let err = config.validate(Path::new("/site")).unwrap_err().to_string();
+        assert!(err.contains("build.targets"), "{err}");
+    }
+
+    #[test]
+    fn validation_rejects_out_dir_over_sources() {
+        for out in [".", "assets", "..", "assets/dist"] {
+            let mut config = Config::default();
+            config.build.out_dir = out.into();
+            let err = config.validate(Path::new("/site")).unwrap_err().to_string();
+            assert!(err.contains("build.out_dir"), "{out}: {err}");
+        }
+    }
+
+    #[test]
+    fn validation_rejects_base_url_without_slash() {
+        let mut config = Config::default();
+        config.build.base_url = "/static".into();
+        assert!(config.validate(Path::new("/site")).is_err());
+    }
+
+    #[test]
+    fn validation_rejects_duplicate_encodings() {
+        let mut config = Config::default();
+        config.build.precompress = vec![Encoding::Gzip, Encoding::Gzip];
+        assert!(config.validate(Path::new("/site")).is_err());
+    }
+
+    #[test]
+    fn validation_rejects_escaping_entries() {
+        let mut config = Config::default();
+        config.build.entries = Some(vec!["../secret.css".into()]);
+        assert!(config.validate(Path::new("/site")).is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! kiln builds a website's assets and serves them in production.
+//!
+//! The library is organised by pipeline stage: [`config`] reads `build.toml`,
+//! [`build`] turns `assets/` into `dist/`, and [`diagnostic`] is how every
+//! stage reports a problem.
+
+pub mod build;
+pub mod config;
+pub mod diagnostic;
+
+pub use build::build;
+pub use build::report::{BuildReport, Progress, Silent};
+pub use config::{Config, Override, Settings};
+pub use diagnostic::{BuildError, Diagnostic};

@@ -1,0 +1,122 @@
+//! The `kiln` binary: exit codes, messages and `--set` / `--out` handling.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{Site, snapshot};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("kiln runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn build_prints_a_summary_with_compressed_sizes() {
+    let site = Site::fixture("basic");
+    let root = site.root().to_str().unwrap();
+    let output = kiln(&["build", "--root", root]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("data/words."))
+        .unwrap();
+    assert!(
+        line.contains("21.49 kB") && line.contains("gzip: ") && line.contains("br: "),
+        "{line}"
+    );
+    assert!(stdout.contains("built 10 files"), "{stdout}");
+}
+
+#[test]
+fn set_overrides_apply_without_editing_build_toml() {
+    let site = Site::fixture("basic");
+    let root = site.root().to_str().unwrap();
+    let output = kiln(&[
+        "build",
+        "--root",
+        root,
+        "--set",
+        "build.precompress=[]",
+        "--set",
+        "build.minify=false",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let files = snapshot(&site.dist());
+    assert!(files.keys().all(|path| !path.ends_with(".br")));
+    let css = site.read_dist_string(&site.output_of("css/other.css"));
+    assert!(css.contains(".other {\n"), "{css}");
+}
+
+#[test]
+fn out_flag_chooses_the_output_directory() {
+    let site = Site::fixture("basic");
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("www");
+    let output = kiln(&[
+        "build",
+        "--root",
+        site.root().to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(target.join("manifest.json").is_file());
+    assert!(!site.dist().exists());
+}
+
+#[test]
+fn unknown_config_key_fails_naming_key_and_line() {
+    let site = Site::empty();
+    site.write("build.toml", "[build]\nminify = true\nhash_lenght = 10\n");
+    let output = kiln(&["build", "--root", site.root().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("build.toml"), "{stderr}");
+    assert!(stderr.contains("hash_lenght"), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+}
+
+#[test]
+fn bad_override_fails_naming_it() {
+    let site = Site::empty();
+    let output = kiln(&[
+        "build",
+        "--root",
+        site.root().to_str().unwrap(),
+        "--set",
+        "build.minify=maybe",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("--set build.minify=maybe"), "{stderr}");
+}
+
+#[test]
+fn failed_build_exits_non_zero_with_a_code_frame() {
+    let site = Site::fixture("basic");
+    let root = site.root().to_str().unwrap();
+    assert!(kiln(&["build", "--root", root]).status.success());
+    let before = snapshot(&site.dist());
+    site.write(
+        "assets/css/other.css",
+        ".other {\n  color: red;\n  background: url(./gone.png);\n}\n",
+    );
+    let output = kiln(&["build", "--root", root]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("other.css:3:"), "{stderr}");
+    assert!(
+        stderr.contains("3 |   background: url(./gone.png);"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("was left as it was"), "{stderr}");
+    assert_eq!(snapshot(&site.dist()), before);
+}

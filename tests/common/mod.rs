@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests: fixture sites copied into temp
+//! directories, builds with overrides, and snapshots of output trees.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kiln::{BuildError, BuildReport, Override, Settings, Silent};
+
+/// A fixture site copied into its own temporary directory.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// Copies `tests/fixtures/NAME` into a fresh temp dir.
+    pub fn fixture(name: &str) -> Site {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_tree(&source, dir.path());
+        Site { dir }
+    }
+
+    /// An empty site (no build.toml, no assets).
+    pub fn empty() -> Site {
+        Site {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root().join(relative)
+    }
+
+    pub fn dist(&self) -> PathBuf {
+        self.path("dist")
+    }
+
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, contents).expect("write");
+    }
+
+    pub fn read_dist(&self, relative: &str) -> Vec<u8> {
+        fs::read(self.dist().join(relative)).unwrap_or_else(|err| panic!("dist/{relative}: {err}"))
+    }
+
+    pub fn read_dist_string(&self, relative: &str) -> String {
+        String::from_utf8(self.read_dist(relative)).expect("utf-8")
+    }
+
+    pub fn settings(&self, overrides: &[&str]) -> Settings {
+        let overrides: Vec<Override> = overrides
+            .iter()
+            .map(|raw| raw.parse().expect("override"))
+            .collect();
+        Settings::load(self.root(), &overrides).expect("settings")
+    }
+
+    pub fn build(&self) -> Result<BuildReport, BuildError> {
+        self.build_with(&[])
+    }
+
+    pub fn build_with(&self, overrides: &[&str]) -> Result<BuildReport, BuildError> {
+        kiln::build(&self.settings(overrides), &Silent)
+    }
+
+    /// The manifest of the last build, as JSON.
+    pub fn manifest(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.read_dist("manifest.json")).expect("manifest parses")
+    }
+
+    /// The output path the manifest gives for a source key.
+    pub fn output_of(&self, key: &str) -> String {
+        self.manifest()[key]["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} is not in the manifest"))
+            .to_string()
+    }
+}
+
+/// Every file under `dir` with its bytes, keyed by `/`-separated relative path.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            let relative = entry.path().strip_prefix(dir).expect("prefix");
+            let key = relative.to_string_lossy().replace('\\', "/");
+            files.insert(key, fs::read(entry.path()).expect("read"));
+        }
+    }
+    files
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.expect("walk fixture");
+        let target = to.join(entry.path().strip_prefix(from).expect("prefix"));
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&target).expect("mkdir");
+        } else {
+            fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The shared corpus directory (`../shared` beside the repository), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("KILN_SHARED_DIR").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")),
+        Some(PathBuf::from("/work/shared")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("corpus/fetch-npm.sh").is_file())
+}
+
+/// `node_modules/` of the pinned npm corpus, fetched once into a directory
+/// outside the repository. `Err` says why it is unavailable; in CI
+/// (`CI=true`) a missing corpus is a failure, not a skip.
+pub fn npm_corpus() -> Result<PathBuf, String> {
+    let dir = std::env::var_os("KILN_NPM_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("kiln-npm-corpus"));
+    let ready = dir.join("node_modules/.corpus-ok");
+    if !ready.is_file() {
+        let shared = shared_dir().ok_or("the shared corpus (../shared) is not present")?;
+        let status = std::process::Command::new("bash")
+            .arg(shared.join("corpus/fetch-npm.sh"))
+            .arg(&dir)
+            .status()
+            .map_err(|err| format!("running fetch-npm.sh: {err}"))?;
+        if !status.success() {
+            return Err(format!("fetch-npm.sh exited with {status}"));
+        }
+    }
+    Ok(dir.join("node_modules"))
+}
+
+/// Skips (with a printed reason) or, in CI, fails when a prerequisite is missing.
+pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
+    match what {
+        Ok(value) => Some(value),
+        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipping {test}: {reason}");
+            None
+        }
+    }
+}
