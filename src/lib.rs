@@ -1,12 +1,13 @@
 //! kiln builds a website's assets and serves them in production.
 //!
 //! The library is organised by pipeline stage: [`config`] reads `build.toml`,
-//! [`build`] turns `assets/` into `dist/`, and [`diagnostic`] is how every
-//! stage reports a problem.
+//! [`build`] turns `assets/` into `dist/`, [`serve`] serves it, and
+//! [`diagnostic`] is how every stage reports a problem.
 
 pub mod build;
 pub mod config;
 pub mod diagnostic;
+pub mod serve;
 
 pub use build::build;
 pub use build::report::{BuildReport, Progress, Silent};

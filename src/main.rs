@@ -1,17 +1,19 @@
 //! The `kiln` command line: parses arguments and hands off to the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use kiln::build::report::{ConsoleProgress, human_size};
+use kiln::diagnostic::display_path;
+use kiln::serve::ServeOptions;
+use kiln::{Override, Settings};
 
 // lightningcss allocates heavily; mimalloc makes the CSS stage ~25% faster
 // than the system allocator (see BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use kiln::build::report::ConsoleProgress;
-use kiln::{Override, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -38,59 +40,119 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Build (unless --no-build), then serve the output directory.
+    Serve {
+        /// The site root, holding build.toml, assets/ and templates/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Listen here instead of server.addr.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Worker threads instead of server.workers.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Serve the existing output directory without building first.
+        #[arg(long)]
+        no_build: bool,
+        /// Override a build.toml key with a TOML value, e.g. --set server.access_log="combined".
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Build {
             root,
             out,
             overrides,
-        } => run_build(&root, out.as_deref(), &overrides),
+        } => load_settings(&root, out.as_deref(), &overrides).and_then(|settings| build(&settings)),
+        Command::Serve {
+            root,
+            addr,
+            workers,
+            no_build,
+            overrides,
+        } => load_settings(&root, None, &overrides).and_then(|settings| {
+            let addr = addr
+                .map(|text| kiln::config::parse_addr("--addr", &text))
+                .transpose()
+                .map_err(|err| usage_error(&err))?;
+            if !no_build {
+                build(&settings)?;
+            }
+            serve(&settings, addr, workers)
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
 }
 
-fn run_build(
-    root: &std::path::Path,
-    out: Option<&std::path::Path>,
+/// Loads and validates the configuration; a problem is printed and becomes
+/// exit code 2.
+fn load_settings(
+    root: &Path,
+    out: Option<&Path>,
     overrides: &[Override],
-) -> ExitCode {
-    let settings = match load_settings(root, out, overrides) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
-    };
+) -> Result<Settings, ExitCode> {
+    let settings = Settings::load(root, overrides).and_then(|settings| match out {
+        Some(out) => settings.with_out_dir(out),
+        None => Ok(settings),
+    });
+    settings.map_err(|err| usage_error(&err))
+}
+
+fn usage_error(err: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(2)
+}
+
+fn build(settings: &Settings) -> Result<(), ExitCode> {
     let progress = ConsoleProgress::new();
-    let result = kiln::build(&settings, &progress);
+    let result = kiln::build(settings, &progress);
     progress.finish();
     match result {
         Ok(report) => {
-            let label = kiln::diagnostic::display_path(&settings.out_dir);
-            print!("{}", report.summary(&label));
-            ExitCode::SUCCESS
+            print!("{}", report.summary(&display_path(&settings.out_dir)));
+            Ok(())
         }
         Err(err) => {
             eprintln!("{err}");
             eprintln!(
                 "build failed; {} was left as it was",
-                kiln::diagnostic::display_path(&settings.out_dir)
+                display_path(&settings.out_dir)
             );
-            ExitCode::FAILURE
+            Err(ExitCode::FAILURE)
         }
     }
 }
 
-fn load_settings(
-    root: &std::path::Path,
-    out: Option<&std::path::Path>,
-    overrides: &[Override],
-) -> Result<Settings, kiln::config::ConfigError> {
-    let settings = Settings::load(root, overrides)?;
-    match out {
-        Some(out) => settings.with_out_dir(out),
-        None => Ok(settings),
-    }
+fn serve(
+    settings: &Settings,
+    addr: Option<std::net::SocketAddr>,
+    workers: Option<usize>,
+) -> Result<(), ExitCode> {
+    let options = ServeOptions {
+        addr,
+        workers,
+        handle_signals: true,
+        access_log: None,
+    };
+    let failed = |err: std::io::Error| {
+        eprintln!("error: {err}");
+        ExitCode::FAILURE
+    };
+    let server = kiln::serve::start(settings, options).map_err(failed)?;
+    let stats = server.state.table.load().stats;
+    eprintln!(
+        "kiln: serving {} at {} ({} files, {} in memory); Ctrl-C stops",
+        display_path(&settings.out_dir),
+        server.base_url(),
+        stats.resources,
+        human_size(stats.memory_bytes)
+    );
+    server.wait().map_err(failed)
 }

@@ -161,3 +161,6 @@ pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
         }
     }
 }
+
+pub mod http;
+pub mod server;

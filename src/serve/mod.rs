@@ -1,0 +1,180 @@
+//! `kiln serve`: the production server for the output directory.
+//!
+//! One handler chain ([`handler`]) over a file table ([`table`]) that is
+//! loaded at start-up and replaced whole when a new build is swapped in
+//! ([`reload`]). Each HTTP concern has its own module: [`resolve`] (paths),
+//! [`negotiate`] (encodings), [`conditional`] (validators), [`range`],
+//! [`headers`] (policy), [`body`] (streaming), [`metrics`], [`access_log`],
+//! [`tls`].
+
+pub mod access_log;
+pub mod body;
+pub mod conditional;
+pub mod handler;
+pub mod headers;
+pub mod metrics;
+pub mod negotiate;
+pub mod range;
+pub mod reload;
+pub mod resolve;
+pub mod table;
+pub mod tls;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse, fn_service};
+use actix_web::{App, HttpServer};
+use arc_swap::ArcSwap;
+
+use crate::config::Settings;
+use access_log::AccessLog;
+use handler::{AppState, Limits};
+use headers::SecurityHeaders;
+use metrics::Metrics;
+use resolve::PathRules;
+use table::Table;
+
+/// Command-line choices that override `[server]`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub addr: Option<SocketAddr>,
+    pub workers: Option<usize>,
+    /// Handle SIGINT/SIGTERM (graceful stop) and SIGHUP (reload). Off for
+    /// servers embedded in tests.
+    pub handle_signals: bool,
+    /// Where access log lines go; standard output when `None`.
+    pub access_log: Option<AccessLog>,
+}
+
+/// A server running on its own thread.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub state: Arc<AppState>,
+    handle: ServerHandle,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://127.0.0.1:PORT` (or https).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops the server; `graceful` lets in-flight requests finish within
+    /// the configured grace period.
+    pub fn stop(self, graceful: bool) -> io::Result<()> {
+        actix_web::rt::System::new().block_on(self.handle.stop(graceful));
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+
+    /// A handle that can stop the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Blocks until the server stops (on a signal, or a handle's stop).
+    pub fn wait(self) -> io::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+}
+
+/// Loads the output directory and starts serving it on a new thread.
+pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningServer> {
+    let server = settings.server();
+    let table = Table::load(settings)?;
+    let tls_config = match &settings.server.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
+    let state = Arc::new(AppState {
+        table: ArcSwap::from_pointee(table),
+        metrics: Arc::new(Metrics::default()),
+        log: options
+            .access_log
+            .clone()
+            .unwrap_or_else(|| AccessLog::stdout(server.access_log)),
+        security: SecurityHeaders::new(settings, tls_config.is_some()),
+        limits: Limits {
+            max_header_bytes: server.max_header_bytes,
+            max_body_bytes: server.max_body_bytes,
+            max_ranges: server.max_ranges,
+            metrics: server.metrics,
+            rules: PathRules {
+                pretty_urls: server.pretty_urls,
+            },
+        },
+    });
+    let addr = options.addr.unwrap_or(settings.server.addr);
+    let listener = TcpListener::bind(addr)
+        .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
+    let addr = listener.local_addr()?;
+    let workers = options.workers.unwrap_or(server.workers);
+    let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
+    let thread_state = Arc::clone(&state);
+    let thread_settings = settings.clone();
+    let tls = tls_config.is_some();
+    let handle_signals = options.handle_signals;
+    let keep_alive = Duration::from_secs(server.keep_alive_secs);
+    let header_timeout = Duration::from_secs(server.header_timeout_secs);
+    let grace = server.shutdown_grace_secs;
+    let thread = std::thread::Builder::new()
+        .name("kiln-serve".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app_state = Arc::clone(&thread_state);
+                let metrics = Arc::clone(&thread_state.metrics);
+                let mut http = HttpServer::new(move || {
+                    let state = Arc::clone(&app_state);
+                    App::new().default_service(fn_service(move |request: ServiceRequest| {
+                        let state = Arc::clone(&state);
+                        async move {
+                            let (req, _payload) = request.into_parts();
+                            let response = handler::handle(&req, &state);
+                            Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
+                        }
+                    }))
+                })
+                // The guard lives in the connection's data and counts it until it closes.
+                .on_connect(move |_, data| {
+                    data.insert(metrics.connection());
+                })
+                .keep_alive(keep_alive)
+                .client_request_timeout(header_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .shutdown_timeout(grace)
+                .backlog(2048);
+                if workers > 0 {
+                    http = http.workers(workers);
+                }
+                if !handle_signals {
+                    http = http.disable_signals();
+                }
+                let running = match tls_config {
+                    Some(config) => http.listen_rustls_0_23(listener, config)?.run(),
+                    None => http.listen(listener)?.run(),
+                };
+                let _ = handle_sender.send(running.handle());
+                actix_web::rt::spawn(reload::watch(thread_settings, thread_state, handle_signals));
+                running.await
+            })
+        })?;
+    let handle = handle_receiver
+        .recv()
+        .map_err(|_| io::Error::other("the server failed to start"))?;
+    Ok(RunningServer {
+        addr,
+        tls,
+        state,
+        handle,
+        thread,
+    })
+}

@@ -1,0 +1,105 @@
+//! Starting kiln's server in-process on an ephemeral port, for tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use kiln::serve::access_log::AccessLog;
+use kiln::serve::{RunningServer, ServeOptions};
+
+use super::Site;
+
+/// A running server that stops when dropped.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    pub fn start(site: &Site, overrides: &[&str]) -> TestServer {
+        TestServer::start_with_log(site, overrides, None)
+    }
+
+    pub fn start_with_log(site: &Site, overrides: &[&str], log: Option<AccessLog>) -> TestServer {
+        let settings = site.settings(overrides);
+        let options = ServeOptions {
+            addr: Some("127.0.0.1:0".parse().unwrap()),
+            workers: Some(2),
+            handle_signals: false,
+            access_log: Some(
+                log.unwrap_or_else(|| AccessLog::stdout(kiln::config::AccessLogFormat::Off)),
+            ),
+        };
+        let server = kiln::serve::start(&settings, options).expect("server starts");
+        TestServer {
+            addr: server.addr,
+            server: Some(server),
+        }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Stops gracefully and waits for the server thread.
+    pub fn stop(mut self, graceful: bool) {
+        if let Some(server) = self.server.take() {
+            server.stop(graceful).expect("server stops");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.stop(false);
+        }
+    }
+}
+
+/// Deterministic, poorly compressible bytes.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The basic fixture, built, with pages and extra files added to `dist/` the
+/// way later build stages and users put them there.
+pub fn site_with_pages() -> Site {
+    let site = Site::fixture("basic");
+    site.build().expect("fixture builds");
+    let css = site.output_of("css/site.css");
+    let dist = |relative: &str| format!("dist/{relative}");
+    site.write(
+        &dist("index.html"),
+        "<!doctype html><title>Home</title><h1>Home</h1>\n",
+    );
+    site.write(
+        &dist("about/index.html"),
+        "<!doctype html><title>About</title><h1>About us</h1>\n",
+    );
+    site.write(&dist("flat.html"), "<!doctype html><title>Flat</title>\n");
+    site.write(
+        &dist("404.html"),
+        "<!doctype html><title>Not found</title><h1>Nothing here</h1>\n",
+    );
+    site.write(&dist("robots.txt"), "User-agent: *\nAllow: /\n");
+    site.write(&dist("big.bin"), noise(3 * 1024 * 1024 + 17));
+    site.write(&dist(".secret"), "do not serve");
+    site.write(&dist(".kiln/hints.json"), format!(
+        "{{\"index.html\": [\"</{css}>; rel=preload; as=style\", \"</js/app.js>; rel=modulepreload\"]}}"
+    ));
+    let outside = site.path("outside.txt");
+    std::fs::write(&outside, "outside the output directory").unwrap();
+    std::os::unix::fs::symlink(&outside, site.dist().join("escape.txt")).unwrap();
+    std::os::unix::fs::symlink(Path::new("robots.txt"), site.dist().join("robots-link.txt"))
+        .unwrap();
+    site
+}

@@ -1,0 +1,192 @@
+//! TLS (HTTP/2 by ALPN, HSTS only there) and the `kiln serve` binary
+//! (start-up, SIGTERM).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http;
+use common::server::{TestServer, site_with_pages};
+
+/// A CA and a certificate for 127.0.0.1/localhost signed by it, as PEM.
+struct TestCertificates {
+    ca_der: Vec<u8>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn certificates() -> TestCertificates {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    TestCertificates {
+        ca_der: ca.der().to_vec(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// A TLS client connection offering `alpn`, trusting only the test CA.
+fn tls_connect(
+    addr: std::net::SocketAddr,
+    ca_der: &[u8],
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(ca_der.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    stream
+}
+
+#[test]
+fn tls_negotiates_http2_and_sends_hsts() {
+    let site = site_with_pages();
+    let certs = certificates();
+    site.write("tls/cert.pem", &certs.cert_pem);
+    site.write("tls/key.pem", &certs.key_pem);
+    let server = TestServer::start(
+        &site,
+        &[
+            "server.tls_cert=\"tls/cert.pem\"",
+            "server.tls_key=\"tls/key.pem\"",
+        ],
+    );
+    assert!(server.running().base_url().starts_with("https://"));
+
+    let h2 = tls_connect(server.addr, &certs.ca_der, &[b"h2", b"http/1.1"]);
+    assert_eq!(h2.conn.alpn_protocol(), Some(&b"h2"[..]));
+
+    let mut h1 = tls_connect(server.addr, &certs.ca_der, &[b"http/1.1"]);
+    h1.write_all(b"GET /robots.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    let _ = h1.read_to_end(&mut bytes);
+    let response = http::parse(&bytes, false);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "User-agent: *\nAllow: /\n");
+    assert_eq!(
+        response.header("strict-transport-security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+}
+
+#[test]
+fn tls_with_a_bad_key_fails_to_start_with_the_path() {
+    let site = site_with_pages();
+    site.write("tls/cert.pem", certificates().cert_pem);
+    site.write("tls/key.pem", "not a key");
+    let settings = site.settings(&[
+        "server.tls_cert=\"tls/cert.pem\"",
+        "server.tls_key=\"tls/key.pem\"",
+    ]);
+    let options = kiln::serve::ServeOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let err = kiln::serve::start(&settings, options)
+        .err()
+        .expect("refuses to start");
+    assert!(err.to_string().contains("key.pem"), "{err}");
+}
+
+/// Runs `kiln serve` and returns the child and the address it printed.
+fn spawn_serve(root: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "serve",
+            "--root",
+            root.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("kiln serve prints its address")
+            .unwrap();
+        if let Some(at) = line.find("http://") {
+            let rest = &line[at + "http://".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, address)
+}
+
+#[test]
+fn kiln_serve_builds_serves_and_stops_gracefully_on_sigterm() {
+    let site = common::Site::fixture("basic");
+    let (mut child, address) = spawn_serve(site.root(), &[]);
+    let addr = address.parse().unwrap();
+    let css = site.output_of("css/site.css");
+    assert_eq!(http::get(addr, &format!("/{css}"), &[]).status, 200);
+    // SAFETY: kill(2) with a child's pid and SIGTERM.
+    let result = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(result, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn kiln_serve_no_build_serves_the_existing_output() {
+    let site = site_with_pages();
+    let (mut child, address) = spawn_serve(site.root(), &["--no-build"]);
+    let addr = address.parse().unwrap();
+    // Pages added to dist/ by hand survive: nothing was rebuilt.
+    assert_eq!(http::get(addr, "/about/", &[]).status, 200);
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn kiln_serve_with_a_bad_addr_exits_2() {
+    let site = common::Site::empty();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "serve",
+            "--root",
+            site.root().to_str().unwrap(),
+            "--addr",
+            "nowhere",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--addr"));
+}
