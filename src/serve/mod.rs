@@ -151,6 +151,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                 .client_request_timeout(header_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .shutdown_timeout(grace)
+                .tcp_nodelay(true)
                 .backlog(2048);
                 if workers > 0 {
                     http = http.workers(workers);
