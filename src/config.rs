@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE: &str = "build.toml";
 /// Sources are read from this directory under the site root.
 pub const ASSETS_DIR: &str = "assets";
+/// Templates (pages, layouts, partials) live here.
+pub const TEMPLATES_DIR: &str = "templates";
+/// Data files available to templates live here.
+pub const DATA_DIR: &str = "data";
 /// The persistent build cache lives here, under the site root.
 pub const CACHE_DIR: &str = ".kiln-cache";
 
@@ -25,7 +29,77 @@ pub const CACHE_DIR: &str = ".kiln-cache";
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub build: BuildConfig,
+    pub images: ImagesConfig,
+    pub pages: PagesConfig,
     pub server: ServerConfig,
+}
+
+/// The `[images]` table: how raster and SVG images are optimised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// oxipng preset, 0 (fast) to 6 (smallest).
+    pub png_level: u8,
+    /// Drop metadata (EXIF, text chunks, comments) that does not affect display.
+    pub strip_metadata: bool,
+    /// JPEG re-encoding quality (1–100); a re-encode is kept only when smaller.
+    pub jpeg_quality: u8,
+    /// Write WebP variants of raster images.
+    pub webp: bool,
+    /// WebP quality (1–100).
+    pub webp_quality: u8,
+    /// Write AVIF variants of raster images.
+    pub avif: bool,
+    /// AVIF quality (1–100).
+    pub avif_quality: u8,
+    /// AVIF encoder speed, 1 (slow, smallest) to 10 (fast).
+    pub avif_speed: u8,
+    /// Widths of responsive variants; never larger than the image.
+    pub widths: Vec<u32>,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            png_level: 2,
+            strip_metadata: true,
+            jpeg_quality: 82,
+            webp: true,
+            webp_quality: 80,
+            avif: true,
+            avif_quality: 60,
+            avif_speed: 8,
+            widths: vec![480, 960, 1440],
+        }
+    }
+}
+
+/// The `[pages]` table: how templates become HTML pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    /// `pages/about.html` → `about/index.html` (served as `/about/`).
+    pub pretty_urls: bool,
+    /// Add `loading="lazy"` and dimensions to images, except the first one.
+    pub lazy_loading: bool,
+    /// Add `integrity` and `crossorigin` to scripts and stylesheets.
+    pub sri: bool,
+    /// Add preload/modulepreload links for each page's entries.
+    pub resource_hints: bool,
+    /// Render pages marked `draft = true`.
+    pub drafts: bool,
+}
+
+impl Default for PagesConfig {
+    fn default() -> Self {
+        PagesConfig {
+            pretty_urls: true,
+            lazy_loading: true,
+            sri: true,
+            resource_hints: true,
+            drafts: false,
+        }
+    }
 }
 
 /// The `[build]` table.
@@ -349,8 +423,11 @@ impl Config {
             validate_entries(entries)?;
         }
         let server = validate_server(&self.server, &root)?;
+        validate_images(&self.images)?;
         Ok(Settings {
             assets_dir: root.join(ASSETS_DIR),
+            templates_dir: root.join(TEMPLATES_DIR),
+            data_dir: root.join(DATA_DIR),
             cache_dir: root.join(CACHE_DIR),
             out_dir,
             root,
@@ -423,6 +500,33 @@ fn validate_server(server: &ServerConfig, root: &Path) -> Result<ServerSettings,
     })
 }
 
+fn validate_images(images: &ImagesConfig) -> Result<(), ConfigError> {
+    let ranges = [
+        ("images.png_level", images.png_level, 0, 6),
+        ("images.jpeg_quality", images.jpeg_quality, 1, 100),
+        ("images.webp_quality", images.webp_quality, 1, 100),
+        ("images.avif_quality", images.avif_quality, 1, 100),
+        ("images.avif_speed", images.avif_speed, 1, 10),
+    ];
+    for (key, value, low, high) in ranges {
+        if !(low..=high).contains(&value) {
+            return Err(config_error(format!(
+                "{key} = {value}: must be between {low} and {high}"
+            )));
+        }
+    }
+    if let Some(width) = images
+        .widths
+        .iter()
+        .find(|&&width| width == 0 || width > 16_384)
+    {
+        return Err(config_error(format!(
+            "images.widths: {width} is not a width between 1 and 16384"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses `HOST:PORT` (`localhost:8080`, `[::1]:80`, `0.0.0.0:8080`).
 pub fn parse_addr(key: &str, text: &str) -> Result<std::net::SocketAddr, ConfigError> {
     use std::net::ToSocketAddrs;
@@ -489,7 +593,8 @@ fn validate_out_dir(root: &Path, out_dir: &Path) -> Result<PathBuf, ConfigError>
     let protected = [
         root.to_path_buf(),
         root.join(ASSETS_DIR),
-        root.join("templates"),
+        root.join(TEMPLATES_DIR),
+        root.join(DATA_DIR),
     ];
     for dir in &protected {
         if dir.starts_with(&out) {
@@ -605,6 +710,10 @@ pub struct Settings {
     pub root: PathBuf,
     /// Absolute `ROOT/assets`.
     pub assets_dir: PathBuf,
+    /// Absolute `ROOT/templates`.
+    pub templates_dir: PathBuf,
+    /// Absolute `ROOT/data`.
+    pub data_dir: PathBuf,
     /// Absolute output directory.
     pub out_dir: PathBuf,
     /// Absolute `ROOT/.kiln-cache`.
@@ -637,6 +746,14 @@ impl Settings {
 
     pub fn server(&self) -> &ServerConfig {
         &self.config.server
+    }
+
+    pub fn images(&self) -> &ImagesConfig {
+        &self.config.images
+    }
+
+    pub fn pages(&self) -> &PagesConfig {
+        &self.config.pages
     }
 }
 

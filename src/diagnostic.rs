@@ -57,9 +57,36 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The diagnostic labelled as a warning rather than an error.
+    pub fn as_warning(&self) -> impl fmt::Display + '_ {
+        Labelled {
+            label: "warning",
+            diagnostic: self,
+        }
+    }
+}
+
+struct Labelled<'a> {
+    label: &'static str,
+    diagnostic: &'a Diagnostic,
+}
+
+impl fmt::Display for Labelled<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.diagnostic.write(f, self.label)
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        self.write(f, "error")
+    }
+}
+
+impl Diagnostic {
+    fn write(&self, f: &mut fmt::Formatter<'_>, label: &str) -> fmt::Result {
+        writeln!(f, "{label}: {}", self.message)?;
         if let Some(location) = &self.location {
             writeln!(
                 f,

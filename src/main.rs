@@ -116,6 +116,9 @@ fn build(settings: &Settings) -> Result<(), ExitCode> {
     progress.finish();
     match result {
         Ok(report) => {
+            for warning in &report.warnings {
+                eprint!("{}", warning.as_warning());
+            }
             print!("{}", report.summary(&display_path(&settings.out_dir)));
             Ok(())
         }

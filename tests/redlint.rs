@@ -32,7 +32,7 @@ fn redbot_python() -> Result<PathBuf, String> {
 fn demo_site() -> Site {
     let site = Site::empty();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["assets", "templates"] {
+    for dir in ["assets", "templates", "data"] {
         if repo.join(dir).is_dir() {
             copy_tree(&repo.join(dir), &site.path(dir));
         }

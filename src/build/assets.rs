@@ -1,16 +1,18 @@
-//! Static assets: files emitted unchanged under content-hashed names.
+//! Static assets: files emitted under content-hashed names — unchanged, or
+//! for images, optimised by the image stage with their variants beside them.
 //!
 //! The table is shared by every stage of one build. A stylesheet that meets
 //! `url(../images/a.png)` asks the table for that file's public URL; the file
-//! is read and hashed once, whichever stage asks first, and then emitted.
+//! is read and processed once, whichever stage asks first, and then emitted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::build::cache::Cache;
+use crate::build::cache::{Cache, CacheStats, Key};
 use crate::build::graph::key_of;
 use crate::build::hash::{HashStyle, cached_integrity, hashed_path};
+use crate::build::images::{self, Format};
 use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
 
@@ -30,6 +32,29 @@ pub struct StaticAsset {
     pub file: String,
     pub bytes: Arc<Vec<u8>>,
     pub integrity: String,
+    /// For images: dimensions and the variants made from it.
+    pub image: Option<ImageOutputs>,
+}
+
+/// What the image stage added to an image asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOutputs {
+    pub format: Format,
+    /// Intrinsic size of the main file, when known.
+    pub size: Option<(u32, u32)>,
+    /// Resized and modern-format copies, smallest width first.
+    pub variants: Vec<EmittedVariant>,
+}
+
+/// One emitted image variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmittedVariant {
+    /// Output path relative to the output directory.
+    pub file: String,
+    pub width: u32,
+    pub height: u32,
+    pub format: Format,
+    pub bytes: Arc<Vec<u8>>,
 }
 
 type Slot = Arc<OnceLock<Result<Arc<StaticAsset>, String>>>;
@@ -38,15 +63,22 @@ type Slot = Arc<OnceLock<Result<Arc<StaticAsset>, String>>>;
 pub struct AssetTable<'a> {
     settings: &'a Settings,
     cache: &'a Cache,
+    stats: &'a CacheStats,
     style: HashStyle,
     slots: Mutex<HashMap<PathBuf, Slot>>,
 }
 
 impl<'a> AssetTable<'a> {
-    pub fn new(settings: &'a Settings, cache: &'a Cache, style: HashStyle) -> AssetTable<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        cache: &'a Cache,
+        stats: &'a CacheStats,
+        style: HashStyle,
+    ) -> AssetTable<'a> {
         AssetTable {
             settings,
             cache,
+            stats,
             style,
             slots: Mutex::new(HashMap::new()),
         }
@@ -72,8 +104,22 @@ impl<'a> AssetTable<'a> {
     }
 
     fn load(&self, path: &Path) -> Result<StaticAsset, String> {
-        let bytes = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let source = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
         let (key, logical) = self.locate(path)?;
+        let (bytes, image) = match Format::of(&logical) {
+            Some(format) => {
+                let processed = self
+                    .process_image(format, &source)
+                    .map_err(|err| format!("{}: {err}", path.display()))?;
+                let outputs = ImageOutputs {
+                    format,
+                    size: processed.size,
+                    variants: self.emit_variants(&logical, processed.size, processed.variants),
+                };
+                (processed.main, Some(outputs))
+            }
+            None => (source, None),
+        };
         let digest = blake3::hash(&bytes);
         let file = hashed_path(&logical, &self.style.of_digest(digest));
         Ok(StaticAsset {
@@ -82,7 +128,95 @@ impl<'a> AssetTable<'a> {
             file,
             integrity: cached_integrity(self.cache, &bytes, &digest),
             bytes: Arc::new(bytes),
+            image,
         })
+    }
+
+    /// Runs the image stage, or takes its result from the cache: keyed by
+    /// the source bytes and the `[images]` settings.
+    fn process_image(&self, format: Format, source: &[u8]) -> Result<images::Processed, String> {
+        let config = self.settings.images();
+        let settings = serde_json::to_vec(config).unwrap_or_default();
+        let key = Key::new("image", &[&settings, blake3::hash(source).as_bytes()]);
+        if let Some(processed) = self.cached_image(&key) {
+            self.stats.hit();
+            return Ok(processed);
+        }
+        self.stats.miss();
+        let processed = images::process(format, source, config)?;
+        self.store_image(&key, &processed);
+        Ok(processed)
+    }
+
+    fn cached_image(&self, key: &Key) -> Option<images::Processed> {
+        let record: CachedImage = self.cache.get_record(key)?;
+        let blob = |hex: &str| self.cache.get_blob(&blake3::Hash::from_hex(hex).ok()?);
+        let variants = record
+            .variants
+            .iter()
+            .map(|variant| {
+                Some(images::Variant {
+                    width: variant.width,
+                    height: variant.height,
+                    format: variant.format,
+                    bytes: blob(&variant.blob)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(images::Processed {
+            main: blob(&record.main)?,
+            size: record.size,
+            variants,
+        })
+    }
+
+    fn store_image(&self, key: &Key, processed: &images::Processed) {
+        let hex = |bytes: &[u8]| self.cache.put_blob(bytes).to_hex().to_string();
+        let record = CachedImage {
+            main: hex(&processed.main),
+            size: processed.size,
+            variants: processed
+                .variants
+                .iter()
+                .map(|variant| CachedVariant {
+                    width: variant.width,
+                    height: variant.height,
+                    format: variant.format,
+                    blob: hex(&variant.bytes),
+                })
+                .collect(),
+        };
+        self.cache.put_record(key, &record);
+    }
+
+    /// Names each variant by content: `images/a.webp` at full size,
+    /// `images/a-480w.webp` resized, with the hash inserted.
+    fn emit_variants(
+        &self,
+        logical: &str,
+        size: Option<(u32, u32)>,
+        variants: Vec<images::Variant>,
+    ) -> Vec<EmittedVariant> {
+        let stem = logical.rsplit_once('.').map_or(logical, |(stem, _)| stem);
+        let full_width = size.map(|(width, _)| width);
+        variants
+            .into_iter()
+            .map(|variant| {
+                let suffix = if Some(variant.width) == full_width {
+                    String::new()
+                } else {
+                    format!("-{}w", variant.width)
+                };
+                let name = format!("{stem}{suffix}.{}", variant.format.extension());
+                EmittedVariant {
+                    file: hashed_path(&name, &self.style.of(&variant.bytes)),
+                    width: variant.width,
+                    height: variant.height,
+                    format: variant.format,
+                    bytes: Arc::new(variant.bytes),
+                }
+            })
+            .collect()
     }
 
     /// The manifest key and the unhashed output path of a source file.
@@ -120,6 +254,22 @@ impl<'a> AssetTable<'a> {
         assets.dedup_by(|a, b| a.file == b.file);
         assets
     }
+}
+
+/// The cache record of one processed image: bytes live in blobs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedImage {
+    main: String,
+    size: Option<(u32, u32)>,
+    variants: Vec<CachedVariant>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedVariant {
+    width: u32,
+    height: u32,
+    format: Format,
+    blob: String,
 }
 
 /// The public URL of an output file, as referenced from another output in

@@ -39,6 +39,24 @@ pub struct ManifestChunk {
     pub assets: Vec<String>,
     /// `sha384-…` of the output file, for Subresource Integrity.
     pub integrity: String,
+    /// kiln extension: intrinsic width of an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// kiln extension: intrinsic height of an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// kiln extension: an image's resized and modern-format copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<ImageVariant>,
+}
+
+/// One entry of an image's `variants` (kiln's manifest extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVariant {
+    pub file: String,
+    pub width: u32,
+    pub height: u32,
+    pub format: crate::build::images::Format,
 }
 
 fn is_false(value: &bool) -> bool {

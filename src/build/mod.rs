@@ -12,10 +12,14 @@ pub mod compress;
 pub mod css;
 pub mod graph;
 pub mod hash;
+pub mod images;
 pub mod manifest;
 pub mod output;
+pub mod pages;
 pub mod report;
+pub mod svg;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,7 +74,7 @@ pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport
         encoding: settings.build().hash_encoding,
         length: settings.build().hash_length,
     };
-    let assets = AssetTable::new(settings, &cache, style);
+    let assets = AssetTable::new(settings, &cache, &stats, style);
     let context = Context {
         settings,
         cache: &cache,
@@ -87,18 +91,42 @@ pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport
         .iter()
         .flat_map(|entry| entry.files.clone())
         .collect();
-    files.extend(assets.emitted().iter().map(|asset| OutputFile {
-        path: asset.file.clone(),
-        bytes: Arc::clone(&asset.bytes),
+    for asset in assets.emitted() {
+        files.push(OutputFile {
+            path: asset.file.clone(),
+            bytes: Arc::clone(&asset.bytes),
+        });
+        for variant in asset.image.iter().flat_map(|image| &image.variants) {
+            files.push(OutputFile {
+                path: variant.file.clone(),
+                bytes: Arc::clone(&variant.bytes),
+            });
+        }
+    }
+    let manifest = assemble_manifest(&entries, &assets.emitted());
+    progress.stage("pages", 0);
+    let rendered = pages::build(settings, &manifest, &assets.emitted())?;
+    files.extend(rendered.pages.iter().map(|page| OutputFile {
+        path: page.output.clone(),
+        bytes: Arc::new(page.html.clone().into_bytes()),
     }));
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let manifest = assemble_manifest(&entries, &assets.emitted());
     let variants = precompress(&context, &files);
 
     progress.stage("write", files.len());
     let staging = Staging::create(&settings.out_dir, &lock)?;
     write_outputs(&staging, &files, &variants, progress)?;
     staging.write(MANIFEST_FILE, &manifest::to_json(&manifest))?;
+    let hints: BTreeMap<&str, &Vec<String>> = rendered
+        .pages
+        .iter()
+        .filter(|page| !page.hints.is_empty())
+        .map(|page| (page.output.as_str(), &page.hints))
+        .collect();
+    if !hints.is_empty() {
+        let json = serde_json::to_vec_pretty(&hints).unwrap_or_default();
+        staging.write(crate::serve::table::HINTS_FILE, &json)?;
+    }
     staging.commit()?;
     cache.prune();
 
@@ -107,6 +135,7 @@ pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport
         duration: started.elapsed(),
         cache_hits: stats.hits(),
         cache_misses: stats.misses(),
+        warnings: rendered.warnings,
     })
 }
 
@@ -399,12 +428,29 @@ fn relative_prefix(from: &Path, to: &Path) -> String {
 fn assemble_manifest(entries: &[EntryOutput], assets: &[Arc<StaticAsset>]) -> Manifest {
     let mut manifest = Manifest::new();
     for asset in assets {
+        let image = asset.image.as_ref();
         manifest.insert(
             asset.key.clone(),
             ManifestChunk {
                 file: asset.file.clone(),
                 src: Some(asset.key.clone()),
                 integrity: asset.integrity.clone(),
+                width: image.and_then(|image| image.size).map(|(width, _)| width),
+                height: image.and_then(|image| image.size).map(|(_, height)| height),
+                variants: image
+                    .map(|image| {
+                        image
+                            .variants
+                            .iter()
+                            .map(|variant| manifest::ImageVariant {
+                                file: variant.file.clone(),
+                                width: variant.width,
+                                height: variant.height,
+                                format: variant.format,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 ..Default::default()
             },
         );

@@ -96,6 +96,8 @@ pub struct BuildReport {
     pub cache_hits: usize,
     /// Stage results computed afresh.
     pub cache_misses: usize,
+    /// Problems that did not stop the build (an image without alt text).
+    pub warnings: Vec<crate::diagnostic::Diagnostic>,
 }
 
 impl BuildReport {

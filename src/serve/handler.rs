@@ -190,9 +190,14 @@ fn not_found(req: &HttpRequest, table: &Table) -> HttpResponse {
     };
     let variant = &page.variants[index];
     let mut response = full(StatusCode::NOT_FOUND, variant, req.method() == Method::HEAD);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // The page is the body of an error, not the representation of the
+    // requested URL: no validators or ranges for it (a conditional or ranged
+    // request for a missing URL still gets the whole 404).
+    let headers = response.headers_mut();
+    for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES] {
+        headers.remove(name);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

@@ -1,0 +1,490 @@
+//! The page stage: `templates/pages/**` (HTML templates and Markdown) render
+//! through minijinja into HTML pages, which are then post-processed
+//! ([`postprocess`]) and emitted beside the assets.
+//!
+//! Layouts and partials are any other template under `templates/`
+//! (`{% extends "layouts/base.html" %}`, `{% include "partials/nav.html" %}`).
+//! Every page sees `page` (its front matter plus `url`, `output`, and for
+//! Markdown `content` and `toc`), `pages` (every page's metadata, newest
+//! first), `data` (files under `data/`) and `site`.
+
+pub mod frontmatter;
+pub mod functions;
+pub mod markdown;
+pub mod postprocess;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use minijinja::Environment;
+use minijinja::value::Value;
+use rayon::prelude::*;
+use syntect::parsing::SyntaxSet;
+
+use crate::build::assets::StaticAsset;
+use crate::build::graph::key_of;
+use crate::build::manifest::Manifest;
+use crate::config::Settings;
+use crate::diagnostic::{Diagnostic, SourceLocation};
+use functions::Catalog;
+use postprocess::{OutputIndex, PageRef, Rewrites};
+
+/// The layout Markdown pages use when their front matter names none.
+pub const DEFAULT_LAYOUT: &str = "layouts/page.html";
+
+/// A rendered page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Output path relative to the output directory (`about/index.html`).
+    pub output: String,
+    pub html: String,
+    /// `Link` header values for the server.
+    pub hints: Vec<String>,
+}
+
+/// Every page of the site, and the warnings rendering produced.
+#[derive(Debug, Default)]
+pub struct Pages {
+    pub pages: Vec<Page>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A page source found under `templates/pages/`.
+struct Source {
+    path: PathBuf,
+    /// Template name, relative to `templates/` (`pages/about.html`).
+    name: String,
+    markdown: bool,
+    front_matter: serde_json::Map<String, serde_json::Value>,
+    body: String,
+    output: String,
+    url: String,
+}
+
+/// Renders every page. All template errors are reported together.
+pub fn build(
+    settings: &Settings,
+    manifest: &Manifest,
+    assets: &[Arc<StaticAsset>],
+) -> Result<Pages, Vec<Diagnostic>> {
+    let pages_dir = settings.templates_dir.join("pages");
+    if !pages_dir.is_dir() {
+        return Ok(Pages::default());
+    }
+    let sources = read_sources(settings, &pages_dir)?;
+    check_collisions(&sources)?;
+    let catalog = Arc::new(Catalog {
+        base_url: settings.build().base_url.clone(),
+        sri: settings.pages().sri,
+        manifest: manifest.clone(),
+        images: assets
+            .iter()
+            .filter_map(|asset| Some((asset.key.clone(), asset.image.clone()?)))
+            .collect(),
+        templates_dir: settings.templates_dir.clone(),
+        warnings: Mutex::new(Vec::new()),
+    });
+    let env = functions::environment(&settings.templates_dir, Arc::clone(&catalog));
+    let data = read_data(&settings.data_dir)?;
+    let listing = listing(&sources);
+    let syntaxes = sources
+        .iter()
+        .any(|source| source.markdown)
+        .then(SyntaxSet::load_defaults_newlines);
+    let index = OutputIndex::new(manifest);
+    let shared = Shared {
+        settings,
+        env: &env,
+        data: &data,
+        listing: &listing,
+        syntaxes: syntaxes.as_ref(),
+        index: &index,
+    };
+    let results: Vec<Result<Page, Diagnostic>> = sources
+        .par_iter()
+        .map(|source| render(&shared, source))
+        .collect();
+    let mut pages = Vec::new();
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(page) => pages.push(page),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    pages.sort_by(|a, b| a.output.cmp(&b.output));
+    let warnings = std::mem::take(
+        &mut *catalog
+            .warnings
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()),
+    );
+    Ok(Pages { pages, warnings })
+}
+
+/// What every page's rendering reads.
+struct Shared<'a> {
+    settings: &'a Settings,
+    env: &'a Environment<'static>,
+    data: &'a serde_json::Value,
+    listing: &'a [serde_json::Value],
+    syntaxes: Option<&'a SyntaxSet>,
+    index: &'a OutputIndex,
+}
+
+fn read_sources(settings: &Settings, pages_dir: &Path) -> Result<Vec<Source>, Vec<Diagnostic>> {
+    let mut sources = Vec::new();
+    let mut problems = Vec::new();
+    let walker = walkdir::WalkDir::new(pages_dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            entry.depth() == 0 || !(name.starts_with('.') || name.starts_with('_'))
+        });
+    for entry in walker {
+        let entry = entry.map_err(|err| vec![Diagnostic::new(err.to_string())])?;
+        let relative = key_of(pages_dir, entry.path());
+        let markdown = relative.ends_with(".md");
+        if !entry.file_type().is_file()
+            || !(markdown || relative.ends_with(".html") || relative.ends_with(".htm"))
+        {
+            continue;
+        }
+        match read_source(settings, entry.path(), &relative, markdown) {
+            Ok(Some(source)) => sources.push(source),
+            Ok(None) => {}
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sources)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Reads one page; `None` for a draft when drafts are off.
+fn read_source(
+    settings: &Settings,
+    path: &Path,
+    relative: &str,
+    markdown: bool,
+) -> Result<Option<Source>, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|err| Diagnostic::io(path, &err))?;
+    let split = frontmatter::split(&text).map_err(|(message, line)| {
+        let location = SourceLocation {
+            file: path.to_path_buf(),
+            line,
+            column: 1,
+        };
+        Diagnostic::at(format!("front matter: {message}"), location, Some(&text))
+    })?;
+    let serde_json::Value::Object(front_matter) = frontmatter::table_to_json(&split.front_matter)
+    else {
+        unreachable!("a TOML table converts to a JSON object")
+    };
+    let draft = front_matter
+        .get("draft")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if draft && !settings.pages().drafts {
+        return Ok(None);
+    }
+    let output = output_path(relative, settings.pages().pretty_urls);
+    let url = format!("/{}", output.strip_suffix("index.html").unwrap_or(&output));
+    Ok(Some(Source {
+        path: path.to_path_buf(),
+        name: format!("pages/{relative}"),
+        markdown,
+        front_matter,
+        body: split.body,
+        output,
+        url,
+    }))
+}
+
+/// `about.html` → `about/index.html` with pretty URLs; `index` pages and
+/// `404` stay where they are.
+pub fn output_path(relative: &str, pretty: bool) -> String {
+    let stem = relative
+        .strip_suffix(".html")
+        .or_else(|| relative.strip_suffix(".htm"))
+        .or_else(|| relative.strip_suffix(".md"))
+        .unwrap_or(relative);
+    let name = stem.rsplit('/').next().unwrap_or(stem);
+    if name == "index" || name == "404" || !pretty {
+        format!("{stem}.html")
+    } else {
+        format!("{stem}/index.html")
+    }
+}
+
+/// Two sources rendering to the same output is an error naming both.
+fn check_collisions(sources: &[Source]) -> Result<(), Vec<Diagnostic>> {
+    let mut seen: HashMap<&str, &Path> = HashMap::new();
+    let mut problems = Vec::new();
+    for source in sources {
+        if let Some(other) = seen.insert(&source.output, &source.path) {
+            problems.push(Diagnostic::new(format!(
+                "{} and {} both render to {}",
+                other.display(),
+                source.path.display(),
+                source.output
+            )));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every page's front matter with its URL, newest `date` first.
+fn listing(sources: &[Source]) -> Vec<serde_json::Value> {
+    let mut entries: Vec<(String, String, serde_json::Value)> = sources
+        .iter()
+        .map(|source| {
+            let mut entry = source.front_matter.clone();
+            entry.insert("url".into(), source.url.clone().into());
+            entry.insert("output".into(), source.output.clone().into());
+            let date = entry
+                .get("date")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .to_string();
+            (
+                date,
+                source.output.clone(),
+                serde_json::Value::Object(entry),
+            )
+        })
+        .collect();
+    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    entries.into_iter().map(|(_, _, entry)| entry).collect()
+}
+
+/// `data/**/*.toml|json` as a nested object: `data/team/people.toml` is
+/// `data.team.people`.
+fn read_data(dir: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
+    let mut root = serde_json::Map::new();
+    if !dir.is_dir() {
+        return Ok(root.into());
+    }
+    let mut problems = Vec::new();
+    for entry in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        let path = entry.path();
+        let extension = path.extension().and_then(|ext| ext.to_str()).unwrap_or("");
+        if !entry.file_type().is_file() || !matches!(extension, "toml" | "json") {
+            continue;
+        }
+        let value = match parse_data(path, extension) {
+            Ok(value) => value,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        let key = key_of(dir, path);
+        let key = key.rsplit_once('.').map_or(key.as_str(), |(stem, _)| stem);
+        let mut parts: Vec<&str> = key.split('/').collect();
+        let leaf = parts.pop().unwrap_or_default();
+        let mut map = &mut root;
+        for part in parts {
+            let next = map
+                .entry(part.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !next.is_object() {
+                *next = serde_json::Value::Object(Default::default());
+            }
+            map = next.as_object_mut().expect("made an object above");
+        }
+        map.insert(leaf.to_string(), value);
+    }
+    if problems.is_empty() {
+        Ok(root.into())
+    } else {
+        Err(problems)
+    }
+}
+
+fn parse_data(path: &Path, extension: &str) -> Result<serde_json::Value, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|err| Diagnostic::io(path, &err))?;
+    let at = |message: String, line: u32, column: u32| {
+        let location = SourceLocation {
+            file: path.to_path_buf(),
+            line,
+            column,
+        };
+        Diagnostic::at(message, location, Some(&text))
+    };
+    if extension == "json" {
+        serde_json::from_str(&text)
+            .map_err(|err| at(err.to_string(), err.line() as u32, err.column() as u32))
+    } else {
+        let table: toml::Table = toml::from_str(&text).map_err(|err| {
+            let line = err.span().map_or(1, |span| {
+                text[..span.start].matches('\n').count() as u32 + 1
+            });
+            at(err.message().to_string(), line, 1)
+        })?;
+        Ok(frontmatter::table_to_json(&table))
+    }
+}
+
+fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
+    let mut page = source.front_matter.clone();
+    page.insert("url".into(), source.url.clone().into());
+    page.insert("output".into(), source.output.clone().into());
+    page.insert("path".into(), source.name.clone().into());
+    let (template, page_value) = if source.markdown {
+        let syntaxes = shared.syntaxes.expect("loaded when any page is Markdown");
+        let rendered = markdown::render(&source.body, syntaxes);
+        page.insert(
+            "toc".into(),
+            serde_json::to_value(&rendered.toc).unwrap_or_default(),
+        );
+        let layout = page
+            .get("layout")
+            .and_then(|layout| layout.as_str())
+            .unwrap_or(DEFAULT_LAYOUT)
+            .to_string();
+        let mut value = Value::from_serialize(&page);
+        value = with_content(value, rendered.html);
+        (layout, value)
+    } else {
+        (source.name.clone(), Value::from_serialize(&page))
+    };
+    let context = minijinja::context! {
+        page => page_value,
+        pages => Value::from_serialize(shared.listing),
+        data => Value::from_serialize(shared.data),
+        site => minijinja::context! { base_url => shared.settings.build().base_url.clone() },
+    };
+    let html = shared
+        .env
+        .get_template(&template)
+        .and_then(|template| template.render(context))
+        .map_err(|err| template_diagnostic(shared.settings, source, &template, &err))?;
+    let dir = source
+        .output
+        .rsplit_once('/')
+        .map(|(dir, _)| dir)
+        .unwrap_or("");
+    let page_ref = PageRef {
+        index: shared.index,
+        base_url: &shared.settings.build().base_url,
+        dir,
+    };
+    let pages_config = shared.settings.pages();
+    let rewrites = Rewrites {
+        lazy_loading: pages_config.lazy_loading,
+        sri: pages_config.sri,
+        resource_hints: pages_config.resource_hints,
+        minify: shared.settings.build().minify,
+    };
+    // Whitespace before the doctype (blanked front matter, template tags)
+    // means nothing; drop it so the document starts with its doctype.
+    let rewritten =
+        postprocess::rewrite(html.trim_start(), &page_ref, rewrites).map_err(|err| {
+            Diagnostic::new(format!(
+                "{}: rewriting the rendered page: {err}",
+                source.path.display()
+            ))
+        })?;
+    Ok(Page {
+        output: source.output.clone(),
+        html: rewritten.html,
+        hints: rewritten.hints,
+    })
+}
+
+/// `page` with `content` as markup that is not escaped again.
+fn with_content(page: Value, content: String) -> Value {
+    let mut map: BTreeMap<String, Value> = BTreeMap::new();
+    if let Ok(keys) = page.try_iter() {
+        for key in keys {
+            if let (Some(name), Ok(value)) = (key.as_str(), page.get_item(&key)) {
+                map.insert(name.to_string(), value);
+            }
+        }
+    }
+    map.insert("content".into(), Value::from_safe_string(content));
+    Value::from(map)
+}
+
+/// A template error at the file and line where it happened: for an error
+/// inside an included or extended template, the innermost one.
+fn template_diagnostic(
+    settings: &Settings,
+    source: &Source,
+    template: &str,
+    err: &minijinja::Error,
+) -> Diagnostic {
+    let mut err = err;
+    while let Some(inner) =
+        std::error::Error::source(err).and_then(|inner| inner.downcast_ref::<minijinja::Error>())
+    {
+        if inner.name().is_none() {
+            break;
+        }
+        err = inner;
+    }
+    let name = err.name().unwrap_or(template);
+    let file = settings.templates_dir.join(name);
+    let mut message = match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    if name != source.name {
+        message.push_str(&format!(" (rendering {})", source.name));
+    }
+    match err.line() {
+        Some(line) => {
+            let text = std::fs::read_to_string(&file).ok();
+            // The error's byte range, when known, gives the column.
+            let column = err
+                .range()
+                .zip(text.as_deref())
+                .and_then(|(range, text)| {
+                    let before = text.get(..range.start)?;
+                    Some(before.rsplit('\n').next()?.chars().count() as u32 + 1)
+                })
+                .unwrap_or(1);
+            let location = SourceLocation {
+                file,
+                line: line as u32,
+                column,
+            };
+            Diagnostic::at(message, location, text.as_deref())
+        }
+        None => Diagnostic::new(format!("{}: {message}", file.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths() {
+        assert_eq!(output_path("index.html", true), "index.html");
+        assert_eq!(output_path("about.html", true), "about/index.html");
+        assert_eq!(output_path("about.html", false), "about.html");
+        assert_eq!(
+            output_path("blog/first-post.md", true),
+            "blog/first-post/index.html"
+        );
+        assert_eq!(output_path("blog/index.md", true), "blog/index.html");
+        assert_eq!(output_path("404.html", true), "404.html");
+    }
+}
