@@ -21,8 +21,9 @@ def main():
     site = fresh_dir(SCRATCH / "demo-rebuild") / "site"
     shutil.copytree(REPO / "assets", site / "assets")
     shutil.copy(REPO / "build.toml", site / "build.toml")
-    if (REPO / "templates").is_dir():
-        shutil.copytree(REPO / "templates", site / "templates")
+    for folder in ("templates", "data"):
+        if (REPO / folder).is_dir():
+            shutil.copytree(REPO / folder, site / folder)
     build = [str(kiln), "build", "--root", str(site)]
 
     def prepare(name):

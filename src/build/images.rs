@@ -125,9 +125,31 @@ fn process_raster(
     bytes: &[u8],
     config: &ImagesConfig,
 ) -> Result<Processed, String> {
-    let (image, orientation) = decode(bytes)?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|err| err.to_string())?;
+    let mut decoder = reader.into_decoder().map_err(|err| err.to_string())?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let (width, height) = upright_size(decoder.dimensions(), orientation);
+    let upright = orientation == Orientation::NoTransforms;
+    // Decoding is the expensive part: a PNG that only needs oxipng skips it.
+    let needs_pixels = !upright
+        || (format == Format::Jpeg && config.strip_metadata)
+        || wants_variants(format, width, config);
+    if !needs_pixels {
+        let main = match format {
+            Format::Png => optimise_png(bytes, config).unwrap_or_else(|| bytes.to_vec()),
+            _ => bytes.to_vec(),
+        };
+        return Ok(Processed {
+            main,
+            size: Some((width, height)),
+            variants: Vec::new(),
+        });
+    }
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|err| err.to_string())?;
+    image.apply_orientation(orientation);
     let main = optimise_main(format, bytes, &image, orientation, config)?;
-    let (width, height) = (image.width(), image.height());
     let variants = make_variants(format, &image, &main, config)?;
     Ok(Processed {
         main,
@@ -136,16 +158,22 @@ fn process_raster(
     })
 }
 
-/// Decodes and applies the EXIF orientation, so pixels are upright.
-fn decode(bytes: &[u8]) -> Result<(DynamicImage, Orientation), String> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|err| err.to_string())?;
-    let mut decoder = reader.into_decoder().map_err(|err| err.to_string())?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|err| err.to_string())?;
-    image.apply_orientation(orientation);
-    Ok((image, orientation))
+/// The size after applying the orientation (quarter turns swap the sides).
+fn upright_size((width, height): (u32, u32), orientation: Orientation) -> (u32, u32) {
+    match orientation {
+        Orientation::Rotate90
+        | Orientation::Rotate270
+        | Orientation::Rotate90FlipH
+        | Orientation::Rotate270FlipH => (height, width),
+        _ => (width, height),
+    }
+}
+
+/// Whether any variant could be made: a modern format, or a width below the image's.
+fn wants_variants(format: Format, width: u32, config: &ImagesConfig) -> bool {
+    (config.webp && format != Format::Webp)
+        || config.avif
+        || config.widths.iter().any(|&w| w < width)
 }
 
 /// The image in its own format, as small as kiln can make it without

@@ -105,7 +105,7 @@ pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport
     }
     let manifest = assemble_manifest(&entries, &assets.emitted());
     progress.stage("pages", 0);
-    let rendered = pages::build(settings, &manifest, &assets.emitted())?;
+    let rendered = pages::build(settings, &cache, &manifest, &assets.emitted())?;
     files.extend(rendered.pages.iter().map(|page| OutputFile {
         path: page.output.clone(),
         bytes: Arc::new(page.html.clone().into_bytes()),

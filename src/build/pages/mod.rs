@@ -15,7 +15,7 @@ pub mod postprocess;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use minijinja::Environment;
 use minijinja::value::Value;
@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use syntect::parsing::SyntaxSet;
 
 use crate::build::assets::StaticAsset;
+use crate::build::cache::{Cache, Key};
 use crate::build::graph::key_of;
 use crate::build::manifest::Manifest;
 use crate::config::Settings;
@@ -65,6 +66,7 @@ struct Source {
 /// Renders every page. All template errors are reported together.
 pub fn build(
     settings: &Settings,
+    cache: &Cache,
     manifest: &Manifest,
     assets: &[Arc<StaticAsset>],
 ) -> Result<Pages, Vec<Diagnostic>> {
@@ -88,17 +90,17 @@ pub fn build(
     let env = functions::environment(&settings.templates_dir, Arc::clone(&catalog));
     let data = read_data(&settings.data_dir)?;
     let listing = listing(&sources);
-    let syntaxes = sources
-        .iter()
-        .any(|source| source.markdown)
-        .then(SyntaxSet::load_defaults_newlines);
+    // Loading syntect's grammars takes ~100 ms: only when a Markdown page
+    // misses the cache.
+    let syntaxes = OnceLock::new();
     let index = OutputIndex::new(manifest);
     let shared = Shared {
         settings,
         env: &env,
         data: &data,
         listing: &listing,
-        syntaxes: syntaxes.as_ref(),
+        syntaxes: &syntaxes,
+        cache,
         index: &index,
     };
     let results: Vec<Result<Page, Diagnostic>> = sources
@@ -132,7 +134,8 @@ struct Shared<'a> {
     env: &'a Environment<'static>,
     data: &'a serde_json::Value,
     listing: &'a [serde_json::Value],
-    syntaxes: Option<&'a SyntaxSet>,
+    syntaxes: &'a OnceLock<SyntaxSet>,
+    cache: &'a Cache,
     index: &'a OutputIndex,
 }
 
@@ -347,8 +350,7 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
     page.insert("output".into(), source.output.clone().into());
     page.insert("path".into(), source.name.clone().into());
     let (template, page_value) = if source.markdown {
-        let syntaxes = shared.syntaxes.expect("loaded when any page is Markdown");
-        let rendered = markdown::render(&source.body, syntaxes);
+        let rendered = render_markdown(shared, &source.body);
         page.insert(
             "toc".into(),
             serde_json::to_value(&rendered.toc).unwrap_or_default(),
@@ -406,6 +408,26 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
         html: rewritten.html,
         hints: rewritten.hints,
     })
+}
+
+/// Markdown to HTML, cached by content (highlighting is the slow part).
+fn render_markdown(shared: &Shared, body: &str) -> markdown::Rendered {
+    let key = Key::new("markdown", &[body.as_bytes()]);
+    let cached = shared
+        .cache
+        .get_bytes(&key)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if let Some(rendered) = cached {
+        return rendered;
+    }
+    let syntaxes = shared
+        .syntaxes
+        .get_or_init(SyntaxSet::load_defaults_newlines);
+    let rendered = markdown::render(body, syntaxes);
+    if let Ok(json) = serde_json::to_vec(&rendered) {
+        shared.cache.put_bytes(&key, &json);
+    }
+    rendered
 }
 
 /// `page` with `content` as markup that is not escaped again.
