@@ -29,9 +29,52 @@ pub const CACHE_DIR: &str = ".kiln-cache";
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub build: BuildConfig,
+    pub js: JsConfig,
     pub images: ImagesConfig,
     pub pages: PagesConfig,
     pub server: ServerConfig,
+}
+
+/// The `[js]` table: how JavaScript and TypeScript entries are bundled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsConfig {
+    /// Where the automatic JSX runtime is imported from (`react`, `preact`).
+    pub jsx_import_source: String,
+    /// Global expressions replaced at build time: dotted name → JavaScript
+    /// literal (`"process.env.NODE_ENV" = '"production"'`).
+    pub define: std::collections::BTreeMap<String, String>,
+    /// What happens to license comments (`/*! … */`, `@license`, `@preserve`).
+    pub legal_comments: LegalComments,
+    /// Put dynamic imports and modules shared by several entries in chunks of their own.
+    pub splitting: bool,
+}
+
+impl Default for JsConfig {
+    fn default() -> Self {
+        JsConfig {
+            jsx_import_source: "react".into(),
+            define: [(
+                "process.env.NODE_ENV".to_string(),
+                "\"production\"".to_string(),
+            )]
+            .into(),
+            legal_comments: LegalComments::Inline,
+            splitting: true,
+        }
+    }
+}
+
+/// Where license comments go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegalComments {
+    /// Kept in the output.
+    Inline,
+    /// Moved to a `NAME.HASH.js.LICENSE.txt` file beside the chunk.
+    External,
+    /// Dropped.
+    None,
 }
 
 /// The `[images]` table: how raster and SVG images are optimised.
@@ -424,6 +467,7 @@ impl Config {
         }
         let server = validate_server(&self.server, &root)?;
         validate_images(&self.images)?;
+        validate_js(&self.js)?;
         Ok(Settings {
             assets_dir: root.join(ASSETS_DIR),
             templates_dir: root.join(TEMPLATES_DIR),
@@ -498,6 +542,28 @@ fn validate_server(server: &ServerConfig, root: &Path) -> Result<ServerSettings,
         cache_rules,
         tls,
     })
+}
+
+fn validate_js(js: &JsConfig) -> Result<(), ConfigError> {
+    for name in js.define.keys() {
+        let valid = !name.is_empty()
+            && name.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                    && !part.starts_with(|c: char| c.is_ascii_digit())
+            });
+        if !valid {
+            return Err(config_error(format!(
+                "js.define: {name:?} is not a dotted name like process.env.NODE_ENV"
+            )));
+        }
+    }
+    if js.jsx_import_source.is_empty() {
+        return Err(config_error("js.jsx_import_source must not be empty"));
+    }
+    Ok(())
 }
 
 fn validate_images(images: &ImagesConfig) -> Result<(), ConfigError> {
@@ -746,6 +812,10 @@ impl Settings {
 
     pub fn server(&self) -> &ServerConfig {
         &self.config.server
+    }
+
+    pub fn js(&self) -> &JsConfig {
+        &self.config.js
     }
 
     pub fn images(&self) -> &ImagesConfig {

@@ -9,7 +9,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod serve;
 
-pub use build::build;
 pub use build::report::{BuildReport, Progress, Silent};
+pub use build::{BuildSession, build, build_in};
 pub use config::{Config, Override, Settings};
 pub use diagnostic::{BuildError, Diagnostic};

@@ -607,17 +607,20 @@ fn exclude_globs_keep_files_out_of_the_site() {
 }
 
 #[test]
-fn plain_script_entries_are_emitted_hashed_and_typescript_is_refused() {
+fn script_entries_are_bundled_into_hashed_chunks() {
     let site = Site::empty();
-    site.write("assets/js/app.js", "console.log('hi');\n");
+    site.write(
+        "assets/js/app.ts",
+        "const greeting: string = 'hi';\nconsole.log(greeting);\n",
+    );
     site.build().unwrap();
-    let file = site.output_of("js/app.js");
-    assert!(file.starts_with("js/app."), "{file}");
-    assert_eq!(site.manifest()["js/app.js"]["isEntry"], true);
-
-    site.write("assets/js/app.ts", "const x: number = 1;\n");
-    let err = site.build().unwrap_err();
-    assert!(err.to_string().contains("app.ts"), "{err}");
+    let file = site.output_of("js/app.ts");
+    assert!(
+        file.starts_with("js/app.") && file.ends_with(".js"),
+        "{file}"
+    );
+    assert_eq!(site.manifest()["js/app.ts"]["isEntry"], true);
+    assert!(!site.read_dist_string(&file).contains(": string"));
 }
 
 #[test]

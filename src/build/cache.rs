@@ -26,6 +26,57 @@ const MAX_UNUSED_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Pruning walks the cache; once a day is plenty.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// A file as a build read it. The contents hash decides whether a cached
+/// result is still valid; size and modification time only let an untouched
+/// file be recognised with a `stat` instead of a read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    pub path: PathBuf,
+    pub blake3: String,
+    pub len: u64,
+    pub mtime_ns: Option<i128>,
+}
+
+impl FileStamp {
+    /// Reads `path` and stamps it. The metadata is taken before the read,
+    /// so a write that races with the read leaves a stale time (and a
+    /// re-hash next time), never a fresh time on old contents.
+    pub fn read(path: &Path) -> std::io::Result<(FileStamp, Vec<u8>)> {
+        let mut file = fs::File::open(path)?;
+        let metadata = file.metadata()?;
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.read_to_end(&mut bytes)?;
+        let stamp = FileStamp {
+            path: path.to_path_buf(),
+            blake3: blake3::hash(&bytes).to_hex().to_string(),
+            len: metadata.len(),
+            mtime_ns: mtime_ns(&metadata),
+        };
+        Ok((stamp, bytes))
+    }
+
+    /// Whether the file still has the contents it had when stamped.
+    pub fn unchanged(&self) -> bool {
+        let Ok(metadata) = fs::metadata(&self.path) else {
+            return false;
+        };
+        if metadata.len() == self.len
+            && self.mtime_ns.is_some()
+            && mtime_ns(&metadata) == self.mtime_ns
+        {
+            return true;
+        }
+        fs::read(&self.path)
+            .is_ok_and(|bytes| blake3::hash(&bytes).to_hex().as_str() == self.blake3)
+    }
+}
+
+fn mtime_ns(metadata: &fs::Metadata) -> Option<i128> {
+    let modified = metadata.modified().ok()?;
+    let since = modified.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    Some(since.as_nanos() as i128)
+}
+
 /// A cache key: blake3 over the kiln version and the given parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key(blake3::Hash);
@@ -226,6 +277,25 @@ mod tests {
         assert_ne!(Key::new("k", &[b"ab", b"c"]), Key::new("k", &[b"a", b"bc"]));
         assert_ne!(Key::new("k1", &[b"a"]), Key::new("k2", &[b"a"]));
         assert_eq!(Key::new("k", &[b"a"]), Key::new("k", &[b"a"]));
+    }
+
+    #[test]
+    fn file_stamps_see_edits_and_ignore_touches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.js");
+        fs::write(&path, "export const a = 1;").unwrap();
+        let (stamp, bytes) = FileStamp::read(&path).unwrap();
+        assert_eq!(bytes, b"export const a = 1;");
+        assert!(stamp.unchanged());
+        // Rewritten with the same bytes (a new mtime): still unchanged.
+        std::thread::sleep(Duration::from_millis(5));
+        fs::write(&path, "export const a = 1;").unwrap();
+        assert!(stamp.unchanged());
+        // Same size, different bytes: changed, whatever the clock says.
+        fs::write(&path, "export const a = 2;").unwrap();
+        assert!(!stamp.unchanged());
+        fs::remove_file(&path).unwrap();
+        assert!(!stamp.unchanged());
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct ManifestChunk {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub is_entry: bool,
+    /// A chunk loaded by `import()`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub is_dynamic_entry: bool,
     /// Keys of chunks this one imports statically.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imports: Vec<String>,

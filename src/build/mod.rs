@@ -13,6 +13,7 @@ pub mod css;
 pub mod graph;
 pub mod hash;
 pub mod images;
+pub mod js;
 pub mod manifest;
 pub mod output;
 pub mod pages;
@@ -29,7 +30,7 @@ use rayon::prelude::*;
 use crate::config::{Encoding, Settings};
 use crate::diagnostic::{BuildError, Diagnostic};
 use assets::{AssetTable, StaticAsset, public_url};
-use cache::{Cache, CacheStats, Key};
+use cache::{Cache, CacheStats, FileStamp, Key};
 use css::{CssBundle, CssOptions, UrlResolver};
 use graph::{Entry, SourceKind};
 use hash::{HashStyle, hashed_path, integrity};
@@ -59,6 +60,14 @@ struct Context<'a> {
     stats: &'a CacheStats,
     assets: &'a AssetTable<'a>,
     progress: &'a dyn Progress,
+    session: &'a BuildSession,
+}
+
+/// What a long-running process (`kiln watch`) keeps between builds so that a
+/// rebuild redoes only what changed: parsed JavaScript modules, by content.
+#[derive(Default)]
+pub struct BuildSession {
+    pub js_modules: js::cache::ModuleCache,
 }
 
 /// Builds the site described by `settings` into its output directory.
@@ -66,6 +75,15 @@ struct Context<'a> {
 /// On error nothing in the output directory has changed; every problem found
 /// is in the returned [`BuildError`].
 pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    build_in(&BuildSession::default(), settings, progress)
+}
+
+/// [`build`], reusing (and updating) what `session` kept from earlier builds.
+pub fn build_in(
+    session: &BuildSession,
+    settings: &Settings,
+    progress: &dyn Progress,
+) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let lock = BuildLock::acquire(&settings.out_dir)?;
     let cache = Cache::open(&settings.cache_dir);
@@ -81,6 +99,7 @@ pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport
         stats: &stats,
         assets: &assets,
         progress,
+        session,
     };
 
     let graph = graph::discover(settings)?;
@@ -157,37 +176,152 @@ fn emit_static_assets(context: &Context, paths: &[std::path::PathBuf]) -> Result
     }
 }
 
-/// Builds every entry in parallel; the errors of all entries are reported together.
+/// Builds every entry: stylesheets in parallel with each other and with the
+/// JavaScript bundle (all script entries bundle together, so code they
+/// share is shared). The errors of all entries are reported together.
 fn build_entries(
     context: &Context,
     entries: &[Entry],
     style: HashStyle,
 ) -> Result<Vec<EntryOutput>, BuildError> {
     context.progress.stage("entries", entries.len());
-    let results: Vec<Result<EntryOutput, Vec<Diagnostic>>> = entries
-        .par_iter()
-        .map(|entry| {
-            let result = match entry.kind {
-                SourceKind::Css => build_stylesheet(context, entry, style),
-                _ => copy_script(entry, style),
-            };
-            context.progress.advance();
-            result
-        })
-        .collect();
+    let (stylesheets, scripts): (Vec<&Entry>, Vec<&Entry>) = entries
+        .iter()
+        .partition(|entry| entry.kind == SourceKind::Css);
+    let (css_results, js_result) = rayon::join(
+        || {
+            stylesheets
+                .par_iter()
+                .map(|entry| {
+                    let result = build_stylesheet(context, entry, style);
+                    context.progress.advance();
+                    result
+                })
+                .collect::<Vec<_>>()
+        },
+        || bundle_scripts(context, &scripts, style),
+    );
     let mut outputs = Vec::new();
     let mut problems = Vec::new();
-    for result in results {
+    for result in css_results {
         match result {
             Ok(output) => outputs.push(output),
             Err(mut found) => problems.append(&mut found),
         }
+    }
+    match js_result {
+        Ok(chunks) => {
+            for _ in &scripts {
+                context.progress.advance();
+            }
+            let mut built_css = std::collections::HashSet::new();
+            for chunk in chunks {
+                match script_output(context, chunk, style, &mut built_css) {
+                    Ok(mut produced) => outputs.append(&mut produced),
+                    Err(mut found) => problems.append(&mut found),
+                }
+            }
+        }
+        Err(mut found) => problems.append(&mut found),
     }
     if problems.is_empty() {
         Ok(outputs)
     } else {
         Err(problems.into())
     }
+}
+
+/// Runs the bundler, or reuses its last result when no module it read has changed.
+fn bundle_scripts(
+    context: &Context,
+    scripts: &[&Entry],
+    style: HashStyle,
+) -> Result<Vec<js::ChunkOutput>, Vec<Diagnostic>> {
+    if scripts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<js::ScriptEntry> = scripts
+        .iter()
+        .map(|entry| js::ScriptEntry {
+            source: entry.source.clone(),
+            key: entry.key.clone(),
+        })
+        .collect();
+    let mut parts: Vec<Vec<u8>> = vec![js::fingerprint(context.settings)];
+    for entry in &entries {
+        parts.push(entry.source.as_os_str().as_encoded_bytes().to_vec());
+        parts.push(entry.key.clone().into_bytes());
+    }
+    let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let key = Key::new("js", &borrowed);
+    let cached: Option<js::JsOutput> = context
+        .cache
+        .get_bytes(&key)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if let Some(output) = cached.filter(|output| output.inputs.par_iter().all(FileStamp::unchanged))
+    {
+        context.stats.hit();
+        return Ok(output.chunks);
+    }
+    context.stats.miss();
+    let output = js::bundle(
+        &context.session.js_modules,
+        context.settings,
+        &entries,
+        style,
+    )?;
+    if let Ok(json) = serde_json::to_vec(&output) {
+        context.cache.put_bytes(&key, &json);
+    }
+    Ok(output.chunks)
+}
+
+/// A chunk's files and manifest entry; stylesheets its modules import are
+/// built by the CSS stage (once, however many chunks import them), listed in
+/// its `css` and in the manifest under their source path (so pages get their
+/// integrity).
+fn script_output(
+    context: &Context,
+    chunk: js::ChunkOutput,
+    style: HashStyle,
+    built_css: &mut std::collections::HashSet<std::path::PathBuf>,
+) -> Result<Vec<EntryOutput>, Vec<Diagnostic>> {
+    let mut outputs = Vec::new();
+    let mut manifest_chunk = chunk.chunk;
+    for path in &chunk.css {
+        let base = if path.starts_with(&context.settings.assets_dir) {
+            &context.settings.assets_dir
+        } else {
+            &context.settings.root
+        };
+        let entry = Entry {
+            source: path.clone(),
+            key: graph::key_of(base, path),
+            kind: SourceKind::Css,
+        };
+        let mut stylesheet = build_stylesheet(context, &entry, style)?;
+        manifest_chunk.css.push(stylesheet.chunk.file.clone());
+        if built_css.insert(path.clone()) {
+            stylesheet.chunk.is_entry = false;
+            outputs.push(stylesheet);
+        }
+    }
+    let mut files = vec![OutputFile {
+        path: manifest_chunk.file.clone(),
+        bytes: Arc::new(chunk.code.into_bytes()),
+    }];
+    for (path, text) in chunk.map.into_iter().chain(chunk.license) {
+        files.push(OutputFile {
+            path,
+            bytes: Arc::new(text.into_bytes()),
+        });
+    }
+    outputs.push(EntryOutput {
+        key: chunk.key,
+        chunk: manifest_chunk,
+        files,
+    });
+    Ok(outputs)
 }
 
 /// The output directory of an entry, relative to the output root (`css`).
@@ -366,42 +500,6 @@ fn stylesheet_output(
     }
 }
 
-/// Script entries are emitted unchanged under a hashed name: kiln has no
-/// JavaScript bundler yet, so only self-contained `.js`/`.mjs` scripts work.
-fn copy_script(entry: &Entry, style: HashStyle) -> Result<EntryOutput, Vec<Diagnostic>> {
-    let extension = entry
-        .source
-        .extension()
-        .and_then(|ext| ext.to_str())
-        .unwrap_or("");
-    if !matches!(extension, "js" | "mjs") {
-        return Err(vec![Diagnostic::new(format!(
-            "{}: .{extension} entries need compiling, and kiln has no JavaScript/TypeScript bundler yet; \
-             use a plain .js or .mjs entry",
-            entry.source.display()
-        ))]);
-    }
-    let bytes =
-        std::fs::read(&entry.source).map_err(|err| vec![Diagnostic::io(&entry.source, &err)])?;
-    let file = hashed_path(&entry.key, &style.of(&bytes));
-    let chunk = ManifestChunk {
-        file: file.clone(),
-        src: Some(entry.key.clone()),
-        name: Some(stem(&entry.key)),
-        is_entry: true,
-        integrity: integrity(&bytes),
-        ..Default::default()
-    };
-    Ok(EntryOutput {
-        key: entry.key.clone(),
-        chunk,
-        files: vec![OutputFile {
-            path: file,
-            bytes: Arc::new(bytes),
-        }],
-    })
-}
-
 /// `css/site.css` → `site`.
 fn stem(key: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
@@ -413,7 +511,7 @@ fn stem(key: &str) -> String {
 
 /// The `../` path from `from` up to `to` (`to` must be an ancestor or
 /// share one), with a trailing slash, for source map `sources`.
-fn relative_prefix(from: &Path, to: &Path) -> String {
+pub fn relative_prefix(from: &Path, to: &Path) -> String {
     let from: Vec<_> = from.components().collect();
     let to: Vec<_> = to.components().collect();
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();

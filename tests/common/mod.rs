@@ -73,6 +73,11 @@ impl Site {
         kiln::build(&self.settings(overrides), &Silent)
     }
 
+    /// A build that reuses what `session` kept from earlier ones (watch mode).
+    pub fn build_in(&self, session: &kiln::BuildSession) -> Result<BuildReport, BuildError> {
+        kiln::build_in(session, &self.settings(&[]), &Silent)
+    }
+
     /// The manifest of the last build, as JSON.
     pub fn manifest(&self) -> serde_json::Value {
         serde_json::from_slice(&self.read_dist("manifest.json")).expect("manifest parses")
@@ -164,3 +169,21 @@ pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
 
 pub mod http;
 pub mod server;
+
+/// Runs an ES module script in node from `dir` and returns its stdout.
+pub fn node(dir: &Path, script: &str) -> String {
+    let path = dir.join("__test_runner.mjs");
+    fs::write(&path, script).expect("write the runner");
+    let output = std::process::Command::new("node")
+        .arg(&path)
+        .current_dir(dir)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "node failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}

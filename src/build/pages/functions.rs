@@ -41,6 +41,33 @@ impl Catalog {
         })
     }
 
+    /// The `css` of a script chunk and of every chunk it imports
+    /// statically, in order, without repeats.
+    fn imported_css<'a>(&'a self, chunk: &'a ManifestChunk) -> Vec<&'a str> {
+        let mut css: Vec<&str> = Vec::new();
+        let mut visited: Vec<&str> = Vec::new();
+        let mut stack = vec![chunk];
+        while let Some(chunk) = stack.pop() {
+            if visited.contains(&chunk.file.as_str()) {
+                continue;
+            }
+            visited.push(&chunk.file);
+            for file in &chunk.css {
+                if !css.contains(&file.as_str()) {
+                    css.push(file);
+                }
+            }
+            stack.extend(
+                chunk
+                    .imports
+                    .iter()
+                    .rev()
+                    .filter_map(|key| self.manifest.get(key)),
+            );
+        }
+        css
+    }
+
     /// The URL of an output file as written in the current page.
     fn url(&self, state: &State, file: &str) -> String {
         public_url(&self.base_url, file, &page_dir(state))
@@ -124,10 +151,20 @@ pub fn environment(templates_dir: &Path, catalog: Arc<Catalog>) -> Environment<'
             let chunk = c.chunk(&path)?;
             let src = escape(&c.url(state, &chunk.file));
             let kind = if module { " type=\"module\"" } else { " defer" };
-            Ok(Value::from_safe_string(format!(
+            // Stylesheets the script's modules import, as Vite's backend
+            // integration renders them: the page needs them before the script runs.
+            let mut html = String::new();
+            for css in c.imported_css(chunk) {
+                html.push_str(&format!(
+                    "<link rel=\"stylesheet\" href=\"{}\">",
+                    escape(&c.url(state, css))
+                ));
+            }
+            html.push_str(&format!(
                 "<script{kind} src=\"{src}\"{}></script>",
                 integrity_attributes(&c, chunk)
-            )))
+            ));
+            Ok(Value::from_safe_string(html))
         },
     );
     let c = Arc::clone(&catalog);
