@@ -75,7 +75,12 @@ pub struct BuildSession {
 /// On error nothing in the output directory has changed; every problem found
 /// is in the returned [`BuildError`].
 pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
-    build_in(&BuildSession::default(), settings, progress)
+    let session = BuildSession::default();
+    let result = build_in(&session, settings, progress);
+    // Freeing every parsed module takes milliseconds (7 ms for three.js);
+    // nobody needs to wait for it.
+    std::thread::spawn(move || drop(session));
+    result
 }
 
 /// [`build`], reusing (and updating) what `session` kept from earlier builds.

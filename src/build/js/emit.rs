@@ -119,6 +119,8 @@ fn emit_in_globals(
     } else {
         legal
     };
+    // Freeing a large AST takes milliseconds that nobody needs to wait for.
+    std::thread::spawn(move || drop(program));
     Ok(Emitted { code, map, legal })
 }
 

@@ -846,6 +846,10 @@ impl<'a> Linker<'a> {
                 _ => {}
             }
         }
+        // Cloned even when nothing else needs the original: the clone is
+        // laid out compactly by one thread, and the passes after linking
+        // run faster over it (three.js: moving the parser's bodies instead
+        // measured ~20% slower overall).
         let mut body = m.body.clone();
         let mut rewriter = Rewriter {
             linker: self,
