@@ -64,6 +64,30 @@ fn equal_names_from_different_modules_do_not_collide() {
 }
 
 #[test]
+fn imported_bindings_are_not_captured_by_local_shadows_minified_or_not() {
+    let files = [
+        (
+            "assets/js/app.js",
+            "import { value as a, read } from './_a.js';\nconst value = 'app';\nfunction f(value) { const a$1 = 'inner'; return [value, a, a$1, read()]; }\nexport const all = [f('param'), value];\n",
+        ),
+        (
+            "assets/js/_a.js",
+            "export const value = 'a';\nlet value$1 = 'a1';\nexport function read() { return value$1; }\n",
+        ),
+    ];
+    for minify in ["true", "false"] {
+        let site = site_with(&files);
+        site.build_with(&[&format!("build.minify={minify}")])
+            .unwrap();
+        assert_eq!(
+            run_entry(&site, "js/app.js", "m.all"),
+            r#"[["param","a","inner","a1"],"app"]"#,
+            "minify = {minify}"
+        );
+    }
+}
+
+#[test]
 fn circular_imports_keep_their_semantics() {
     let site = site_with(&[
         (

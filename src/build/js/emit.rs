@@ -4,20 +4,24 @@
 //! minification (swc's minifier: one compress pass, then mangling), and
 //! printing with a source map that points into the original files.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
 
 use swc_core::common::comments::{Comments, SingleThreadedComments};
 use swc_core::common::source_map::SourceMapGenConfig;
 use swc_core::common::{BytePos, FileName, GLOBALS, LineCol, Mark, SyntaxContext};
 use swc_core::ecma::ast::*;
+use swc_core::ecma::atoms::Atom;
 use swc_core::ecma::codegen::text_writer::{JsWriter, WriteJs, omit_trailing_semi};
 use swc_core::ecma::codegen::{Config as CodegenConfig, Emitter};
 use swc_core::ecma::minifier::option::terser::{TerserCompressorOptions, TerserTopLevelOptions};
 use swc_core::ecma::minifier::option::{ExtraOptions, MangleOptions, MinifyOptions};
 use swc_core::ecma::transforms::base::{fixer::fixer, hygiene::hygiene, resolver};
-use swc_core::ecma::visit::{VisitMut, VisitMutWith};
+use swc_core::ecma::visit::{Visit, VisitMut, VisitMutWith, VisitWith};
 
-use crate::build::js::parse::{JsContext, JsModule, merged_comments};
+use crate::build::js::parse::{JsContext, JsModule, ModuleKind, merged_comments};
 use crate::config::LegalComments;
 use crate::diagnostic::Diagnostic;
 
@@ -48,29 +52,52 @@ pub struct Emitted {
 pub fn emit(
     ctx: &JsContext,
     module: Module,
+    helper_ctxt: SyntaxContext,
     modules: &[&JsModule],
     options: &EmitOptions,
 ) -> Result<Emitted, Diagnostic> {
     GLOBALS.set(&ctx.globals, || {
-        emit_in_globals(ctx, module, modules, options)
+        emit_in_globals(ctx, module, helper_ctxt, modules, options)
     })
 }
 
 fn emit_in_globals(
     ctx: &JsContext,
     module: Module,
+    helper_ctxt: SyntaxContext,
     modules: &[&JsModule],
     options: &EmitOptions,
 ) -> Result<Emitted, Diagnostic> {
     let comments = merged_comments(modules.iter().copied());
     let mut program = Program::Module(module);
-    program.mutate(hygiene());
-    // Names are unique now; resolve the chunk afresh as one module, so the
-    // minifier sees one top level.
-    program.visit_mut_with(&mut ClearContexts);
-    let unresolved_mark = Mark::new();
-    let top_level_mark = Mark::new();
-    program.mutate(resolver(unresolved_mark, top_level_mark, false));
+    // Direct `eval` keeps the mangler from renaming the scopes it can see.
+    let uses_eval = modules
+        .iter()
+        .any(|m| m.uses_unresolved.iter().any(|name| name == "eval"));
+    let (unresolved_mark, top_level_mark) = if options.minify && !uses_eval {
+        // The mangler will rename every binding apart by its syntax
+        // context, so a full hygiene pass would be wasted: the modules'
+        // top levels only need merging into one (the minifier's).
+        let top_level_mark = Mark::new();
+        // A CommonJS module's top level is its factory function's scope.
+        let mut top_levels: HashSet<SyntaxContext> = modules
+            .iter()
+            .filter(|m| m.kind != ModuleKind::CommonJs)
+            .map(|m| m.top_level_ctxt())
+            .collect();
+        top_levels.insert(helper_ctxt);
+        merge_top_levels(&mut program, &top_levels, top_level_mark);
+        (ctx.unresolved_mark, top_level_mark)
+    } else {
+        program.mutate(hygiene());
+        // Names are unique now; resolve the chunk afresh as one module, so
+        // the minifier sees one top level.
+        program.visit_mut_with(&mut ClearContexts);
+        let unresolved_mark = Mark::new();
+        let top_level_mark = Mark::new();
+        program.mutate(resolver(unresolved_mark, top_level_mark, false));
+        (unresolved_mark, top_level_mark)
+    };
     program = lower(program, unresolved_mark, &comments, &options.targets)?;
     let minify_options = MinifyOptions {
         compress: Some(
@@ -278,6 +305,80 @@ impl VisitMut for ShortExports {
 }
 
 /// Forgets every syntax context, once hygiene has made names unique.
+/// Puts the top-level bindings of every module of a chunk in one top-level
+/// context, renaming (`name$1`) where two modules declare the same name.
+fn merge_top_levels(
+    program: &mut Program,
+    top_levels: &HashSet<SyntaxContext>,
+    top_level_mark: Mark,
+) {
+    let mut names = TopLevelNames {
+        top_levels,
+        by_name: IndexMap::new(),
+        all: HashSet::new(),
+    };
+    program.visit_with(&mut names);
+    let mut renames: HashMap<Id, Atom> = HashMap::new();
+    for (name, contexts) in &names.by_name {
+        for ctxt in contexts.iter().skip(1) {
+            let mut n = 1;
+            let renamed: Atom = loop {
+                let candidate: Atom = format!("{name}${n}").into();
+                if !names.all.contains(&candidate) {
+                    break candidate;
+                }
+                n += 1;
+            };
+            names.all.insert(renamed.clone());
+            renames.insert((name.clone(), *ctxt), renamed);
+        }
+    }
+    program.visit_mut_with(&mut MergeTopLevels {
+        top_levels,
+        renames,
+        ctxt: SyntaxContext::empty().apply_mark(top_level_mark),
+    });
+}
+
+/// Every name in the program, and the top-level contexts each top-level
+/// name is bound in, in order of appearance.
+struct TopLevelNames<'a> {
+    top_levels: &'a HashSet<SyntaxContext>,
+    by_name: IndexMap<Atom, Vec<SyntaxContext>>,
+    all: HashSet<Atom>,
+}
+
+impl Visit for TopLevelNames<'_> {
+    fn visit_ident(&mut self, ident: &Ident) {
+        if self.top_levels.contains(&ident.ctxt) {
+            let contexts = self.by_name.entry(ident.sym.clone()).or_default();
+            if !contexts.contains(&ident.ctxt) {
+                contexts.push(ident.ctxt);
+            }
+        }
+        if !self.all.contains(&ident.sym) {
+            self.all.insert(ident.sym.clone());
+        }
+    }
+}
+
+struct MergeTopLevels<'a> {
+    top_levels: &'a HashSet<SyntaxContext>,
+    renames: HashMap<Id, Atom>,
+    ctxt: SyntaxContext,
+}
+
+impl VisitMut for MergeTopLevels<'_> {
+    fn visit_mut_ident(&mut self, ident: &mut Ident) {
+        if self.top_levels.contains(&ident.ctxt) {
+            if let Some(renamed) = self.renames.get(&(ident.sym.clone(), ident.ctxt)) {
+                ident.sym = renamed.clone();
+            }
+            ident.ctxt = self.ctxt;
+        }
+    }
+}
+
 struct ClearContexts;
 
 impl VisitMut for ClearContexts {

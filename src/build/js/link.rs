@@ -556,6 +556,9 @@ pub struct LinkedChunk {
     pub dynamic_imports: Vec<usize>,
     /// Stylesheets imported by the chunk's modules.
     pub css: Vec<std::path::PathBuf>,
+    /// The context of the runtime helpers' names: top-level bindings, like
+    /// those of the modules.
+    pub helper_ctxt: SyntaxContext,
 }
 
 /// Placeholder for chunk `index`'s file path, as long as the final one.
@@ -908,12 +911,23 @@ impl<'a> Linker<'a> {
         local
     }
 
-    fn wrap_commonjs(&self, module: ModuleId, statements: Vec<Stmt>) -> Stmt {
+    fn wrap_commonjs(&self, module: ModuleId, mut statements: Vec<Stmt>) -> Stmt {
+        // The module's free `exports` and `module` become the factory's
+        // parameters: same names, and a context of their own, so they stay
+        // bound to them whatever renames the chunk later goes through.
         let unresolved = SyntaxContext::empty().apply_mark(self.ctx.unresolved_mark);
+        let params_ctxt = SyntaxContext::empty().apply_mark(Mark::new());
+        for stmt in &mut statements {
+            stmt.visit_mut_with(&mut BindFree {
+                names: &["exports", "module"],
+                from: unresolved,
+                to: params_ctxt,
+            });
+        }
         let param = |name: &str| Param {
             span: DUMMY_SP,
             decorators: Vec::new(),
-            pat: Pat::Ident(Ident::new(name.into(), DUMMY_SP, unresolved).into()),
+            pat: Pat::Ident(Ident::new(name.into(), DUMMY_SP, params_ctxt).into()),
         };
         let factory = Expr::Fn(FnExpr {
             ident: None,
@@ -1140,6 +1154,7 @@ impl<'a> Linker<'a> {
             static_imports: builder.chunk_order.clone(),
             dynamic_imports: builder.dynamic_chunks,
             css: builder.css,
+            helper_ctxt: self.helper_ctxt,
         }
     }
 
@@ -1223,6 +1238,21 @@ impl VisitMut for Rename<'_> {
     fn visit_mut_ident(&mut self, ident: &mut Ident) {
         if ident.sym == self.name {
             ident.ctxt = self.ctxt;
+        }
+    }
+}
+
+/// Gives free references to `names` another context.
+struct BindFree<'a> {
+    names: &'a [&'a str],
+    from: SyntaxContext,
+    to: SyntaxContext,
+}
+
+impl VisitMut for BindFree<'_> {
+    fn visit_mut_ident(&mut self, ident: &mut Ident) {
+        if ident.ctxt == self.from && self.names.contains(&ident.sym.as_ref()) {
+            ident.ctxt = self.to;
         }
     }
 }

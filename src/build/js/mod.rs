@@ -113,7 +113,7 @@ pub fn bundle(
                 body,
                 ..chunk.module.clone()
             };
-            emit::emit(ctx, module, &modules, &emit_options)
+            emit::emit(ctx, module, chunk.helper_ctxt, &modules, &emit_options)
         })
         .collect();
     let mut problems = Vec::new();
