@@ -426,7 +426,7 @@ fn include(graph: &Graph, resolver: &Resolver) -> (Vec<bool>, Vec<Vec<ModuleId>>
                 }
             }
         }
-        for (_, import) in m.import_bindings_in_order() {
+        for import in m.import_bindings.values() {
             if let Some(binding) = resolver.import(module, import) {
                 if let Binding::Namespace(target) = binding {
                     exported_roots.push(target);
@@ -646,25 +646,33 @@ impl<'a> Linker<'a> {
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
-        // Each chunk exports what others import from it, under stable names.
+        // Each chunk exports what others import from it, under stable names
+        // that clash neither with each other nor with its public exports.
         let mut export_names: Vec<HashMap<Id, Atom>> = vec![HashMap::new(); builders.len()];
+        let mut taken: Vec<HashSet<Atom>> = builders
+            .iter()
+            .map(|builder| {
+                builder
+                    .public_exports
+                    .iter()
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .collect();
         for builder in &builders {
             for (provider, ids) in &builder.cross_imports {
                 for id in ids {
-                    let names = &mut export_names[*provider];
-                    if !names.contains_key(id) {
-                        let taken: HashSet<&Atom> = names.values().collect();
-                        let reserved = &builders[*provider].public_exports;
-                        let mut name: Atom = id.0.clone();
-                        let mut n = 1;
-                        while taken.contains(&name)
-                            || reserved.iter().any(|(public, _)| *public == name)
-                        {
-                            name = format!("{}${n}", id.0).into();
-                            n += 1;
-                        }
-                        names.insert(id.clone(), name);
+                    if export_names[*provider].contains_key(id) {
+                        continue;
                     }
+                    let mut name: Atom = id.0.clone();
+                    let mut n = 1;
+                    while taken[*provider].contains(&name) {
+                        name = format!("{}${n}", id.0).into();
+                        n += 1;
+                    }
+                    taken[*provider].insert(name.clone());
+                    export_names[*provider].insert(id.clone(), name);
                 }
             }
         }
@@ -773,7 +781,7 @@ impl<'a> Linker<'a> {
         let mut prelude: Vec<Stmt> = Vec::new();
         let mut replacements: HashMap<Id, Replacement> = HashMap::new();
         let mut cjs_imports: HashMap<ModuleId, Ident> = HashMap::new();
-        for (id, import) in m.import_bindings_in_order() {
+        for (id, import) in &m.import_bindings {
             let replacement = match self.resolver.import(module, import) {
                 Some(Binding::Local(target, target_id)) => {
                     self.use_binding(index, target, &target_id, builder);

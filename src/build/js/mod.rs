@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::build::cache::FileStamp;
 use crate::build::hash::{HashStyle, hashed_path};
 use crate::build::manifest::ManifestChunk;
-use crate::config::{LegalComments, Settings};
+use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
 use cache::ModuleCache;
 use link::ChunkKind;
@@ -323,7 +323,6 @@ pub fn fingerprint(settings: &Settings) -> Vec<u8> {
         settings.build().hash_length,
         settings.build().hash_encoding,
         &settings.out_dir,
-        matches!(js.legal_comments, LegalComments::External),
     ))
     .unwrap_or_default()
 }

@@ -8,7 +8,7 @@
 //! removed and recorded: the body that remains is plain statements, and the
 //! records say what each import refers to and what each export name means.
 
-use std::collections::HashMap;
+use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
 use swc_core::common::comments::{Comment, Comments, SingleThreadedComments};
@@ -161,7 +161,8 @@ pub struct JsModule {
     pub top_level_mark: Mark,
     pub comments: ModuleComments,
     pub imports: Vec<ImportRecord>,
-    pub import_bindings: HashMap<Id, ImportBinding>,
+    /// In source order (evaluation order and output bytes follow it).
+    pub import_bindings: IndexMap<Id, ImportBinding>,
     /// Export names in source order.
     pub exports: Vec<(Atom, ExportBinding)>,
     /// Records of `export * from`.
@@ -180,14 +181,6 @@ impl JsModule {
             .iter()
             .find(|(export, _)| export.as_ref() == name)
             .map(|(_, binding)| binding)
-    }
-
-    /// Import bindings in source order (the map's own order changes from
-    /// run to run, and evaluation order and output bytes must not).
-    pub fn import_bindings_in_order(&self) -> Vec<(&Id, &ImportBinding)> {
-        let mut bindings: Vec<(&Id, &ImportBinding)> = self.import_bindings.iter().collect();
-        bindings.sort_by_key(|(_, import)| (import.record, import.span.lo));
-        bindings
     }
 
     /// The context of this module's top-level bindings.
@@ -371,7 +364,7 @@ fn parse_json(
         top_level_mark,
         comments: ModuleComments::default(),
         imports: Vec::new(),
-        import_bindings: HashMap::new(),
+        import_bindings: IndexMap::new(),
         exports: vec![("default".into(), ExportBinding::Local(name.to_id()))],
         star_exports: Vec::new(),
         has_top_level_await: false,
@@ -469,7 +462,7 @@ fn normalize(
 ) -> Result<JsModule, Vec<Diagnostic>> {
     let ctxt = SyntaxContext::empty().apply_mark(top_level_mark);
     let mut imports = Vec::new();
-    let mut import_bindings = HashMap::new();
+    let mut import_bindings = IndexMap::new();
     let mut exports: Vec<(Atom, ExportBinding)> = Vec::new();
     let mut star_exports = Vec::new();
     let mut body = Vec::new();

@@ -9,6 +9,8 @@ use syntect::html::{ClassStyle, ClassedHTMLGenerator};
 use syntect::parsing::SyntaxSet;
 use syntect::util::LinesWithEndings;
 
+use crate::build::pages::functions::escape;
+
 /// Class prefix of highlighted tokens (`hl-keyword`, ...).
 pub const HIGHLIGHT_PREFIX: &str = "hl-";
 
@@ -171,20 +173,6 @@ fn code_block(code: &str, language: &str, syntaxes: &SyntaxSet) -> String {
         escape(language),
         generator.finalize()
     )
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
