@@ -521,6 +521,26 @@ fn css_imported_from_javascript_is_built_and_listed() {
     assert!(site.read_dist_string(css).contains(".app{color:red}"));
 }
 
+/// Regression: a stylesheet entry also imported from a script was emitted
+/// twice, and its manifest entry lost `isEntry`.
+#[test]
+fn a_stylesheet_entry_imported_from_a_script_stays_an_entry() {
+    let site = site_with(&[
+        (
+            "assets/js/app.js",
+            "import '../css/site.css';\nexport const x = 1;\n",
+        ),
+        ("assets/css/site.css", ".site { color: red }\n"),
+    ]);
+    site.build().unwrap();
+    let manifest = site.manifest();
+    assert_eq!(manifest["css/site.css"]["isEntry"], true, "{manifest}");
+    assert_eq!(
+        manifest["js/app.js"]["css"][0], manifest["css/site.css"]["file"],
+        "{manifest}"
+    );
+}
+
 #[test]
 fn pages_using_a_script_link_the_css_its_modules_import() {
     let site = site_with(&[

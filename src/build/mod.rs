@@ -219,7 +219,12 @@ fn build_entries(
             for _ in &scripts {
                 context.progress.advance();
             }
-            let mut built_css = std::collections::HashSet::new();
+            // A stylesheet entry imported from a script too is emitted once,
+            // as the entry.
+            let mut built_css: std::collections::HashSet<std::path::PathBuf> = stylesheets
+                .iter()
+                .map(|entry| entry.source.clone())
+                .collect();
             for chunk in chunks {
                 match script_output(context, chunk, style, &mut built_css) {
                     Ok(mut produced) => outputs.append(&mut produced),
