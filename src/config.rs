@@ -13,6 +13,12 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use lightningcss::targets::{Browsers, Targets};
 use serde::{Deserialize, Serialize};
 
+mod dynamic;
+pub use dynamic::{
+    DatabaseConfig, Isolation, ParamConfig, ParamType, QueryConfig, QueueOrder, RouteConfig,
+    is_identifier,
+};
+
 /// The name of the configuration file at the site root.
 pub const CONFIG_FILE: &str = "build.toml";
 /// Sources are read from this directory under the site root.
@@ -33,6 +39,10 @@ pub struct Config {
     pub images: ImagesConfig,
     pub pages: PagesConfig,
     pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    /// Declarative dynamic routes (`[[route]]`).
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
 }
 
 /// The `[js]` table: how JavaScript and TypeScript entries are bundled.
@@ -468,6 +478,8 @@ impl Config {
         let server = validate_server(&self.server, &root)?;
         validate_images(&self.images)?;
         validate_js(&self.js)?;
+        dynamic::validate_database(&self.database)?;
+        dynamic::validate_routes(&self.routes)?;
         Ok(Settings {
             assets_dir: root.join(ASSETS_DIR),
             templates_dir: root.join(TEMPLATES_DIR),
@@ -824,6 +836,20 @@ impl Settings {
 
     pub fn pages(&self) -> &PagesConfig {
         &self.config.pages
+    }
+
+    pub fn database(&self) -> &DatabaseConfig {
+        &self.config.database
+    }
+
+    pub fn routes(&self) -> &[RouteConfig] {
+        &self.config.routes
+    }
+
+    /// Whether `kiln serve` opens a database: when routes are declared or
+    /// the site has a migrations directory.
+    pub fn uses_database(&self) -> bool {
+        !self.config.routes.is_empty() || self.root.join(&self.config.database.migrations).is_dir()
     }
 }
 

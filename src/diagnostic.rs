@@ -110,6 +110,22 @@ impl Diagnostic {
 ///  3 | @import "missing.css";
 ///    | ^
 /// ```
+/// 1-based line and column (in characters) of byte `offset` in `source`.
+pub fn line_column(source: &str, offset: usize) -> (u32, u32) {
+    let mut end = offset.min(source.len());
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &source[..end];
+    let line = before.matches('\n').count() as u32 + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |text| text.chars().count()) as u32
+        + 1;
+    (line, column)
+}
+
 pub fn code_frame(source: &str, line: u32, column: u32) -> Option<String> {
     let text = source.lines().nth(line.checked_sub(1)? as usize)?;
     let text = text.trim_end();

@@ -40,6 +40,16 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Check dynamic routes: compile them and their templates, apply pending
+    /// migrations, and warn about queries that scan whole tables (exit 1).
+    Check {
+        /// The site root, holding build.toml, assets/ and templates/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Override a build.toml key with a TOML value, e.g. --set database.url="postgres://…".
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
     /// Build (unless --no-build), then serve the output directory.
     Serve {
         /// The site root, holding build.toml, assets/ and templates/.
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
             out,
             overrides,
         } => load_settings(&root, out.as_deref(), &overrides).and_then(|settings| build(&settings)),
+        Command::Check { root, overrides } => {
+            load_settings(&root, None, &overrides).and_then(|settings| check(&settings))
+        }
         Command::Serve {
             root,
             addr,
@@ -130,6 +143,33 @@ fn build(settings: &Settings) -> Result<(), ExitCode> {
             );
             Err(ExitCode::FAILURE)
         }
+    }
+}
+
+fn check(settings: &Settings) -> Result<(), ExitCode> {
+    let report = kiln::serve::check(settings).map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::FAILURE
+    })?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if !report.applied.is_empty() {
+        eprintln!(
+            "applied {} migration(s): {}",
+            report.applied.len(),
+            report.applied.join(", ")
+        );
+    }
+    println!(
+        "checked {} route(s): {} warning(s)",
+        report.routes,
+        report.warnings.len()
+    );
+    if report.warnings.is_empty() {
+        Ok(())
+    } else {
+        Err(ExitCode::FAILURE)
     }
 }
 

@@ -32,9 +32,16 @@ fn redbot_python() -> Result<PathBuf, String> {
 fn demo_site() -> Site {
     let site = Site::empty();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["assets", "templates", "data"] {
+    for dir in ["assets", "templates", "data", "migrations"] {
         if repo.join(dir).is_dir() {
             copy_tree(&repo.join(dir), &site.path(dir));
+        }
+    }
+    // A database left by a local `kiln serve` is not part of the site.
+    for entry in std::fs::read_dir(site.path("data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".db") {
+            std::fs::remove_file(path).unwrap();
         }
     }
     std::fs::copy(repo.join("build.toml"), site.path("build.toml")).unwrap();
@@ -84,8 +91,18 @@ fn demo_site_is_clean_under_redbot() {
         })
         .collect();
     assert!(!assets.is_empty());
+    // The dynamic routes of the demo: catalogue, product, JSON, guestbook.
+    for path in [
+        "/catalogue/",
+        "/catalogue/?q=kenya&roast=dark&page=2",
+        "/catalogue/42",
+        "/guestbook/",
+    ] {
+        pages.push(format!("{base}{path}"));
+    }
     let mut urls = pages.clone();
     urls.extend(assets);
+    urls.push(format!("{base}/api/products/42"));
     urls.push(format!("{base}/no-such-page"));
 
     // One process per URL: redlint's event loop lingers on kept-alive

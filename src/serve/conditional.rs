@@ -11,8 +11,9 @@ use actix_web::http::header::{self, HeaderMap, HttpDate};
 pub struct Validators<'a> {
     /// The strong entity tag, quotes included (`"abc"`).
     pub etag: &'a str,
-    /// Last modification, whole seconds.
-    pub last_modified: SystemTime,
+    /// Last modification, whole seconds; `None` for generated responses,
+    /// where only the entity tag validates.
+    pub last_modified: Option<SystemTime>,
 }
 
 /// What the preconditions decide.
@@ -35,7 +36,9 @@ pub fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) -> Outc
             return Outcome::PreconditionFailed;
         }
     } else if let Some(since) = date(headers, header::IF_UNMODIFIED_SINCE)
-        && validators.last_modified > since
+        && validators
+            .last_modified
+            .is_some_and(|modified| modified > since)
     {
         return Outcome::PreconditionFailed;
     }
@@ -50,7 +53,9 @@ pub fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) -> Outc
         }
     } else if safe
         && let Some(since) = date(headers, header::IF_MODIFIED_SINCE)
-        && validators.last_modified <= since
+        && validators
+            .last_modified
+            .is_some_and(|modified| modified <= since)
     {
         return Outcome::NotModified;
     }
@@ -78,7 +83,7 @@ fn if_range_holds(value: &[u8], validators: Validators) -> bool {
         return false;
     }
     text.parse::<HttpDate>()
-        .map(|date| SystemTime::from(date) == validators.last_modified)
+        .map(|date| Some(SystemTime::from(date)) == validators.last_modified)
         .unwrap_or(false)
 }
 
@@ -136,7 +141,7 @@ mod tests {
     fn validators() -> Validators<'static> {
         Validators {
             etag: ETAG,
-            last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            last_modified: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         }
     }
 

@@ -22,6 +22,8 @@ use crate::serve::metrics::{Metrics, RouteClass};
 use crate::serve::negotiate::{self, Choice};
 use crate::serve::range::{self, RangeOutcome};
 use crate::serve::resolve::{self, PathRules, Resolved};
+use crate::serve::routes::Route;
+use crate::serve::routes::respond::{self as dynamic_route, Dynamic};
 use crate::serve::table::{FileKind, Resource, Table, Variant};
 
 /// Limits and switches the handler applies.
@@ -43,15 +45,64 @@ pub struct AppState {
     pub log: AccessLog,
     pub security: SecurityHeaders,
     pub limits: Limits,
+    /// Declared routes and their database, when the site has any.
+    pub dynamic: Option<Arc<Dynamic>>,
 }
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
-/// Handles one request.
+/// Handles one request for a static file (or a reserved endpoint).
 pub fn handle(req: &HttpRequest, state: &AppState) -> HttpResponse {
     let started = Instant::now();
     let table = state.table.load();
-    let (mut response, class) = respond(req, state, &table);
+    let (response, class) = respond(req, state, &table);
+    finish(req, state, response, class, started)
+}
+
+/// Handles one request for a dynamic route.
+pub async fn handle_dynamic(
+    req: &HttpRequest,
+    payload: actix_web::dev::Payload,
+    state: &AppState,
+    dynamic: &Dynamic,
+    route: &Route,
+    path_values: Vec<(String, crate::serve::db::SqlValue)>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let response = match oversized(req, state.limits) {
+        Some(refusal) => refusal,
+        None => {
+            let not_found = || not_found(req, &state.table.load());
+            dynamic_route::respond(req, payload, dynamic, route, path_values, not_found).await
+        }
+    };
+    finish(req, state, response, RouteClass::Dynamic, started)
+}
+
+/// Answers a method no route at this path accepts.
+pub fn wrong_method(req: &HttpRequest, state: &AppState, allow: &str) -> HttpResponse {
+    let started = Instant::now();
+    let mut response = if req.method() == Method::OPTIONS {
+        HttpResponse::NoContent()
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .finish()
+    } else {
+        text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n")
+    };
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    finish(req, state, response, RouteClass::Dynamic, started)
+}
+
+/// Security headers, metrics and the access log, for every response.
+fn finish(
+    req: &HttpRequest,
+    state: &AppState,
+    mut response: HttpResponse,
+    class: RouteClass,
+    started: Instant,
+) -> HttpResponse {
     // File responses carry them precomputed; everything else gets them here.
     let headers = response.headers_mut();
     if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
@@ -77,7 +128,10 @@ fn respond(req: &HttpRequest, state: &AppState, table: &Table) -> (HttpResponse,
     match path {
         "/healthz" => return (text(StatusCode::OK, "ok\n"), RouteClass::Health),
         "/metrics" if metrics_allowed(req, state.limits.metrics) => {
-            let body = state.metrics.render(&table.stats);
+            let mut body = state.metrics.render(&table.stats);
+            if let Some(dynamic) = &state.dynamic {
+                dynamic.render_metrics(&mut body);
+            }
             let response = HttpResponse::Ok()
                 .insert_header((
                     header::CONTENT_TYPE,
@@ -120,6 +174,29 @@ fn respond(req: &HttpRequest, state: &AppState, table: &Table) -> (HttpResponse,
 /// Requests refused before any lookup: oversized heads or bodies, and
 /// methods a static server does not offer.
 fn refuse(req: &HttpRequest, limits: Limits) -> Option<HttpResponse> {
+    if let Some(refusal) = oversized(req, limits) {
+        return Some(refusal);
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD => None,
+        Method::OPTIONS => Some(
+            HttpResponse::NoContent()
+                .insert_header((header::ALLOW, ALLOW))
+                .insert_header((header::CACHE_CONTROL, "no-cache"))
+                .finish(),
+        ),
+        _ => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            Some(response)
+        }
+    }
+}
+
+/// Heads or declared bodies over the limits.
+fn oversized(req: &HttpRequest, limits: Limits) -> Option<HttpResponse> {
     let target_bytes = req
         .uri()
         .path_and_query()
@@ -152,22 +229,7 @@ fn refuse(req: &HttpRequest, limits: Limits) -> Option<HttpResponse> {
             .set_connection_type(actix_web::http::ConnectionType::Close);
         return Some(response);
     }
-    match *req.method() {
-        Method::GET | Method::HEAD => None,
-        Method::OPTIONS => Some(
-            HttpResponse::NoContent()
-                .insert_header((header::ALLOW, ALLOW))
-                .insert_header((header::CACHE_CONTROL, "no-cache"))
-                .finish(),
-        ),
-        _ => {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            Some(response)
-        }
-    }
+    None
 }
 
 fn metrics_allowed(req: &HttpRequest, access: MetricsAccess) -> bool {
@@ -225,7 +287,7 @@ fn serve(req: &HttpRequest, resource: &Resource, limits: Limits) -> HttpResponse
     let head = req.method() == Method::HEAD;
     let validators = Validators {
         etag: variant.etag.to_str().unwrap_or(""),
-        last_modified: resource.last_modified,
+        last_modified: Some(resource.last_modified),
     };
     let honour_range = match conditional::evaluate(req.headers(), true, validators) {
         Outcome::NotModified => {
@@ -351,7 +413,8 @@ fn partial(
     response
 }
 
-fn text(status: StatusCode, message: &'static str) -> HttpResponse {
+/// A short plain-text response that no cache keeps.
+pub fn text(status: StatusCode, message: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))

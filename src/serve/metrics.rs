@@ -31,9 +31,11 @@ pub enum RouteClass {
     Metrics,
     /// Refused before lookup: bad path, method, size limits.
     Rejected,
+    /// A declared `[[route]]`.
+    Dynamic,
 }
 
-const CLASSES: [RouteClass; 8] = [
+const CLASSES: [RouteClass; 9] = [
     RouteClass::Asset,
     RouteClass::Page,
     RouteClass::File,
@@ -42,6 +44,7 @@ const CLASSES: [RouteClass; 8] = [
     RouteClass::Health,
     RouteClass::Metrics,
     RouteClass::Rejected,
+    RouteClass::Dynamic,
 ];
 
 impl RouteClass {
@@ -55,6 +58,7 @@ impl RouteClass {
             RouteClass::Health => "health",
             RouteClass::Metrics => "metrics",
             RouteClass::Rejected => "rejected",
+            RouteClass::Dynamic => "dynamic",
         }
     }
 
@@ -64,8 +68,9 @@ impl RouteClass {
 }
 
 /// Statuses the server produces; anything else is counted as "other".
-const STATUSES: [u16; 16] = [
-    200, 204, 206, 304, 308, 400, 404, 405, 406, 412, 413, 416, 431, 500, 503, 0,
+const STATUSES: [u16; 20] = [
+    200, 204, 206, 303, 304, 308, 400, 403, 404, 405, 406, 412, 413, 415, 416, 422, 431, 500, 503,
+    0,
 ];
 
 fn status_slot(status: u16) -> usize {
@@ -81,15 +86,16 @@ const BUCKETS: [f64; 14] = [
     1.0,
 ];
 
+/// A latency histogram over [`BUCKETS`], in atomics.
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
-    fn observe(&self, elapsed: Duration) {
+    pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Some(slot) = BUCKETS.iter().position(|&bound| seconds <= bound) {
             self.buckets[slot].fetch_add(1, Ordering::Relaxed);
@@ -250,23 +256,36 @@ impl Metrics {
             if count == 0 {
                 continue;
             }
-            let label = class.name();
-            let mut cumulative = 0;
-            for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{class=\"{label}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
+            histogram.render(out, name, &format!("class=\"{}\"", class.name()));
+        }
+    }
+}
+
+impl Histogram {
+    /// Writes the `_bucket`, `_sum` and `_count` series of `name` with
+    /// `labels` (`key="value"`, comma-separated; may be empty).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let count = self.count.load(Ordering::Relaxed);
+        let separator = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "{name}_bucket{{class=\"{label}\",le=\"+Inf\"}} {count}"
+                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
             );
-            let sum = histogram.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "{name}_sum{{class=\"{label}\"}} {sum}");
-            let _ = writeln!(out, "{name}_count{{class=\"{label}\"}} {count}");
         }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
+        );
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -279,11 +298,11 @@ impl Drop for ConnectionGuard {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
     family(out, name, "gauge", help);
     let _ = writeln!(out, "{name} {value}");
 }

@@ -5,11 +5,13 @@
 //! ([`reload`]). Each HTTP concern has its own module: [`resolve`] (paths),
 //! [`negotiate`] (encodings), [`conditional`] (validators), [`range`],
 //! [`headers`] (policy), [`body`] (streaming), [`metrics`], [`access_log`],
-//! [`tls`].
+//! [`tls`]. Declared `[[route]]`s ([`routes`]) answer before the file
+//! table, over the pooled database in [`db`].
 
 pub mod access_log;
 pub mod body;
 pub mod conditional;
+pub mod db;
 pub mod handler;
 pub mod headers;
 pub mod metrics;
@@ -17,6 +19,8 @@ pub mod negotiate;
 pub mod range;
 pub mod reload;
 pub mod resolve;
+pub mod routes;
+pub mod secret;
 pub mod table;
 pub mod tls;
 
@@ -35,6 +39,8 @@ use handler::{AppState, Limits};
 use headers::SecurityHeaders;
 use metrics::Metrics;
 use resolve::PathRules;
+use routes::Selected;
+use routes::respond::Dynamic;
 use table::Table;
 
 /// Command-line choices that override `[server]`.
@@ -88,12 +94,19 @@ impl RunningServer {
 }
 
 /// Loads the output directory and starts serving it on a new thread.
+/// With dynamic routes, the database is opened and migrated, and the route
+/// queries' plans checked, before the server listens.
 pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningServer> {
     let server = settings.server();
     let table = Table::load(settings)?;
     let tls_config = match &settings.server.tls {
         Some((cert, key)) => Some(tls::server_config(cert, key)?),
         None => None,
+    };
+    let dynamic = if settings.uses_database() {
+        Some(Arc::new(prepare_dynamic(settings, tls_config.is_some())?))
+    } else {
+        None
     };
     let state = Arc::new(AppState {
         table: ArcSwap::from_pointee(table),
@@ -112,6 +125,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                 pretty_urls: server.pretty_urls,
             },
         },
+        dynamic,
     });
     let addr = options.addr.unwrap_or(settings.server.addr);
     let listener = TcpListener::bind(addr)
@@ -130,6 +144,12 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
         .name("kiln-serve".into())
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
+                if let Some(dynamic) = &thread_state.dynamic
+                    && let Err(err) = start_database(&thread_settings, dynamic).await
+                {
+                    let _ = handle_sender.send(Err(err));
+                    return Ok(());
+                }
                 let app_state = Arc::clone(&thread_state);
                 let metrics = Arc::clone(&thread_state.metrics);
                 let mut http = HttpServer::new(move || {
@@ -137,8 +157,22 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                     App::new().default_service(fn_service(move |request: ServiceRequest| {
                         let state = Arc::clone(&state);
                         async move {
-                            let (req, _payload) = request.into_parts();
-                            let response = handler::handle(&req, &state);
+                            let (req, payload) = request.into_parts();
+                            let selected = state.dynamic.as_ref().map(|dynamic| {
+                                (dynamic, dynamic.routes.select(req.method(), req.path()))
+                            });
+                            let response = match selected {
+                                Some((dynamic, Selected::Route(route, values))) => {
+                                    handler::handle_dynamic(
+                                        &req, payload, &state, dynamic, route, values,
+                                    )
+                                    .await
+                                }
+                                Some((_, Selected::WrongMethod(allow))) => {
+                                    handler::wrong_method(&req, &state, &allow)
+                                }
+                                _ => handler::handle(&req, &state),
+                            };
                             Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
                         }
                     }))
@@ -163,14 +197,19 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                     Some(config) => http.listen_rustls_0_23(listener, config)?.run(),
                     None => http.listen(listener)?.run(),
                 };
-                let _ = handle_sender.send(running.handle());
+                let _ = handle_sender.send(Ok(running.handle()));
                 actix_web::rt::spawn(reload::watch(thread_settings, thread_state, handle_signals));
                 running.await
             })
         })?;
-    let handle = handle_receiver
-        .recv()
-        .map_err(|_| io::Error::other("the server failed to start"))?;
+    let handle = match handle_receiver.recv() {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(err)) => {
+            let _ = thread.join();
+            return Err(err);
+        }
+        Err(_) => return Err(io::Error::other("the server failed to start")),
+    };
     Ok(RunningServer {
         addr,
         tls,
@@ -178,4 +217,88 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
         handle,
         thread,
     })
+}
+
+/// Compiles the routes and their templates and builds the pool (no
+/// connection yet): everything about the dynamic side that can fail without
+/// talking to the database.
+fn prepare_dynamic(settings: &Settings, tls: bool) -> io::Result<Dynamic> {
+    let routes = routes::Routes::compile(settings).map_err(io::Error::other)?;
+    let views = routes::views::Views::load(settings, &routes.templates())
+        .map_err(|diagnostic| io::Error::other(diagnostic.to_string()))?;
+    let key = secret::load(&settings.root)?;
+    let database = db::Database::open(settings.database(), &settings.root)
+        .map_err(|err| io::Error::other(err.to_string()))?;
+    let config = settings.database();
+    let slow_query =
+        (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
+    Ok(Dynamic::new(
+        routes,
+        Arc::new(database),
+        views,
+        routes::csrf::Csrf::new(&key, tls),
+        slow_query,
+        settings.server().max_body_bytes,
+        settings.templates_dir.clone(),
+    ))
+}
+
+/// What `kiln check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub routes: usize,
+    pub applied: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// `kiln check`: compiles routes and their templates, applies pending
+/// migrations and explains every route query, without serving.
+pub fn check(settings: &Settings) -> io::Result<CheckReport> {
+    if !settings.uses_database() {
+        return Ok(CheckReport::default());
+    }
+    let dynamic = prepare_dynamic(settings, false)?;
+    actix_web::rt::System::new().block_on(async {
+        let migrations = settings.root.join(&settings.database().migrations);
+        let applied = db::migrate::run(&dynamic.database, &migrations)
+            .await
+            .map_err(|err| io::Error::other(err.to_string()))?;
+        let warnings = routes::plan::check(&dynamic.database, &dynamic.routes)
+            .await
+            .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
+        Ok(CheckReport {
+            routes: dynamic.routes.routes.len(),
+            applied,
+            warnings: warnings.iter().map(ToString::to_string).collect(),
+        })
+    })
+}
+
+/// Migrates, checks query plans (warnings go to standard error), opens
+/// `min_idle` connections and starts pool maintenance. Runs on the
+/// server's runtime, which outlives every pooled connection.
+async fn start_database(settings: &Settings, dynamic: &Dynamic) -> io::Result<()> {
+    let database = &dynamic.database;
+    let migrations = settings.root.join(&settings.database().migrations);
+    let applied = db::migrate::run(database, &migrations)
+        .await
+        .map_err(|err| io::Error::other(err.to_string()))?;
+    if !applied.is_empty() {
+        eprintln!(
+            "kiln: applied {} migration(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
+    }
+    if settings.database().plan_check {
+        let warnings = routes::plan::check(database, &dynamic.routes)
+            .await
+            .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    database.maintain().await;
+    database.spawn_maintenance();
+    Ok(())
 }

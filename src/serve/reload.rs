@@ -43,6 +43,7 @@ pub async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
                 let stats = table.stats;
                 state.table.store(Arc::new(table));
                 state.metrics.reloaded();
+                reload_views(&settings, &state);
                 failed_identity = None;
                 eprintln!(
                     "kiln: serving the new build ({} files, {} in memory)",
@@ -63,5 +64,17 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
     match signal {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Route templates resolve asset URLs through the manifest: recompile them
+/// against the new build (keeping the old ones when that fails).
+fn reload_views(settings: &Settings, state: &AppState) {
+    let Some(dynamic) = &state.dynamic else {
+        return;
+    };
+    match crate::serve::routes::views::Views::load(settings, &dynamic.routes.templates()) {
+        Ok(views) => dynamic.views.store(Arc::new(views)),
+        Err(diagnostic) => eprintln!("kiln: keeping the previous route templates: {diagnostic}"),
     }
 }

@@ -50,6 +50,27 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     raw(addr, request.as_bytes(), method == "HEAD")
 }
 
+/// Sends a request with a body (`Content-Length` is added).
+pub fn send_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes, false)
+}
+
 /// Writes `request` as is and reads the response to the end of the connection.
 pub fn raw(addr: SocketAddr, request: &[u8], head: bool) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");

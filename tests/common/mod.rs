@@ -168,6 +168,7 @@ pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
 }
 
 pub mod http;
+pub mod postgres;
 pub mod server;
 
 /// Runs an ES module script in node from `dir` and returns its stdout.

@@ -102,15 +102,7 @@ fn page_dir(state: &State) -> String {
 
 /// 1-based line and column of the first occurrence of `needle`.
 fn find(source: &str, needle: &str) -> Option<(u32, u32)> {
-    let at = source.find(needle)?;
-    let before = &source[..at];
-    let line = before.matches('\n').count() as u32 + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |text| text.chars().count()) as u32
-        + 1;
-    Some((line, column))
+    Some(crate::diagnostic::line_column(source, source.find(needle)?))
 }
 
 /// A template environment over `templates_dir` with kiln's functions.

@@ -274,7 +274,7 @@ fn listing(sources: &[Source]) -> Vec<serde_json::Value> {
 
 /// `data/**/*.toml|json` as a nested object: `data/team/people.toml` is
 /// `data.team.people`.
-fn read_data(dir: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
+pub fn read_data(dir: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
     let mut root = serde_json::Map::new();
     if !dir.is_dir() {
         return Ok(root.into());
@@ -376,7 +376,14 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
         .env
         .get_template(&template)
         .and_then(|template| template.render(context))
-        .map_err(|err| template_diagnostic(shared.settings, source, &template, &err))?;
+        .map_err(|err| {
+            template_diagnostic(
+                &shared.settings.templates_dir,
+                &source.name,
+                &template,
+                &err,
+            )
+        })?;
     let dir = source
         .output
         .rsplit_once('/')
@@ -446,9 +453,9 @@ fn with_content(page: Value, content: String) -> Value {
 
 /// A template error at the file and line where it happened: for an error
 /// inside an included or extended template, the innermost one.
-fn template_diagnostic(
-    settings: &Settings,
-    source: &Source,
+pub fn template_diagnostic(
+    templates_dir: &Path,
+    rendering: &str,
     template: &str,
     err: &minijinja::Error,
 ) -> Diagnostic {
@@ -462,13 +469,13 @@ fn template_diagnostic(
         err = inner;
     }
     let name = err.name().unwrap_or(template);
-    let file = settings.templates_dir.join(name);
+    let file = templates_dir.join(name);
     let mut message = match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),
         None => err.kind().to_string(),
     };
-    if name != source.name {
-        message.push_str(&format!(" (rendering {})", source.name));
+    if name != rendering {
+        message.push_str(&format!(" (rendering {rendering})"));
     }
     match err.line() {
         Some(line) => {

@@ -1,0 +1,269 @@
+//! Declarative dynamic routes (`[[route]]` in build.toml): a typed path,
+//! typed query-string parameters and form fields, SQL with named bound
+//! parameters, and a result shape (a template, or JSON). Compiled once at
+//! start-up, so a route that names an undeclared parameter, a missing
+//! template or a malformed path stops the server before it listens.
+//!
+//! [`respond`] answers requests, [`params`] checks inputs, [`pattern`]
+//! matches paths, [`csrf`] guards forms, [`views`] renders templates and
+//! [`plan`] warns about queries that scan whole tables.
+
+pub mod csrf;
+pub mod params;
+pub mod pattern;
+pub mod plan;
+pub mod respond;
+pub mod views;
+
+use std::collections::HashMap;
+
+use actix_web::http::Method;
+use actix_web::http::header::HeaderValue;
+
+use crate::config::{Isolation, ParamType, RouteConfig, Settings};
+use crate::serve::db::sql::{self, Statement};
+use crate::serve::metrics::Histogram;
+use params::Input;
+use pattern::PathPattern;
+
+/// One read query of a route.
+pub struct Query {
+    pub name: String,
+    pub statement: Statement,
+    pub one: bool,
+    pub allow_scan: bool,
+}
+
+/// A compiled route.
+pub struct Route {
+    /// `GET /products/{id:int}`, for logs and metrics.
+    pub label: String,
+    pub method: Method,
+    pub pattern: PathPattern,
+    pub params: Vec<Input>,
+    pub fields: Vec<Input>,
+    pub queries: Vec<Query>,
+    pub exec: Vec<Statement>,
+    pub template: Option<String>,
+    pub redirect: Option<String>,
+    pub isolation: Option<Isolation>,
+    pub cache_control: HeaderValue,
+    /// Time spent in the database per request.
+    pub query_time: Histogram,
+}
+
+/// What a request's method and path select.
+pub enum Selected<'a> {
+    Route(&'a Route, Vec<(String, crate::serve::db::SqlValue)>),
+    /// The path matches routes, none with this method.
+    WrongMethod(String),
+    None,
+}
+
+/// Every route, in declaration order (the first match wins).
+pub struct Routes {
+    pub routes: Vec<Route>,
+}
+
+/// A route problem, naming the route.
+#[derive(Debug, thiserror::Error)]
+#[error("build.toml: route[{index}] ({label}): {message}")]
+pub struct RouteError {
+    pub index: usize,
+    pub label: String,
+    pub message: String,
+}
+
+/// Paths the server answers itself.
+const RESERVED: [&str; 2] = ["/healthz", "/metrics"];
+
+impl Routes {
+    /// Compiles `[[route]]`.
+    pub fn compile(settings: &Settings) -> Result<Routes, RouteError> {
+        let mut routes: Vec<Route> = Vec::new();
+        for (index, config) in settings.routes().iter().enumerate() {
+            let label = format!("{} {}", config.method, config.path);
+            let route = compile_route(config, label.clone()).map_err(|message| RouteError {
+                index,
+                label: label.clone(),
+                message,
+            })?;
+            if routes
+                .iter()
+                .any(|known| known.method == route.method && known.pattern == route.pattern)
+            {
+                return Err(RouteError {
+                    index,
+                    label,
+                    message: "another route has the same method and path".into(),
+                });
+            }
+            routes.push(route);
+        }
+        Ok(Routes { routes })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Templates the routes render.
+    pub fn templates(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .routes
+            .iter()
+            .filter_map(|route| route.template.as_deref())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The route for a request. HEAD selects GET routes.
+    pub fn select(&self, method: &Method, path: &str) -> Selected<'_> {
+        let wanted = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        let mut allowed: Vec<&str> = Vec::new();
+        for route in &self.routes {
+            let Some(values) = route.pattern.matches(path) else {
+                continue;
+            };
+            if route.method == wanted {
+                return Selected::Route(route, values);
+            }
+            allowed.push(route.method.as_str());
+        }
+        if allowed.is_empty() {
+            return Selected::None;
+        }
+        if allowed.contains(&"GET") {
+            allowed.push("HEAD");
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        Selected::WrongMethod(allowed.join(", "))
+    }
+}
+
+fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
+    let pattern = PathPattern::parse(&config.path)?;
+    if RESERVED.contains(&config.path.as_str()) {
+        return Err(format!("{} is answered by the server itself", config.path));
+    }
+    let params = inputs(&config.params)?;
+    let fields = inputs(&config.fields)?;
+    let mut declared: HashMap<&str, &'static str> = pattern
+        .param_types()
+        .map(|(name, kind)| (name, kind.sql_type()))
+        .collect();
+    for input in params.iter().chain(&fields) {
+        if declared
+            .insert(input.name.as_str(), sql_type(input.spec.kind))
+            .is_some()
+        {
+            return Err(format!("{:?} is declared twice", input.name));
+        }
+    }
+    let queries = config
+        .query
+        .iter()
+        .map(|query| {
+            let statement = statement(&query.sql, &declared, &format!("query {:?}", query.name))?;
+            Ok(Query {
+                name: query.name.clone(),
+                statement,
+                one: query.one,
+                allow_scan: query.allow_scan,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let exec = config
+        .exec
+        .iter()
+        .enumerate()
+        .map(|(index, sql)| statement(sql, &declared, &format!("exec[{index}]")))
+        .collect::<Result<Vec<_>, String>>()?;
+    let cache_control = HeaderValue::from_str(&config.cache_control).map_err(|_| {
+        format!(
+            "cache_control {:?} is not a header value",
+            config.cache_control
+        )
+    })?;
+    if let Some(template) = &config.template
+        && (template.starts_with('/') || template.split('/').any(|part| part == ".."))
+    {
+        return Err(format!(
+            "template {template:?} must be a path under templates/"
+        ));
+    }
+    if let Some(redirect) = &config.redirect
+        && !redirect.starts_with('/')
+    {
+        return Err(format!(
+            "redirect {redirect:?} must be a path on this site (start with /)"
+        ));
+    }
+    Ok(Route {
+        label,
+        method: Method::from_bytes(config.method.as_bytes()).map_err(|err| err.to_string())?,
+        pattern,
+        params,
+        fields,
+        queries,
+        exec,
+        template: config.template.clone(),
+        redirect: config.redirect.clone(),
+        isolation: config.isolation,
+        cache_control,
+        query_time: Histogram::default(),
+    })
+}
+
+fn inputs(
+    specs: &std::collections::BTreeMap<String, crate::config::ParamConfig>,
+) -> Result<Vec<Input>, String> {
+    specs
+        .iter()
+        .map(|(name, spec)| Input::new(name, spec))
+        .collect()
+}
+
+/// The SQL type an input is bound as.
+fn sql_type(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::Int => "int8",
+        ParamType::Float => "float8",
+        ParamType::Str => "text",
+        ParamType::Bool => "bool",
+    }
+}
+
+/// Parses SQL and checks that every parameter it names is declared.
+fn statement(
+    text: &str,
+    declared: &HashMap<&str, &'static str>,
+    what: &str,
+) -> Result<Statement, String> {
+    let statement = sql::parse_typed(text, &|name| declared.get(name).copied())
+        .map_err(|err| format!("{what}: {err}"))?;
+    if let Some(unknown) = statement
+        .params
+        .iter()
+        .find(|name| !declared.contains_key(name.as_str()))
+    {
+        let mut known: Vec<&str> = declared.keys().copied().collect();
+        known.sort_unstable();
+        return Err(format!(
+            "{what}: :{unknown} is not a path parameter, query parameter or form field of this route (declared: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    Ok(statement)
+}
