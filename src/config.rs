@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 mod dynamic;
 pub use dynamic::{
-    DatabaseConfig, Isolation, ParamConfig, ParamType, QueryConfig, QueueOrder, RouteConfig,
-    is_identifier,
+    CacheConfig, DatabaseConfig, Isolation, ParamConfig, ParamType, QueryConfig, QueueOrder,
+    RouteCacheConfig, RouteConfig, is_identifier,
 };
 
 /// The name of the configuration file at the site root.
@@ -40,6 +40,7 @@ pub struct Config {
     pub pages: PagesConfig,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
+    pub cache: CacheConfig,
     /// Declarative dynamic routes (`[[route]]`).
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -480,6 +481,7 @@ impl Config {
         validate_js(&self.js)?;
         dynamic::validate_database(&self.database)?;
         dynamic::validate_routes(&self.routes)?;
+        dynamic::validate_cache(&self.cache)?;
         Ok(Settings {
             assets_dir: root.join(ASSETS_DIR),
             templates_dir: root.join(TEMPLATES_DIR),
@@ -840,6 +842,10 @@ impl Settings {
 
     pub fn database(&self) -> &DatabaseConfig {
         &self.config.database
+    }
+
+    pub fn cache(&self) -> &CacheConfig {
+        &self.config.cache
     }
 
     pub fn routes(&self) -> &[RouteConfig] {

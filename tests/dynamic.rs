@@ -8,50 +8,14 @@ mod common;
 use std::time::Duration;
 
 use common::Site;
-use common::http::{self, Response};
+use common::forms::csrf;
+use common::http;
 use common::server::TestServer;
 
 fn shop() -> Site {
     let site = Site::fixture("shop");
     site.build().expect("the shop builds");
     site
-}
-
-/// The CSRF cookie (`kiln_csrf=…`) and the token in the page's form.
-fn csrf(page: &Response) -> (String, String) {
-    let cookie = page
-        .header("set-cookie")
-        .expect("the form page sets the CSRF cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let body = page.text();
-    let start = body
-        .find("name=\"csrf_token\" value=\"")
-        .expect("csrf field")
-        + 25;
-    let token = body[start..].split('"').next().unwrap().to_string();
-    (cookie, token)
-}
-
-fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in pairs {
-        serializer.append_pair(name, value);
-    }
-    serializer.finish().into_bytes()
-}
-
-fn post(
-    server: &TestServer,
-    path: &str,
-    headers: &[(&str, &str)],
-    pairs: &[(&str, &str)],
-) -> Response {
-    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
-    all.extend_from_slice(headers);
-    http::send_body(server.addr, "POST", path, &all, &form(pairs))
 }
 
 fn metric(server: &TestServer, name: &str) -> f64 {
@@ -158,18 +122,18 @@ fn forms_refuse_requests_without_a_valid_csrf_token() {
     assert_eq!(page.header("cache-control"), Some("private, no-cache"));
     let fields = [("author", "Ada"), ("body", "Hello")];
 
-    let no_cookie = post(
-        &server,
+    let no_cookie = common::forms::post(
+        server.addr,
         "/notes/",
         &[],
         &[("csrf_token", &token), fields[0], fields[1]],
     );
     assert_eq!(no_cookie.status, 403);
-    let no_token = post(&server, "/notes/", &[("Cookie", &cookie)], &fields);
+    let no_token = common::forms::post(server.addr, "/notes/", &[("Cookie", &cookie)], &fields);
     assert_eq!(no_token.status, 403);
     let forged = "AAAA.BBBB".to_string();
-    let forged_pair = post(
-        &server,
+    let forged_pair = common::forms::post(
+        server.addr,
         "/notes/",
         &[("Cookie", &format!("kiln_csrf={forged}"))],
         &[("csrf_token", &forged), fields[0], fields[1]],
@@ -178,8 +142,8 @@ fn forms_refuse_requests_without_a_valid_csrf_token() {
         forged_pair.status, 403,
         "an unsigned token is refused even when both match"
     );
-    let cross_site = post(
-        &server,
+    let cross_site = common::forms::post(
+        server.addr,
         "/notes/",
         &[("Cookie", &cookie), ("Origin", "https://evil.example")],
         &[("csrf_token", &token), fields[0], fields[1]],
@@ -192,8 +156,8 @@ fn forms_refuse_requests_without_a_valid_csrf_token() {
     );
 
     let origin = format!("http://{}", server.addr);
-    let accepted = post(
-        &server,
+    let accepted = common::forms::post(
+        server.addr,
         "/notes/",
         &[("Cookie", &cookie), ("Origin", &origin)],
         &[("csrf_token", &token), fields[0], fields[1]],
@@ -212,8 +176,8 @@ fn post_redirect_get_and_invalid_input_re_renders_with_errors() {
     let (cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
     let headers = [("Cookie", cookie.as_str())];
 
-    let created = post(
-        &server,
+    let created = common::forms::post(
+        server.addr,
         "/notes/",
         &headers,
         &[
@@ -233,8 +197,8 @@ fn post_redirect_get_and_invalid_input_re_renders_with_errors() {
     assert!(list.contains("&lt;b&gt;bold"), "output is escaped");
     assert!(!list.contains("<b>bold"));
 
-    let invalid = post(
-        &server,
+    let invalid = common::forms::post(
+        server.addr,
         "/notes/",
         &headers,
         &[("csrf_token", &token), ("author", ""), ("body", "x")],
@@ -249,8 +213,8 @@ fn post_redirect_get_and_invalid_input_re_renders_with_errors() {
         "the page's queries ran for the re-render"
     );
 
-    let api = post(
-        &server,
+    let api = common::forms::post(
+        server.addr,
         "/api/notes",
         &headers,
         &[
@@ -284,8 +248,8 @@ fn every_statement_of_a_write_route_runs_in_one_transaction() {
     let server = TestServer::start(&site, &[]);
     let (cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
     for body in ["one", "two", "three"] {
-        let response = post(
-            &server,
+        let response = common::forms::post(
+            server.addr,
             "/notes/",
             &[("Cookie", &cookie)],
             &[("csrf_token", &token), ("author", "a"), ("body", body)],
@@ -347,7 +311,7 @@ fn sqlite_busy_writers_are_retried_then_answered_503() {
 
     // Another writer holds the lock for a moment, then commits.
     let holder = hold_write_lock(&site, Duration::from_millis(300));
-    let response = post(&server, "/notes/", &[("Cookie", &cookie)], &fields);
+    let response = common::forms::post(server.addr, "/notes/", &[("Cookie", &cookie)], &fields);
     holder.join().unwrap();
     assert_eq!(response.status, 303, "{}", response.text());
     assert!(metric(&server, "kiln_db_write_retries_total") >= 1.0);
@@ -359,7 +323,7 @@ fn sqlite_busy_writers_are_retried_then_answered_503() {
         &["database.busy_timeout_ms=20", "database.retries=1"],
     );
     let holder = hold_write_lock(&site, Duration::from_secs(2));
-    let response = post(&server, "/notes/", &[("Cookie", &cookie)], &fields);
+    let response = common::forms::post(server.addr, "/notes/", &[("Cookie", &cookie)], &fields);
     assert_eq!(response.status, 503);
     assert_eq!(response.header("retry-after"), Some("1"));
     assert_eq!(metric(&server, "kiln_db_write_busy_failures_total"), 1.0);
@@ -513,7 +477,7 @@ fn the_plan_check_names_routes_that_scan_whole_tables() {
         ),
     );
     let report = kiln::serve::check(&site.settings(&[])).expect("check runs");
-    assert_eq!(report.routes, 8);
+    assert_eq!(report.routes, 10);
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("route GET /by-name/{name}"));
     assert!(report.warnings[0].contains("scans every row of items"));
@@ -575,7 +539,7 @@ fn kiln_check_reports_scans_and_exits_1() {
     );
     assert_eq!(
         String::from_utf8_lossy(&clean.stdout),
-        "checked 7 route(s): 0 warning(s)\n"
+        "checked 9 route(s): 0 warning(s)\n"
     );
 
     let config = std::fs::read_to_string(site.path("build.toml")).unwrap();

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::forms::csrf;
 use common::http;
 use common::postgres::Schema;
 use common::server::TestServer;
@@ -14,38 +15,13 @@ fn url_override(schema: &Schema) -> String {
     format!("database.url={:?}", schema.url())
 }
 
-fn csrf(page: &http::Response) -> (String, String) {
-    let cookie = page.header("set-cookie").expect("csrf cookie");
-    let cookie = cookie.split(';').next().unwrap().to_string();
-    let body = page.text();
-    let start = body
-        .find("name=\"csrf_token\" value=\"")
-        .expect("csrf field")
-        + 25;
-    (cookie, body[start..].split('"').next().unwrap().to_string())
-}
-
 fn post_form(
     addr: std::net::SocketAddr,
     path: &str,
     cookie: &str,
     pairs: &[(&str, &str)],
 ) -> http::Response {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in pairs {
-        serializer.append_pair(name, value);
-    }
-    let body = serializer.finish();
-    http::send_body(
-        addr,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", cookie),
-        ],
-        body.as_bytes(),
-    )
+    common::forms::post(addr, path, &[("Cookie", cookie)], pairs)
 }
 
 #[test]

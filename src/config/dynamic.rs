@@ -124,6 +124,64 @@ pub struct RouteConfig {
     /// `Cache-Control` of the route's responses.
     #[serde(default = "default_route_cache_control")]
     pub cache_control: String,
+    /// Keep rendered responses in the route cache (GET routes).
+    pub cache: Option<RouteCacheConfig>,
+    /// Cache tags a POST route drops when it succeeds (`{name}` filled from
+    /// its inputs and RETURNING columns).
+    #[serde(default)]
+    pub invalidates: Vec<String>,
+}
+
+/// `[route.cache]`: how long a rendered response is kept, and under which key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    /// Seconds a response is served from the cache without touching the database.
+    pub ttl_secs: u64,
+    /// Seconds after that during which the stale response is still served
+    /// while one request refreshes it in the background.
+    #[serde(default)]
+    pub stale_secs: u64,
+    /// Tags write routes invalidate by (`{name}` filled from the inputs).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Query parameters the key varies on (default: all of them; path
+    /// parameters always). Every parameter the SQL reads must be listed.
+    pub vary: Option<Vec<String>>,
+}
+
+/// The `[cache]` table: the levels of the route cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Level 1, in memory: most bytes kept (bodies and their compressed copies).
+    pub memory_bytes: u64,
+    /// Level 2, on disk (sled), persistent across restarts.
+    pub disk: bool,
+    /// Where level 2 lives, relative to the site root.
+    pub disk_dir: PathBuf,
+    /// Most bytes level 2 keeps before evicting the oldest entries.
+    pub disk_bytes: u64,
+    /// Level 3, Redis, shared by several servers (`redis://HOST:PORT/DB`); empty: off.
+    pub redis_url: String,
+    /// Prefix of every Redis key kiln writes.
+    pub redis_prefix: String,
+    /// URLs rendered into the cache at start-up (`/catalogue/?page=1`).
+    pub warm: Vec<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory_bytes: 64 * 1024 * 1024,
+            disk: true,
+            disk_dir: PathBuf::from(".kiln/cache"),
+            disk_bytes: 256 * 1024 * 1024,
+            redis_url: String::new(),
+            redis_prefix: "kiln:".into(),
+            warm: Vec::new(),
+        }
+    }
 }
 
 fn default_method() -> String {
@@ -223,15 +281,45 @@ pub fn validate_database(database: &DatabaseConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Stage two for `[cache]`.
+pub fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
+    if !(cache.redis_url.is_empty()
+        || cache.redis_url.starts_with("redis://")
+        || cache.redis_url.starts_with("rediss://"))
+    {
+        return Err(config_error(format!(
+            "cache.redis_url = {:?}: expected redis://HOST:PORT/DB",
+            cache.redis_url
+        )));
+    }
+    if let Some(url) = cache.warm.iter().find(|url| !url.starts_with('/')) {
+        return Err(config_error(format!(
+            "cache.warm: {url:?} must be a path on this site (start with /)"
+        )));
+    }
+    Ok(())
+}
+
 /// Stage two for `[[route]]`: shapes that depend on the method.
 pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
     for (index, route) in routes.iter().enumerate() {
         let key = format!("route[{index}] ({} {})", route.method, route.path);
         match route.method.as_str() {
             "GET" => {
-                if !route.exec.is_empty() || !route.fields.is_empty() || route.redirect.is_some() {
+                if !route.exec.is_empty()
+                    || !route.fields.is_empty()
+                    || route.redirect.is_some()
+                    || !route.invalidates.is_empty()
+                {
                     return Err(config_error(format!(
-                        "{key}: exec, fields and redirect belong to POST routes"
+                        "{key}: exec, fields, redirect and invalidates belong to POST routes"
+                    )));
+                }
+                if let Some(cache) = &route.cache
+                    && cache.ttl_secs == 0
+                {
+                    return Err(config_error(format!(
+                        "{key}: cache.ttl_secs must be above 0 (omit [route.cache] to not cache)"
                     )));
                 }
                 if route.query.is_empty() {
@@ -241,6 +329,11 @@ pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
                 }
             }
             "POST" => {
+                if route.cache.is_some() {
+                    return Err(config_error(format!(
+                        "{key}: POST responses are not cached; list the tags it changes in invalidates"
+                    )));
+                }
                 if route.exec.is_empty() {
                     return Err(config_error(format!(
                         "{key}: a POST route needs at least one statement in exec"

@@ -64,7 +64,7 @@ pub async fn handle_dynamic(
     req: &HttpRequest,
     payload: actix_web::dev::Payload,
     state: &AppState,
-    dynamic: &Dynamic,
+    dynamic: &Arc<Dynamic>,
     route: &Route,
     path_values: Vec<(String, crate::serve::db::SqlValue)>,
 ) -> HttpResponse {

@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod body;
+pub mod cache;
 pub mod conditional;
 pub mod db;
 pub mod handler;
@@ -104,7 +105,11 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
         None => None,
     };
     let dynamic = if settings.uses_database() {
-        Some(Arc::new(prepare_dynamic(settings, tls_config.is_some())?))
+        Some(Arc::new(prepare_dynamic(
+            settings,
+            tls_config.is_some(),
+            true,
+        )?))
     } else {
         None
     };
@@ -219,10 +224,11 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
     })
 }
 
-/// Compiles the routes and their templates and builds the pool (no
-/// connection yet): everything about the dynamic side that can fail without
-/// talking to the database.
-fn prepare_dynamic(settings: &Settings, tls: bool) -> io::Result<Dynamic> {
+/// Compiles the routes and their templates, builds the pool (no
+/// connection yet) and, with `open_cache`, opens the route cache:
+/// everything about the dynamic side that can fail without talking to the
+/// database.
+fn prepare_dynamic(settings: &Settings, tls: bool, open_cache: bool) -> io::Result<Dynamic> {
     let routes = routes::Routes::compile(settings).map_err(io::Error::other)?;
     let views = routes::views::Views::load(settings, &routes.templates())
         .map_err(|diagnostic| io::Error::other(diagnostic.to_string()))?;
@@ -232,15 +238,23 @@ fn prepare_dynamic(settings: &Settings, tls: bool) -> io::Result<Dynamic> {
     let config = settings.database();
     let slow_query =
         (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
-    Ok(Dynamic::new(
+    let cached = routes.routes.iter().any(|route| route.cache.is_some());
+    let cache = if open_cache && cached {
+        Some(cache::RouteCache::open(settings.cache(), &settings.root).map_err(io::Error::other)?)
+    } else {
+        None
+    };
+    Ok(Dynamic {
         routes,
-        Arc::new(database),
-        views,
-        routes::csrf::Csrf::new(&key, tls),
+        database: Arc::new(database),
+        views: arc_swap::ArcSwap::from_pointee(views),
+        csrf: routes::csrf::Csrf::new(&key, tls),
         slow_query,
-        settings.server().max_body_bytes,
-        settings.templates_dir.clone(),
-    ))
+        max_body_bytes: settings.server().max_body_bytes,
+        templates_dir: settings.templates_dir.clone(),
+        cache,
+        slow_queries: Default::default(),
+    })
 }
 
 /// What `kiln check` found.
@@ -257,7 +271,7 @@ pub fn check(settings: &Settings) -> io::Result<CheckReport> {
     if !settings.uses_database() {
         return Ok(CheckReport::default());
     }
-    let dynamic = prepare_dynamic(settings, false)?;
+    let dynamic = prepare_dynamic(settings, false, false)?;
     actix_web::rt::System::new().block_on(async {
         let migrations = settings.root.join(&settings.database().migrations);
         let applied = db::migrate::run(&dynamic.database, &migrations)
@@ -277,7 +291,7 @@ pub fn check(settings: &Settings) -> io::Result<CheckReport> {
 /// Migrates, checks query plans (warnings go to standard error), opens
 /// `min_idle` connections and starts pool maintenance. Runs on the
 /// server's runtime, which outlives every pooled connection.
-async fn start_database(settings: &Settings, dynamic: &Dynamic) -> io::Result<()> {
+async fn start_database(settings: &Settings, dynamic: &Arc<Dynamic>) -> io::Result<()> {
     let database = &dynamic.database;
     let migrations = settings.root.join(&settings.database().migrations);
     let applied = db::migrate::run(database, &migrations)
@@ -300,5 +314,79 @@ async fn start_database(settings: &Settings, dynamic: &Dynamic) -> io::Result<()
     }
     database.maintain().await;
     database.spawn_maintenance();
+    if let Some(cache) = &dynamic.cache {
+        cache.check().await.map_err(io::Error::other)?;
+        spawn_disk_sweeper(dynamic);
+        if let Some(subscribed) = cache.listen().await {
+            // Subscribed before serving, so no invalidation is missed.
+            spawn_invalidation_listener(dynamic, subscribed.map_err(io::Error::other)?);
+        }
+        for url in &settings.cache().warm {
+            if let Err(problem) = routes::cached::warm(dynamic, url).await {
+                eprintln!("warning: {problem}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// How often expired entries are dropped from the disk level of the cache.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drops expired disk entries on a schedule, off the workers, until the
+/// server stops.
+fn spawn_disk_sweeper(dynamic: &Arc<Dynamic>) {
+    let dynamic = Arc::downgrade(dynamic);
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            let Some(dynamic) = dynamic.upgrade() else {
+                break;
+            };
+            let _ = actix_web::rt::task::spawn_blocking(move || {
+                if let Some(disk) = dynamic.cache.as_ref().and_then(|cache| cache.disk.as_ref()) {
+                    disk.sweep();
+                }
+            })
+            .await;
+        }
+    });
+}
+
+/// Applies other servers' invalidations (from Redis) to this server's
+/// memory and disk levels; resubscribes when the connection drops.
+fn spawn_invalidation_listener(
+    dynamic: &Arc<Dynamic>,
+    first: impl futures_util::Stream<Item = String> + Unpin + 'static,
+) {
+    use futures_util::StreamExt;
+    let dynamic = Arc::downgrade(dynamic);
+    actix_web::rt::spawn(async move {
+        let mut tags: std::pin::Pin<Box<dyn futures_util::Stream<Item = String>>> = Box::pin(first);
+        loop {
+            while let Some(tag) = tags.next().await {
+                let Some(dynamic) = dynamic.upgrade() else {
+                    return;
+                };
+                if let Some(cache) = &dynamic.cache {
+                    cache.invalidate_local(&tag);
+                }
+            }
+            eprintln!("kiln: lost the Redis invalidation channel; resubscribing");
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(dynamic) = dynamic.upgrade() else {
+                    return;
+                };
+                let Some(cache) = &dynamic.cache else {
+                    return;
+                };
+                if let Some(Ok(stream)) = cache.listen().await {
+                    tags = Box::pin(stream);
+                    break;
+                }
+            }
+        }
+    });
 }

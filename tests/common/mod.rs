@@ -167,6 +167,7 @@ pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
     }
 }
 
+pub mod forms;
 pub mod http;
 pub mod postgres;
 pub mod server;

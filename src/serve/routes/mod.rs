@@ -4,14 +4,18 @@
 //! start-up, so a route that names an undeclared parameter, a missing
 //! template or a malformed path stops the server before it listens.
 //!
-//! [`respond`] answers requests, [`params`] checks inputs, [`pattern`]
-//! matches paths, [`csrf`] guards forms, [`views`] renders templates and
-//! [`plan`] warns about queries that scan whole tables.
+//! [`respond`] answers requests ([`cached`] through the route cache),
+//! [`params`] checks inputs, [`pattern`] matches paths, [`csrf`] guards
+//! forms, [`views`] and [`render`] make bodies, [`reply`] the HTTP
+//! response, and [`plan`] warns about queries that scan whole tables.
 
+pub mod cached;
 pub mod csrf;
 pub mod params;
 pub mod pattern;
 pub mod plan;
+pub mod render;
+pub mod reply;
 pub mod respond;
 pub mod views;
 
@@ -21,6 +25,7 @@ use actix_web::http::Method;
 use actix_web::http::header::HeaderValue;
 
 use crate::config::{Isolation, ParamType, RouteConfig, Settings};
+use crate::serve::db::SqlValue;
 use crate::serve::db::sql::{self, Statement};
 use crate::serve::metrics::Histogram;
 use params::Input;
@@ -48,13 +53,47 @@ pub struct Route {
     pub redirect: Option<String>,
     pub isolation: Option<Isolation>,
     pub cache_control: HeaderValue,
+    /// How the route's responses are cached, if they are.
+    pub cache: Option<CachePolicy>,
+    /// Tags a POST route drops (`{name}` filled per request).
+    pub invalidates: Vec<String>,
     /// Time spent in the database per request.
     pub query_time: Histogram,
 }
 
+/// A cached route's policy.
+pub struct CachePolicy {
+    pub ttl: std::time::Duration,
+    pub stale: std::time::Duration,
+    /// Tag templates (`product:{id}`).
+    pub tags: Vec<String>,
+    /// Inputs the key is made of, sorted.
+    pub vary: Vec<String>,
+}
+
+impl CachePolicy {
+    /// The cache key: the route and the typed values of the inputs it
+    /// varies on, so `?page=01` and `?page=1` share an entry.
+    pub fn key(&self, label: &str, values: &[(String, SqlValue)]) -> std::sync::Arc<str> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(label.as_bytes());
+        for name in &self.vary {
+            let value = values
+                .iter()
+                .find(|(known, _)| known == name)
+                .map_or(SqlValue::Null, |(_, value)| value.clone());
+            hasher.update(b"\0");
+            hasher.update(name.as_bytes());
+            hasher.update(b"=");
+            hasher.update(value.describe().as_bytes());
+        }
+        hasher.finalize().to_hex()[..32].into()
+    }
+}
+
 /// What a request's method and path select.
 pub enum Selected<'a> {
-    Route(&'a Route, Vec<(String, crate::serve::db::SqlValue)>),
+    Route(&'a Route, Vec<(String, SqlValue)>),
     /// The path matches routes, none with this method.
     WrongMethod(String),
     None,
@@ -206,7 +245,13 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
             "redirect {redirect:?} must be a path on this site (start with /)"
         ));
     }
+    let cache = match &config.cache {
+        Some(cache) => Some(cache_policy(config, cache, &pattern, &queries)?),
+        None => None,
+    };
     Ok(Route {
+        cache,
+        invalidates: config.invalidates.clone(),
         label,
         method: Method::from_bytes(config.method.as_bytes()).map_err(|err| err.to_string())?,
         pattern,
@@ -220,6 +265,71 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         cache_control,
         query_time: Histogram::default(),
     })
+}
+
+/// Checks a route's cache policy: the key must cover every input the
+/// queries read, and tags may only use inputs of the key.
+fn cache_policy(
+    config: &RouteConfig,
+    cache: &crate::config::RouteCacheConfig,
+    pattern: &PathPattern,
+    queries: &[Query],
+) -> Result<CachePolicy, String> {
+    let mut vary: Vec<String> = pattern
+        .param_types()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    match &cache.vary {
+        Some(chosen) => {
+            for name in chosen {
+                if !config.params.contains_key(name) {
+                    return Err(format!(
+                        "cache.vary: {name:?} is not a query parameter of this route"
+                    ));
+                }
+                vary.push(name.clone());
+            }
+        }
+        None => vary.extend(config.params.keys().cloned()),
+    }
+    vary.sort();
+    vary.dedup();
+    for query in queries {
+        if let Some(name) = query
+            .statement
+            .params
+            .iter()
+            .find(|name| !vary.contains(name))
+        {
+            return Err(format!(
+                "cache.vary leaves out {name:?}, which query {:?} reads: every response would share one entry",
+                query.name
+            ));
+        }
+    }
+    for tag in &cache.tags {
+        for name in placeholders(tag) {
+            if !vary.iter().any(|known| known == name) {
+                return Err(format!(
+                    "cache.tags: {{{name}}} in {tag:?} is not an input of the key"
+                ));
+            }
+        }
+    }
+    Ok(CachePolicy {
+        ttl: std::time::Duration::from_secs(cache.ttl_secs),
+        stale: std::time::Duration::from_secs(cache.stale_secs),
+        tags: cache.tags.clone(),
+        vary,
+    })
+}
+
+/// The `{name}` placeholders of a template string.
+pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
 }
 
 fn inputs(

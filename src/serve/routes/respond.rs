@@ -20,19 +20,17 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use minijinja::value::Value;
 
 use super::csrf::{self, Csrf};
 use super::params::{self, FieldErrors};
-use super::views::{CsrfSlot, Views, csrf_variable};
+use super::render::{Page, Rendered, TemplateFailed, json_bytes, render, shape};
+use super::reply::{Body, Privacy, finish};
+use super::views::{CsrfSlot, Views};
 use super::{Route, Routes};
-use crate::build::compress::compress_fast;
-use crate::config::Encoding;
-use crate::serve::conditional::{self, Outcome, Validators};
+use crate::serve::cache::RouteCache;
 use crate::serve::db::{Database, DbError, Row, SqlValue};
 use crate::serve::handler::text;
 use crate::serve::metrics::family;
-use crate::serve::negotiate::{self, Choice};
 
 /// Everything dynamic routes need, shared by all workers.
 pub struct Dynamic {
@@ -44,34 +42,19 @@ pub struct Dynamic {
     pub slow_query: Option<Duration>,
     pub max_body_bytes: u64,
     pub templates_dir: PathBuf,
-    slow_queries: std::sync::atomic::AtomicU64,
+    /// The route cache, when a route is cached.
+    pub cache: Option<RouteCache>,
+    /// Route database calls slower than `slow_query`.
+    pub slow_queries: std::sync::atomic::AtomicU64,
 }
 
 impl Dynamic {
-    pub fn new(
-        routes: Routes,
-        database: Arc<Database>,
-        views: Views,
-        csrf: Csrf,
-        slow_query: Option<Duration>,
-        max_body_bytes: u64,
-        templates_dir: PathBuf,
-    ) -> Dynamic {
-        Dynamic {
-            routes,
-            database,
-            views: ArcSwap::from_pointee(views),
-            csrf,
-            slow_query,
-            max_body_bytes,
-            templates_dir,
-            slow_queries: Default::default(),
-        }
-    }
-
     /// Appends pool and per-route query series to a `/metrics` body.
     pub fn render_metrics(&self, out: &mut String) {
         self.database.render_metrics(out);
+        if let Some(cache) = &self.cache {
+            cache.render_metrics(out);
+        }
         let name = "kiln_route_query_duration_seconds";
         family(
             out,
@@ -99,7 +82,7 @@ impl Dynamic {
     }
 
     /// Records a route's database time, logging it when slow.
-    fn observe(&self, route: &Route, what: &str, elapsed: Duration) {
+    pub fn observe(&self, route: &Route, what: &str, elapsed: Duration) {
         route.query_time.observe(elapsed);
         if self
             .slow_query
@@ -118,58 +101,120 @@ impl Dynamic {
 
 /// Named input values of one request: path parameters, query parameters,
 /// form fields.
-type Values = Vec<(String, SqlValue)>;
+pub type Values = Vec<(String, SqlValue)>;
 
 /// Answers a request selected for `route`. `not_found` renders the site's
 /// 404 page.
 pub async fn respond(
     req: &HttpRequest,
     payload: Payload,
-    dynamic: &Dynamic,
+    dynamic: &Arc<Dynamic>,
     route: &Route,
     path_values: Values,
     not_found: impl FnOnce() -> HttpResponse,
 ) -> HttpResponse {
     if route.method == Method::POST {
-        post(req, payload, dynamic, route, path_values).await
-    } else {
-        get(req, dynamic, route, path_values, not_found).await
+        return post(req, payload, dynamic, route, path_values).await;
     }
-}
-
-async fn get(
-    req: &HttpRequest,
-    dynamic: &Dynamic,
-    route: &Route,
-    mut values: Values,
-    not_found: impl FnOnce() -> HttpResponse,
-) -> HttpResponse {
-    let pairs = params::parse_pairs(req.query_string());
-    match params::bind(&route.params, &pairs) {
+    let mut values = path_values;
+    match params::bind(&route.params, &params::parse_pairs(req.query_string())) {
         Ok(params) => values.extend(params),
         Err(errors) => return invalid_query(&errors),
     }
-    let results = match read(dynamic, route, &values).await {
-        Ok(results) => results,
-        Err(err) => return database_failure(route, &err),
-    };
-    let Some(data) = shape(route, results) else {
-        return not_found();
-    };
+    if route.cache.is_some() {
+        return super::cached::respond(req, dynamic, route, values, not_found).await;
+    }
+    let slot = CsrfSlot::new(&dynamic.csrf, dynamic.csrf.cookie_token(req));
+    let target = Target::of(req);
+    match produce(dynamic, route, &values, target, &slot).await {
+        Ok(rendered) => send(req, dynamic, route, rendered, &slot),
+        Err(Failure::NotFound) => not_found(),
+        Err(Failure::Response(response)) => response,
+    }
+}
+
+/// The path and query string a page is rendered for.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub path: &'a str,
+    pub query: &'a str,
+}
+
+impl<'a> Target<'a> {
+    pub fn of(req: &'a HttpRequest) -> Target<'a> {
+        Target {
+            path: req.path(),
+            query: req.query_string(),
+        }
+    }
+}
+
+/// Why a GET produced no page.
+pub enum Failure {
+    /// A `one` query found no row.
+    NotFound,
+    /// A database or template failure, already answered.
+    Response(HttpResponse),
+}
+
+/// Runs a GET route's queries and renders the page.
+pub async fn produce(
+    dynamic: &Dynamic,
+    route: &Route,
+    values: &Values,
+    target: Target<'_>,
+    slot: &Arc<CsrfSlot>,
+) -> Result<Rendered, Failure> {
+    let results = read(dynamic, route, values)
+        .await
+        .map_err(|err| Failure::Response(database_failure(route, &err)))?;
+    let data = shape(route, results).ok_or(Failure::NotFound)?;
     let page = Page {
         status: StatusCode::OK,
         data,
-        values: &values,
+        values,
         errors: None,
         form: None,
+        path: target.path,
+        query: target.query,
     };
-    render(req, dynamic, route, page)
+    render(dynamic, route, page, slot).map_err(|TemplateFailed| Failure::Response(internal_error()))
+}
+
+/// Sends a freshly rendered (uncached) page.
+fn send(
+    req: &HttpRequest,
+    dynamic: &Dynamic,
+    route: &Route,
+    rendered: Rendered,
+    slot: &CsrfSlot,
+) -> HttpResponse {
+    let privacy = privacy(dynamic, slot);
+    let body = Body::plain(rendered.body);
+    finish(
+        req,
+        route,
+        rendered.status,
+        body,
+        rendered.content_type,
+        privacy,
+        &[],
+    )
+}
+
+/// Whether the rendered page carries the visitor's CSRF token.
+pub fn privacy(dynamic: &Dynamic, slot: &CsrfSlot) -> Privacy {
+    if slot.used() {
+        Privacy::Csrf(slot.issued().map(|token| dynamic.csrf.set_cookie(token)))
+    } else {
+        Privacy::Shared
+    }
 }
 
 async fn post(
     req: &HttpRequest,
     payload: Payload,
-    dynamic: &Dynamic,
+    dynamic: &Arc<Dynamic>,
     route: &Route,
     mut values: Values,
 ) -> HttpResponse {
@@ -226,10 +271,18 @@ async fn post(
         Ok(row) => row,
         Err(err) => return database_failure(route, &err),
     };
+    if let Some(cache) = &dynamic.cache {
+        let tags: Vec<String> = route
+            .invalidates
+            .iter()
+            .filter_map(|tag| fill_template(tag, &values, &returned, false).ok())
+            .collect();
+        cache.invalidate(&tags).await;
+    }
     let Some(template) = &route.redirect else {
         return text(StatusCode::NO_CONTENT, "");
     };
-    match redirect_location(template, &values, &returned) {
+    match fill_template(template, &values, &returned, true) {
         Ok(location) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, location))
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -270,8 +323,14 @@ async fn invalid_form(
         values: &values,
         errors: Some(&errors),
         form: Some(&form),
+        path: req.path(),
+        query: req.query_string(),
     };
-    render(req, dynamic, route, page)
+    let slot = CsrfSlot::new(&dynamic.csrf, dynamic.csrf.cookie_token(req));
+    match render(dynamic, route, page, &slot) {
+        Ok(rendered) => send(req, dynamic, route, rendered, &slot),
+        Err(TemplateFailed) => internal_error(),
+    }
 }
 
 /// Runs the route's read queries on one connection.
@@ -310,201 +369,6 @@ fn args(params: &[String], values: &Values) -> Vec<SqlValue> {
         .collect()
 }
 
-/// Query results by name: a list of rows, or one row for `one` queries.
-/// `None` when a `one` query found nothing (404).
-fn shape(route: &Route, results: Vec<Vec<Row>>) -> Option<BTreeMap<String, serde_json::Value>> {
-    let mut data = BTreeMap::new();
-    for (query, rows) in route.queries.iter().zip(results) {
-        let value = if query.one {
-            serde_json::to_value(rows.into_iter().next()?)
-        } else {
-            serde_json::to_value(rows)
-        };
-        data.insert(query.name.clone(), value.unwrap_or_default());
-    }
-    Some(data)
-}
-
-/// What a rendered response is made of.
-struct Page<'a> {
-    status: StatusCode,
-    data: BTreeMap<String, serde_json::Value>,
-    values: &'a Values,
-    errors: Option<&'a FieldErrors>,
-    form: Option<&'a BTreeMap<String, String>>,
-}
-
-fn render(req: &HttpRequest, dynamic: &Dynamic, route: &Route, page: Page<'_>) -> HttpResponse {
-    let Some(template) = &route.template else {
-        let body = serde_json::to_value(&page.data).unwrap_or_default();
-        return finish(
-            req,
-            route,
-            page.status,
-            json_bytes(&body),
-            "application/json",
-            None,
-        );
-    };
-    let slot = CsrfSlot::new(&dynamic.csrf, dynamic.csrf.cookie_token(req));
-    let path = req.path();
-    let params: BTreeMap<&str, &SqlValue> = page
-        .values
-        .iter()
-        .map(|(name, value)| (name.as_str(), value))
-        .collect();
-    let mut context: BTreeMap<String, Value> = page
-        .data
-        .into_iter()
-        .map(|(name, value)| (name, Value::from_serialize(value)))
-        .collect();
-    context.insert("params".into(), Value::from_serialize(&params));
-    context.insert(
-        "request".into(),
-        Value::from_serialize(serde_json::json!({ "path": path, "query": req.query_string() })),
-    );
-    // `page.output` places relative URLs (base_url = "./") as for a page
-    // at this path.
-    context.insert(
-        "page".into(),
-        Value::from_serialize(serde_json::json!({
-            "url": path,
-            "output": path.trim_start_matches('/'),
-        })),
-    );
-    context.insert(
-        "errors".into(),
-        Value::from_serialize(page.errors.cloned().unwrap_or_default()),
-    );
-    context.insert(
-        "form".into(),
-        Value::from_serialize(page.form.cloned().unwrap_or_default()),
-    );
-    let (name, value) = csrf_variable(&slot);
-    context.insert(name.into(), value);
-    let views = dynamic.views.load();
-    context.insert("data".into(), views.data.clone());
-    match views.render(template, Value::from(context)) {
-        Ok(html) => {
-            let csrf = slot
-                .used()
-                .then(|| slot.issued().map(|token| dynamic.csrf.set_cookie(token)));
-            finish(
-                req,
-                route,
-                page.status,
-                html.into_bytes(),
-                "text/html; charset=utf-8",
-                csrf,
-            )
-        }
-        Err(err) => {
-            let diagnostic = crate::build::pages::template_diagnostic(
-                &dynamic.templates_dir,
-                template,
-                template,
-                &err,
-            );
-            eprintln!("kiln: route {}: {diagnostic}", route.label);
-            text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error\n")
-        }
-    }
-}
-
-/// Adds the entity tag, answers preconditions, compresses, and sets the
-/// route's caching headers. `csrf` is `Some` when the body carries a CSRF
-/// token (with the cookie to set when it was issued now): such a response
-/// is private to its visitor.
-fn finish(
-    req: &HttpRequest,
-    route: &Route,
-    status: StatusCode,
-    body: Vec<u8>,
-    content_type: &'static str,
-    csrf: Option<Option<String>>,
-) -> HttpResponse {
-    let digest = blake3::hash(&body);
-    let tag = &digest.to_hex()[..20];
-    let encoding = choose_encoding(req, body.len());
-    let etag = match encoding {
-        Some(encoding) => format!("\"{tag}-{}\"", encoding.token()),
-        None => format!("\"{tag}\""),
-    };
-    let mut builder = HttpResponse::build(status);
-    builder.insert_header((header::CONTENT_TYPE, content_type));
-    builder.insert_header((
-        header::VARY,
-        if csrf.is_some() {
-            "Accept-Encoding, Cookie"
-        } else {
-            "Accept-Encoding"
-        },
-    ));
-    match &csrf {
-        Some(cookie) => {
-            builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
-            if let Some(cookie) = cookie {
-                builder.insert_header((header::SET_COOKIE, cookie.as_str()));
-            }
-        }
-        None => {
-            builder.insert_header((header::CACHE_CONTROL, route.cache_control.clone()));
-        }
-    }
-    if status == StatusCode::OK {
-        builder.insert_header((header::ETAG, etag.as_str()));
-        let validators = Validators {
-            etag: &etag,
-            last_modified: None,
-        };
-        match conditional::evaluate(
-            req.headers(),
-            req.method() == Method::GET || req.method() == Method::HEAD,
-            validators,
-        ) {
-            Outcome::NotModified => return builder.status(StatusCode::NOT_MODIFIED).finish(),
-            Outcome::PreconditionFailed => {
-                return builder.status(StatusCode::PRECONDITION_FAILED).finish();
-            }
-            Outcome::Proceed { .. } => {}
-        }
-    }
-    let body = match encoding {
-        Some(encoding) => {
-            builder.insert_header((header::CONTENT_ENCODING, encoding.token()));
-            compress_fast(encoding, &body)
-        }
-        None => body,
-    };
-    if req.method() == Method::HEAD {
-        let len = body.len() as u64;
-        return builder.body(actix_web::body::SizedStream::new(
-            len,
-            futures_util::stream::empty::<Result<bytes::Bytes, actix_web::Error>>(),
-        ));
-    }
-    builder.body(body)
-}
-
-/// Bodies below this are sent as they are: compressing them saves less
-/// than the headers it adds.
-const COMPRESS_MIN_BYTES: usize = 512;
-
-fn choose_encoding(req: &HttpRequest, len: usize) -> Option<Encoding> {
-    if len < COMPRESS_MIN_BYTES {
-        return None;
-    }
-    let accept = req
-        .headers()
-        .get(header::ACCEPT_ENCODING)
-        .map(HeaderValue::as_bytes);
-    let available = [Some(Encoding::Brotli), Some(Encoding::Gzip), None];
-    match negotiate::choose(accept, &available) {
-        Choice::Variant(index) => available[index],
-        Choice::NotAcceptable => None,
-    }
-}
-
 /// Reads a form body up to `limit` bytes.
 async fn read_body(mut payload: Payload, limit: u64) -> Result<Vec<u8>, HttpResponse> {
     let mut body = Vec::new();
@@ -526,9 +390,15 @@ async fn read_body(mut payload: Payload, limit: u64) -> Result<Vec<u8>, HttpResp
     Ok(body)
 }
 
-/// `redirect` with each `{name}` replaced by an input or a RETURNING
-/// column, percent-encoded; the error names the placeholder it could not fill.
-fn redirect_location(template: &str, values: &Values, returned: &Row) -> Result<String, String> {
+/// `template` (a redirect or a cache tag) with each `{name}` replaced by an
+/// input or a RETURNING column (percent-encoded for a URL); the error names
+/// the placeholder it could not fill.
+pub fn fill_template(
+    template: &str,
+    values: &[(String, SqlValue)],
+    returned: &Row,
+    url: bool,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -551,7 +421,11 @@ fn redirect_location(template: &str, values: &Values, returned: &Row) -> Result<
             SqlValue::Text(text) => text.clone(),
             other => other.describe(),
         };
-        out.push_str(&crate::build::assets::percent_encode_path(&text).replace('/', "%2F"));
+        if url {
+            out.push_str(&crate::build::assets::percent_encode_path(&text).replace('/', "%2F"));
+        } else {
+            out.push_str(&text);
+        }
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
@@ -569,6 +443,10 @@ fn invalid_query(errors: &FieldErrors) -> HttpResponse {
         .body(message)
 }
 
+fn internal_error() -> HttpResponse {
+    text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error\n")
+}
+
 fn database_failure(route: &Route, err: &DbError) -> HttpResponse {
     eprintln!("kiln: route {}: {err}", route.label);
     if err.is_temporary() {
@@ -582,12 +460,6 @@ fn database_failure(route: &Route, err: &DbError) -> HttpResponse {
         return response;
     }
     text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error\n")
-}
-
-fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
@@ -607,12 +479,16 @@ mod tests {
         let mut returned = Row::new();
         returned.insert("id".into(), SqlValue::Int(42));
         assert_eq!(
-            redirect_location("/p/{id}/{slug}?ok=1", &values, &returned).unwrap(),
+            fill_template("/p/{id}/{slug}?ok=1", &values, &returned, true).unwrap(),
             "/p/42/a%20b%2Fc?ok=1"
         );
         assert_eq!(
-            redirect_location("/p/{nope}", &values, &returned).unwrap_err(),
+            fill_template("/p/{nope}", &values, &returned, true).unwrap_err(),
             "nope"
+        );
+        assert_eq!(
+            fill_template("item:{slug}", &values, &returned, false).unwrap(),
+            "item:a b/c"
         );
     }
 }

@@ -1,0 +1,230 @@
+//! A cached response: the rendered body with its compressed copies, its
+//! headers' ingredients, when it goes stale, and its tags; and the compact
+//! binary form the disk and Redis levels store.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+/// One rendered response of a cached route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub status: u16,
+    pub content_type: String,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// Until then the entry is fresh.
+    pub fresh_until_ms: u64,
+    /// Until then a stale entry may still be served while it is refreshed.
+    pub stale_until_ms: u64,
+    pub tags: Vec<String>,
+    /// The body holds [`CSRF_PLACEHOLDER`] where each visitor's token goes.
+    pub csrf: bool,
+    pub body: Bytes,
+    /// Brotli and gzip copies, made once when the entry is filled (not for
+    /// CSRF pages, whose bodies differ per visitor).
+    pub br: Option<Bytes>,
+    pub gzip: Option<Bytes>,
+    /// The body's entity tag (without quotes or coding suffix), made once:
+    /// hashing the body on every hit costs more than the rest of a hit.
+    pub tag: String,
+}
+
+/// The entity tag of a body: 20 hex digits of its blake3.
+pub fn body_tag(body: &[u8]) -> String {
+    blake3::hash(body).to_hex()[..20].to_string()
+}
+
+/// Stands for the visitor's CSRF token in a cached body.
+pub const CSRF_PLACEHOLDER: &str = "kiln-csrf-placeholder-6f0e1c2b9a";
+
+/// How fresh an entry is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Servable while one request refreshes it.
+    Stale,
+    Expired,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+impl Entry {
+    pub fn freshness(&self, now_ms: u64) -> Freshness {
+        if now_ms < self.fresh_until_ms {
+            Freshness::Fresh
+        } else if now_ms < self.stale_until_ms {
+            Freshness::Stale
+        } else {
+            Freshness::Expired
+        }
+    }
+
+    /// Bytes the entry occupies (bodies and headers), for the size bounds.
+    pub fn weight(&self) -> u64 {
+        let copies =
+            self.br.as_ref().map_or(0, Bytes::len) + self.gzip.as_ref().map_or(0, Bytes::len);
+        (self.body.len() + copies + self.content_type.len() + 64) as u64
+    }
+
+    /// Milliseconds until the entry may no longer be served at all.
+    pub fn remaining_ms(&self, now_ms: u64) -> u64 {
+        self.stale_until_ms.saturating_sub(now_ms)
+    }
+
+    /// The binary form: a version byte, then fixed fields and
+    /// length-prefixed strings and bodies.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.weight() as usize + 64);
+        out.push(VERSION);
+        out.extend_from_slice(&self.status.to_le_bytes());
+        for time in [self.created_ms, self.fresh_until_ms, self.stale_until_ms] {
+            out.extend_from_slice(&time.to_le_bytes());
+        }
+        out.push(u8::from(self.csrf));
+        put(&mut out, self.content_type.as_bytes());
+        put(&mut out, self.tag.as_bytes());
+        out.extend_from_slice(&(self.tags.len() as u32).to_le_bytes());
+        for tag in &self.tags {
+            put(&mut out, tag.as_bytes());
+        }
+        put(&mut out, &self.body);
+        for copy in [&self.br, &self.gzip] {
+            match copy {
+                Some(bytes) => {
+                    out.push(1);
+                    put(&mut out, bytes);
+                }
+                None => out.push(0),
+            }
+        }
+        out
+    }
+
+    /// Reads [`Entry::encode`]'s output; `None` for anything else (another
+    /// version, a truncated value).
+    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+        let mut reader = Reader { bytes, at: 0 };
+        if reader.byte()? != VERSION {
+            return None;
+        }
+        let status = u16::from_le_bytes(reader.array()?);
+        let created_ms = u64::from_le_bytes(reader.array()?);
+        let fresh_until_ms = u64::from_le_bytes(reader.array()?);
+        let stale_until_ms = u64::from_le_bytes(reader.array()?);
+        let csrf = reader.byte()? == 1;
+        let content_type = String::from_utf8(reader.chunk()?.to_vec()).ok()?;
+        let tag = String::from_utf8(reader.chunk()?.to_vec()).ok()?;
+        let tag_count = u32::from_le_bytes(reader.array()?);
+        let mut tags = Vec::new();
+        for _ in 0..tag_count {
+            tags.push(String::from_utf8(reader.chunk()?.to_vec()).ok()?);
+        }
+        let body = Bytes::copy_from_slice(reader.chunk()?);
+        let mut copy = || -> Option<Option<Bytes>> {
+            match reader.byte()? {
+                1 => Some(Some(Bytes::copy_from_slice(reader.chunk()?))),
+                _ => Some(None),
+            }
+        };
+        let br = copy()?;
+        let gzip = copy()?;
+        Some(Entry {
+            status,
+            content_type,
+            created_ms,
+            fresh_until_ms,
+            stale_until_ms,
+            tags,
+            csrf,
+            body,
+            br,
+            gzip,
+            tag,
+        })
+    }
+}
+
+const VERSION: u8 = 2;
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let slice = self.bytes.get(self.at..self.at.checked_add(len)?)?;
+        self.at += len;
+        Some(slice)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1).map(|slice| slice[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.array()?) as usize;
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_refuse_garbage() {
+        let entry = Entry {
+            status: 200,
+            content_type: "text/html; charset=utf-8".into(),
+            created_ms: 1,
+            fresh_until_ms: 2,
+            stale_until_ms: 3,
+            tags: vec!["a".into(), "product:7".into()],
+            csrf: true,
+            body: Bytes::from_static(b"<p>hi</p>"),
+            br: Some(Bytes::from_static(b"br")),
+            gzip: None,
+            tag: body_tag(b"<p>hi</p>"),
+        };
+        let encoded = entry.encode();
+        assert_eq!(Entry::decode(&encoded), Some(entry));
+        assert_eq!(Entry::decode(&encoded[..encoded.len() - 1]), None);
+        assert_eq!(Entry::decode(b"\x01rest"), None);
+        assert_eq!(Entry::decode(b""), None);
+    }
+
+    #[test]
+    fn freshness_follows_the_clock() {
+        let entry = Entry {
+            status: 200,
+            content_type: String::new(),
+            created_ms: 0,
+            fresh_until_ms: 10,
+            stale_until_ms: 20,
+            tags: Vec::new(),
+            csrf: false,
+            body: Bytes::new(),
+            br: None,
+            gzip: None,
+            tag: String::new(),
+        };
+        assert_eq!(entry.freshness(5), Freshness::Fresh);
+        assert_eq!(entry.freshness(15), Freshness::Stale);
+        assert_eq!(entry.freshness(20), Freshness::Expired);
+    }
+}

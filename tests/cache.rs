@@ -1,0 +1,403 @@
+//! The route cache: hits and misses, the disk level across a restart,
+//! invalidation by tag on every level, one query for many concurrent
+//! misses, stale-while-revalidate, CSRF pages cached with a per-visitor
+//! token, the memory budget, warming, and Redis shared by two servers
+//! (when `KILN_TEST_REDIS_URL` is set; keys under a prefix per run).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Site;
+use common::forms::csrf;
+use common::http::{self, Response};
+use common::server::TestServer;
+
+fn shop() -> Site {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    site
+}
+
+fn metrics(server: &TestServer) -> String {
+    http::get(server.addr, "/metrics", &[]).text()
+}
+
+/// The value of the series `line_start` (name and labels) in `/metrics`.
+fn metric(server: &TestServer, line_start: &str) -> f64 {
+    metrics(server)
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(line_start)?
+                .strip_prefix(' ')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {line_start} in /metrics"))
+}
+
+fn route_queries(server: &TestServer, route: &str) -> f64 {
+    let series = format!("kiln_route_query_duration_seconds_count{{route=\"{route}\"}}");
+    metrics(server)
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(series.as_str())?
+                .strip_prefix(' ')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+fn cache_state(response: &Response) -> &str {
+    response.header("x-kiln-cache").expect("x-kiln-cache")
+}
+
+fn post_form(server: &TestServer, path: &str, cookie: &str, pairs: &[(&str, &str)]) -> Response {
+    common::forms::post(server.addr, path, &[("Cookie", cookie)], pairs)
+}
+
+/// A POST to a form route, with a CSRF pair fetched from `/notes/`.
+fn set_price(server: &TestServer, id: u32, price: &str) -> Response {
+    let (cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
+    post_form(
+        server,
+        &format!("/items/{id}/price"),
+        &cookie,
+        &[("csrf_token", &token), ("price", price)],
+    )
+}
+
+#[test]
+fn a_second_request_is_a_memory_hit_with_validators() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let first = http::get(server.addr, "/items/5", &[("Accept-Encoding", "br")]);
+    assert_eq!(cache_state(&first), "miss");
+    assert_eq!(
+        first.header("content-encoding"),
+        Some("br"),
+        "brotli is made once per entry"
+    );
+    let second = http::get(server.addr, "/items/5", &[("Accept-Encoding", "br")]);
+    assert_eq!(cache_state(&second), "hit");
+    assert_eq!(second.body, first.body);
+    assert!(second.has("age"));
+    let etag = second.header("etag").unwrap().to_string();
+    let revalidated = http::get(
+        server.addr,
+        "/items/5",
+        &[("Accept-Encoding", "br"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(revalidated.status, 304);
+    assert_eq!(route_queries(&server, "GET /items/{id:int}"), 1.0);
+    assert_eq!(
+        metric(&server, "kiln_cache_hits_total{level=\"memory\"}"),
+        2.0
+    );
+    // Not-found rows are not cached.
+    assert_eq!(http::get(server.addr, "/items/4242", &[]).status, 404);
+    assert_eq!(http::get(server.addr, "/items/4242", &[]).status, 404);
+    assert_eq!(route_queries(&server, "GET /items/{id:int}"), 3.0);
+}
+
+#[test]
+fn the_disk_level_survives_a_restart() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/9", &[])),
+        "miss"
+    );
+    server.stop(true);
+    let server = TestServer::start(&site, &[]);
+    let after = http::get(server.addr, "/items/9", &[]);
+    assert_eq!(cache_state(&after), "hit");
+    assert!(after.text().contains("Item 9"));
+    assert_eq!(
+        metric(&server, "kiln_cache_hits_total{level=\"disk\"}"),
+        1.0
+    );
+    assert_eq!(
+        route_queries(&server, "GET /items/{id:int}"),
+        0.0,
+        "no query after the restart"
+    );
+}
+
+#[test]
+fn a_write_drops_its_tags_from_every_level() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    assert!(
+        http::get(server.addr, "/items/3", &[])
+            .text()
+            .contains("<p class=\"price\">300</p>")
+    );
+    assert!(
+        http::get(server.addr, "/items/4", &[])
+            .text()
+            .contains("<p class=\"price\">400</p>")
+    );
+    let updated = set_price(&server, 3, "333");
+    assert_eq!(updated.status, 303);
+    assert_eq!(updated.header("location"), Some("/items/3"));
+    let after = http::get(server.addr, "/items/3", &[]);
+    assert_eq!(cache_state(&after), "miss");
+    assert!(after.text().contains("<p class=\"price\">333</p>"));
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/4", &[])),
+        "hit",
+        "other items keep their entries"
+    );
+    assert!(metric(&server, "kiln_cache_invalidated_total") >= 1.0);
+    // The disk level dropped the old entry too.
+    set_price(&server, 4, "444");
+    server.stop(true);
+    let server = TestServer::start(&site, &[]);
+    let restarted = http::get(server.addr, "/items/4", &[]);
+    assert_eq!(cache_state(&restarted), "miss");
+    assert!(restarted.text().contains("<p class=\"price\">444</p>"));
+}
+
+#[test]
+fn concurrent_misses_run_the_query_once() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let addr = server.addr;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                http::get(addr, "/slow-items/8?n=300000", &[])
+            })
+        })
+        .collect();
+    for request in requests {
+        let response = request.join().unwrap();
+        assert_eq!(response.status, 200);
+        assert!(response.text().contains("Item 8"));
+    }
+    assert_eq!(
+        route_queries(&server, "GET /slow-items/{id:int}"),
+        1.0,
+        "50 misses, one query"
+    );
+}
+
+#[test]
+fn a_stale_entry_is_served_while_it_refreshes() {
+    let site = shop();
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    site.write(
+        "build.toml",
+        config.replace(
+            "cache = { ttl_secs = 300, tags = [\"items\", \"item:{id}\"] }",
+            "cache = { ttl_secs = 1, stale_secs = 60, tags = [\"items\", \"item:{id}\"] }",
+        ),
+    );
+    let server = TestServer::start(&site, &[]);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/6", &[])),
+        "miss"
+    );
+    let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
+    db.execute("UPDATE items SET price = 666 WHERE id = 6", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let stale = http::get(server.addr, "/items/6", &[]);
+    assert_eq!(cache_state(&stale), "stale");
+    assert!(
+        stale.text().contains(">600<"),
+        "the stale body is served at once"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = http::get(server.addr, "/items/6", &[]);
+        if cache_state(&fresh) == "hit" && fresh.text().contains(">666<") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background refresh never landed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metric(&server, "kiln_cache_stale_served_total") >= 1.0);
+}
+
+#[test]
+fn pages_with_a_csrf_field_are_cached_with_each_visitors_token() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let first = http::get(server.addr, "/notes/", &[]);
+    let second = http::get(server.addr, "/notes/", &[]);
+    assert_eq!(cache_state(&first), "miss");
+    assert_eq!(cache_state(&second), "hit");
+    let (cookie_a, token_a) = csrf(&first);
+    let (_, token_b) = csrf(&second);
+    assert_ne!(token_a, token_b, "each visitor gets a token of their own");
+    assert!(!second.text().contains("kiln-csrf-placeholder"));
+    assert_eq!(second.header("cache-control"), Some("private, no-cache"));
+    let mine = http::get(server.addr, "/notes/", &[("Cookie", &cookie_a)]);
+    assert!(mine.text().contains(&token_a));
+    assert!(!mine.has("set-cookie"));
+    // Posting invalidates the page, which then shows the note.
+    let posted = post_form(
+        &server,
+        "/notes/",
+        &cookie_a,
+        &[
+            ("csrf_token", &token_a),
+            ("author", "Ada"),
+            ("body", "cached?"),
+        ],
+    );
+    assert_eq!(posted.status, 303);
+    let after = http::get(server.addr, "/notes/", &[("Cookie", &cookie_a)]);
+    assert_eq!(cache_state(&after), "miss");
+    assert!(after.text().contains("cached?"));
+}
+
+#[test]
+fn the_memory_level_stays_within_its_budget() {
+    let site = shop();
+    let server = TestServer::start(&site, &["cache.memory_bytes=20000", "cache.disk=false"]);
+    for id in 1..=100 {
+        assert_eq!(
+            http::get(server.addr, &format!("/items/{id}"), &[]).status,
+            200
+        );
+    }
+    let bytes = metric(&server, "kiln_cache_bytes{level=\"memory\"}");
+    assert!(bytes > 0.0 && bytes <= 20_000.0, "{bytes}");
+    assert!(metric(&server, "kiln_cache_evictions_total{level=\"memory\"}") > 0.0);
+}
+
+#[test]
+fn warmed_urls_are_hits_from_the_first_request() {
+    let site = shop();
+    let server = TestServer::start(&site, &["cache.warm=[\"/items/7\", \"/notes/\"]"]);
+    assert_eq!(cache_state(&http::get(server.addr, "/items/7", &[])), "hit");
+    assert_eq!(cache_state(&http::get(server.addr, "/notes/", &[])), "hit");
+}
+
+#[test]
+fn cache_keys_leave_out_no_input_the_queries_read() {
+    let site = shop();
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    site.write(
+        "build.toml",
+        config.replace(
+            "cache = { ttl_secs = 300 }",
+            "cache = { ttl_secs = 300, vary = [] }",
+        ),
+    );
+    let settings = site.settings(&[]);
+    let options = kiln::serve::ServeOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        workers: Some(1),
+        handle_signals: false,
+        access_log: None,
+    };
+    let err = kiln::serve::start(&settings, options)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("cache.vary leaves out \"n\""),
+        "{err}"
+    );
+}
+
+// Redis
+
+struct RedisPrefix {
+    url: String,
+    prefix: String,
+}
+
+impl RedisPrefix {
+    fn new(test: &str) -> Option<RedisPrefix> {
+        let url = common::require(
+            std::env::var("KILN_TEST_REDIS_URL")
+                .map_err(|_| "KILN_TEST_REDIS_URL is not set".to_string()),
+            test,
+        )?;
+        Some(RedisPrefix {
+            url,
+            prefix: format!("kiln-test-{}-{test}:", std::process::id()),
+        })
+    }
+
+    fn overrides(&self) -> Vec<String> {
+        vec![
+            format!("cache.redis_url={:?}", self.url),
+            format!("cache.redis_prefix={:?}", self.prefix),
+            "cache.disk=false".into(),
+        ]
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}*", self.prefix));
+        let _ = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let client = redis::Client::open(url).unwrap();
+                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                if !keys.is_empty() {
+                    let _: () = redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .join();
+    }
+}
+
+#[test]
+fn two_servers_share_entries_and_invalidations_through_redis() {
+    let Some(redis) = RedisPrefix::new("shared") else {
+        return;
+    };
+    let overrides = redis.overrides();
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    // Two sites on one database file, as two instances behind a balancer.
+    let site_a = shop();
+    let site_b = shop();
+    let database = site_a.path("data/shop.db").display().to_string();
+    let url = format!("database.url=\"sqlite://{database}\"");
+    let mut with_url = overrides.clone();
+    with_url.push(&url);
+    let a = TestServer::start(&site_a, &with_url);
+    let b = TestServer::start(&site_b, &with_url);
+
+    assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "miss");
+    let from_b = http::get(b.addr, "/items/2", &[]);
+    assert_eq!(cache_state(&from_b), "hit");
+    assert!(from_b.text().contains("Item 2"));
+    assert_eq!(metric(&b, "kiln_cache_hits_total{level=\"redis\"}"), 1.0);
+    assert_eq!(route_queries(&b, "GET /items/{id:int}"), 0.0);
+
+    // A write on A reaches B's memory level too.
+    assert_eq!(set_price(&a, 2, "222").status, 303);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = http::get(b.addr, "/items/2", &[]);
+        if response.text().contains(">222<") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B kept serving the old price");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
