@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 mod dynamic;
 pub use dynamic::{
-    CacheConfig, DatabaseConfig, Isolation, ParamConfig, ParamType, QueryConfig, QueueOrder,
-    RouteCacheConfig, RouteConfig, is_identifier,
+    CacheConfig, CookieSecure, DatabaseConfig, Isolation, ParamConfig, ParamType, QueryConfig,
+    QueueOrder, RouteCacheConfig, RouteConfig, RouteSessionConfig, SameSitePolicy, SessionConfig,
+    SessionStoreKind, is_identifier,
 };
 
 /// The name of the configuration file at the site root.
@@ -41,6 +42,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
+    pub session: SessionConfig,
     /// Declarative dynamic routes (`[[route]]`).
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -248,6 +250,10 @@ pub struct ServerConfig {
     pub access_log: AccessLogFormat,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// A file holding the key that signs CSRF tokens and session cookies
+    /// (32 bytes or more; relative to the site root). `KILN_SECRET_KEY`
+    /// overrides it; without either, a key is generated on first start.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -274,6 +280,7 @@ impl Default for ServerConfig {
             max_ranges: 16,
             access_log: AccessLogFormat::Off,
             metrics: MetricsAccess::Loopback,
+            secret_key_file: None,
         }
     }
 }
@@ -482,6 +489,7 @@ impl Config {
         dynamic::validate_database(&self.database)?;
         dynamic::validate_routes(&self.routes)?;
         dynamic::validate_cache(&self.cache)?;
+        dynamic::validate_session(&self.session)?;
         Ok(Settings {
             assets_dir: root.join(ASSETS_DIR),
             templates_dir: root.join(TEMPLATES_DIR),
@@ -842,6 +850,10 @@ impl Settings {
 
     pub fn database(&self) -> &DatabaseConfig {
         &self.config.database
+    }
+
+    pub fn session(&self) -> &SessionConfig {
+        &self.config.session
     }
 
     pub fn cache(&self) -> &CacheConfig {

@@ -183,6 +183,7 @@ fn serve(
         workers,
         handle_signals: true,
         access_log: None,
+        clock: Default::default(),
     };
     let failed = |err: std::io::Error| {
         eprintln!("error: {err}");

@@ -301,6 +301,7 @@ fn cache_keys_leave_out_no_input_the_queries_read() {
         workers: Some(1),
         handle_signals: false,
         access_log: None,
+        clock: Default::default(),
     };
     let err = kiln::serve::start(&settings, options)
         .err()

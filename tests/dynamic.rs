@@ -429,6 +429,7 @@ fn quiet_options() -> kiln::serve::ServeOptions {
         access_log: Some(kiln::serve::access_log::AccessLog::stdout(
             kiln::config::AccessLogFormat::Off,
         )),
+        clock: Default::default(),
     }
 }
 
@@ -477,7 +478,7 @@ fn the_plan_check_names_routes_that_scan_whole_tables() {
         ),
     );
     let report = kiln::serve::check(&site.settings(&[])).expect("check runs");
-    assert_eq!(report.routes, 10);
+    assert_eq!(report.routes, 13);
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("route GET /by-name/{name}"));
     assert!(report.warnings[0].contains("scans every row of items"));
@@ -539,7 +540,7 @@ fn kiln_check_reports_scans_and_exits_1() {
     );
     assert_eq!(
         String::from_utf8_lossy(&clean.stdout),
-        "checked 9 route(s): 0 warning(s)\n"
+        "checked 12 route(s): 0 warning(s)\n"
     );
 
     let config = std::fs::read_to_string(site.path("build.toml")).unwrap();

@@ -118,9 +118,16 @@ fn the_demo_site_runs_unchanged_on_postgres() {
     );
     assert_eq!(signed.status, 303, "{}", signed.text());
     assert_eq!(signed.header("location"), Some("/guestbook/#entry-2001"));
-    let page = http::get(server.addr, "/guestbook/", &[("Cookie", &cookie)]).text();
+    let session = common::forms::set_cookie(&signed, "kiln_session").expect("a session");
+    let cookies = format!("{cookie}; {session}");
+    let page = http::get(server.addr, "/guestbook/", &[("Cookie", &cookies)]).text();
     assert!(page.contains("Hello from PostgreSQL"));
     assert!(page.contains("2001 entries"));
+    assert!(
+        page.contains("Thanks for signing, Ada!"),
+        "the flash message"
+    );
+    assert!(page.contains("value=\"Ada\""), "the name is remembered");
 }
 
 #[test]

@@ -130,6 +130,130 @@ pub struct RouteConfig {
     /// its inputs and RETURNING columns).
     #[serde(default)]
     pub invalidates: Vec<String>,
+    /// What a POST route does to the visitor's session when it succeeds.
+    pub session: Option<RouteSessionConfig>,
+}
+
+/// `[route.session]`: session changes a POST route makes after its write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSessionConfig {
+    /// Session key → value template (`visitor = "{name}"`).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Session keys removed.
+    #[serde(default)]
+    pub clear: Vec<String>,
+    /// Give the session a new id (after a login-like change); the old id
+    /// stops working.
+    #[serde(default)]
+    pub rotate: bool,
+    /// A message shown once, on the next page that renders `flash`.
+    pub flash: Option<String>,
+}
+
+/// The `[session]` table: server-side sessions for dynamic routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Where sessions live: `"sled"` (on disk, one server) or `"redis"` (shared).
+    pub store: SessionStoreKind,
+    pub cookie_name: String,
+    /// `Secure` on the cookie: `"auto"` (when serving TLS), `"always"`, `"never"`.
+    pub secure: CookieSecure,
+    pub same_site: SameSitePolicy,
+    /// A session unused this long is gone.
+    pub idle_timeout_secs: u64,
+    /// A session this old is gone, however active.
+    pub max_lifetime_secs: u64,
+    /// Largest session (its values, serialized); a route that would store
+    /// more is refused.
+    pub max_bytes: usize,
+    /// Sessions larger than this are stored zstd-compressed.
+    pub compress_above: usize,
+    /// The sled store's directory, relative to the site root.
+    pub dir: PathBuf,
+    /// The Redis store (`store = "redis"`).
+    pub redis_url: String,
+    pub redis_prefix: String,
+    /// How often expired sessions are removed from the sled store.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            store: SessionStoreKind::Sled,
+            cookie_name: "kiln_session".into(),
+            secure: CookieSecure::Auto,
+            same_site: SameSitePolicy::Lax,
+            idle_timeout_secs: 7 * 24 * 3600,
+            max_lifetime_secs: 30 * 24 * 3600,
+            max_bytes: 16 * 1024,
+            compress_above: 1024,
+            dir: PathBuf::from(".kiln/sessions"),
+            redis_url: String::new(),
+            redis_prefix: "kiln-session:".into(),
+            prune_interval_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStoreKind {
+    Sled,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSitePolicy {
+    Lax,
+    Strict,
+    None,
+}
+
+/// Stage two for `[session]`.
+pub fn validate_session(session: &SessionConfig) -> Result<(), ConfigError> {
+    if session.store == SessionStoreKind::Redis && !session.redis_url.starts_with("redis") {
+        return Err(config_error(
+            "session.store = \"redis\" needs session.redis_url = \"redis://HOST:PORT/DB\"",
+        ));
+    }
+    if session.cookie_name.is_empty()
+        || !session
+            .cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(config_error(format!(
+            "session.cookie_name = {:?}: letters, digits, _ and - only",
+            session.cookie_name
+        )));
+    }
+    if session.idle_timeout_secs == 0 || session.max_lifetime_secs == 0 {
+        return Err(config_error(
+            "session.idle_timeout_secs and session.max_lifetime_secs must be above 0",
+        ));
+    }
+    if session.same_site == SameSitePolicy::None && session.secure == CookieSecure::Never {
+        return Err(config_error(
+            "session.same_site = \"none\" needs a Secure cookie; browsers drop it otherwise",
+        ));
+    }
+    if session.prune_interval_secs == 0 {
+        return Err(config_error("session.prune_interval_secs must be above 0"));
+    }
+    Ok(())
 }
 
 /// `[route.cache]`: how long a rendered response is kept, and under which key.
@@ -310,9 +434,10 @@ pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
                     || !route.fields.is_empty()
                     || route.redirect.is_some()
                     || !route.invalidates.is_empty()
+                    || route.session.is_some()
                 {
                     return Err(config_error(format!(
-                        "{key}: exec, fields, redirect and invalidates belong to POST routes"
+                        "{key}: exec, fields, redirect, invalidates and session belong to POST routes"
                     )));
                 }
                 if let Some(cache) = &route.cache
@@ -334,9 +459,20 @@ pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
                         "{key}: POST responses are not cached; list the tags it changes in invalidates"
                     )));
                 }
-                if route.exec.is_empty() {
+                if let Some(session) = &route.session
+                    && let Some(name) = session
+                        .set
+                        .keys()
+                        .chain(&session.clear)
+                        .find(|name| !is_identifier(name))
+                {
                     return Err(config_error(format!(
-                        "{key}: a POST route needs at least one statement in exec"
+                        "{key}: session key {name:?} must be an identifier"
+                    )));
+                }
+                if route.exec.is_empty() && route.session.is_none() {
+                    return Err(config_error(format!(
+                        "{key}: a POST route needs statements in exec, or session changes"
                     )));
                 }
                 if route.redirect.is_none() {

@@ -22,6 +22,7 @@ pub mod reload;
 pub mod resolve;
 pub mod routes;
 pub mod secret;
+pub mod session;
 pub mod table;
 pub mod tls;
 
@@ -54,6 +55,8 @@ pub struct ServeOptions {
     pub handle_signals: bool,
     /// Where access log lines go; standard output when `None`.
     pub access_log: Option<AccessLog>,
+    /// The clock sessions expire by (tests move it).
+    pub clock: session::Clock,
 }
 
 /// A server running on its own thread.
@@ -109,6 +112,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
             settings,
             tls_config.is_some(),
             true,
+            options.clock.clone(),
         )?))
     } else {
         None
@@ -159,25 +163,15 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                 let metrics = Arc::clone(&thread_state.metrics);
                 let mut http = HttpServer::new(move || {
                     let state = Arc::clone(&app_state);
-                    App::new().default_service(fn_service(move |request: ServiceRequest| {
+                    let mut app = App::new();
+                    if let Some(dynamic) = &state.dynamic {
+                        app = app.service(dynamic_scope(Arc::clone(&state), Arc::clone(dynamic)));
+                    }
+                    app.default_service(fn_service(move |request: ServiceRequest| {
                         let state = Arc::clone(&state);
                         async move {
-                            let (req, payload) = request.into_parts();
-                            let selected = state.dynamic.as_ref().map(|dynamic| {
-                                (dynamic, dynamic.routes.select(req.method(), req.path()))
-                            });
-                            let response = match selected {
-                                Some((dynamic, Selected::Route(route, values))) => {
-                                    handler::handle_dynamic(
-                                        &req, payload, &state, dynamic, route, values,
-                                    )
-                                    .await
-                                }
-                                Some((_, Selected::WrongMethod(allow))) => {
-                                    handler::wrong_method(&req, &state, &allow)
-                                }
-                                _ => handler::handle(&req, &state),
-                            };
+                            let (req, _payload) = request.into_parts();
+                            let response = handler::handle(&req, &state);
                             Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
                         }
                     }))
@@ -228,18 +222,30 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
 /// connection yet) and, with `open_cache`, opens the route cache:
 /// everything about the dynamic side that can fail without talking to the
 /// database.
-fn prepare_dynamic(settings: &Settings, tls: bool, open_cache: bool) -> io::Result<Dynamic> {
+fn prepare_dynamic(
+    settings: &Settings,
+    tls: bool,
+    open_stores: bool,
+    clock: session::Clock,
+) -> io::Result<Dynamic> {
     let routes = routes::Routes::compile(settings).map_err(io::Error::other)?;
     let views = routes::views::Views::load(settings, &routes.templates())
         .map_err(|diagnostic| io::Error::other(diagnostic.to_string()))?;
-    let key = secret::load(&settings.root)?;
+    let key = secret::load(&settings.root, settings.server().secret_key_file.as_deref())?;
     let database = db::Database::open(settings.database(), &settings.root)
         .map_err(|err| io::Error::other(err.to_string()))?;
     let config = settings.database();
     let slow_query =
         (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
     let cached = routes.routes.iter().any(|route| route.cache.is_some());
-    let cache = if open_cache && cached {
+    let sessions = if open_stores && routes.use_sessions() {
+        let sessions = session::Sessions::open(settings.session(), &settings.root, clock)
+            .map_err(io::Error::other)?;
+        Some(Arc::new(sessions))
+    } else {
+        None
+    };
+    let cache = if open_stores && cached {
         Some(cache::RouteCache::open(settings.cache(), &settings.root).map_err(io::Error::other)?)
     } else {
         None
@@ -253,6 +259,10 @@ fn prepare_dynamic(settings: &Settings, tls: bool, open_cache: bool) -> io::Resu
         max_body_bytes: settings.server().max_body_bytes,
         templates_dir: settings.templates_dir.clone(),
         cache,
+        sessions,
+        session_key: session::cookie_key(&key),
+        session_config: settings.session().clone(),
+        tls,
         slow_queries: Default::default(),
     })
 }
@@ -271,7 +281,7 @@ pub fn check(settings: &Settings) -> io::Result<CheckReport> {
     if !settings.uses_database() {
         return Ok(CheckReport::default());
     }
-    let dynamic = prepare_dynamic(settings, false, false)?;
+    let dynamic = prepare_dynamic(settings, false, false, session::Clock::default())?;
     actix_web::rt::System::new().block_on(async {
         let migrations = settings.root.join(&settings.database().migrations);
         let applied = db::migrate::run(&dynamic.database, &migrations)
@@ -314,6 +324,10 @@ async fn start_database(settings: &Settings, dynamic: &Arc<Dynamic>) -> io::Resu
     }
     database.maintain().await;
     database.spawn_maintenance();
+    if let Some(sessions) = &dynamic.sessions {
+        sessions.check().await.map_err(io::Error::other)?;
+        spawn_session_pruner(sessions, settings.session().prune_interval_secs);
+    }
     if let Some(cache) = &dynamic.cache {
         cache.check().await.map_err(io::Error::other)?;
         spawn_disk_sweeper(dynamic);
@@ -389,4 +403,69 @@ fn spawn_invalidation_listener(
             }
         }
     });
+}
+
+/// Removes expired sessions at start-up and then on a schedule, off the
+/// workers, until the server stops.
+fn spawn_session_pruner(sessions: &Arc<session::Sessions>, every_secs: u64) {
+    let sessions = Arc::downgrade(sessions);
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(every_secs));
+        loop {
+            interval.tick().await;
+            let Some(sessions) = sessions.upgrade() else {
+                break;
+            };
+            let _ = actix_web::rt::task::spawn_blocking(move || sessions.prune()).await;
+        }
+    });
+}
+
+/// The scope that answers dynamic routes: selected by a guard (so static
+/// requests never pass through it), wrapped in the session middleware.
+fn dynamic_scope(
+    state: Arc<AppState>,
+    dynamic: Arc<Dynamic>,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<actix_web::body::EitherBody<actix_web::body::BoxBody>>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let guard_dynamic = Arc::clone(&dynamic);
+    let handle = session::SessionHandle(dynamic.sessions.clone());
+    let middleware = session::middleware(
+        handle,
+        &dynamic.session_key,
+        &dynamic.session_config,
+        dynamic.tls,
+    );
+    actix_web::web::scope("")
+        .guard(actix_web::guard::fn_guard(move |ctx| {
+            let head = ctx.head();
+            !matches!(
+                guard_dynamic.routes.select(&head.method, head.uri.path()),
+                Selected::None
+            )
+        }))
+        .wrap(middleware)
+        .default_service(fn_service(move |request: ServiceRequest| {
+            let state = Arc::clone(&state);
+            let dynamic = Arc::clone(&dynamic);
+            async move {
+                let (req, payload) = request.into_parts();
+                let response = match dynamic.routes.select(req.method(), req.path()) {
+                    Selected::Route(route, values) => {
+                        handler::handle_dynamic(&req, payload, &state, &dynamic, route, values)
+                            .await
+                    }
+                    Selected::WrongMethod(allow) => handler::wrong_method(&req, &state, &allow),
+                    Selected::None => handler::handle(&req, &state),
+                };
+                Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
+            }
+        }))
 }

@@ -1,7 +1,8 @@
 //! The server's secret key, which signs what the server hands to browsers
-//! (CSRF tokens today). It comes from `KILN_SECRET_KEY` when set; otherwise
-//! it is generated on first start and kept in `ROOT/.kiln/secret.key`
-//! (mode 0600), so tokens survive restarts. There is no built-in default.
+//! (CSRF tokens, session cookies). It comes from `KILN_SECRET_KEY` when
+//! set, else from `server.secret_key_file`; otherwise it is generated on
+//! first start and kept in `ROOT/.kiln/secret.key` (mode 0600), so tokens
+//! and sessions survive restarts. There is no built-in default.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -36,18 +37,24 @@ pub fn key_path(root: &Path) -> PathBuf {
     root.join(".kiln").join("secret.key")
 }
 
-/// The key from the environment, else from (or newly into) the key file.
-pub fn load(root: &Path) -> io::Result<SecretKey> {
+/// The key from the environment, else from the configured file, else
+/// from (or newly into) the generated key file.
+pub fn load(root: &Path, configured: Option<&Path>) -> io::Result<SecretKey> {
     if let Ok(text) = std::env::var(ENV) {
-        if text.len() < 32 {
-            return Err(io::Error::other(format!(
-                "{ENV} must be at least 32 bytes long"
-            )));
-        }
-        return Ok(SecretKey(blake3::derive_key(
-            "kiln 2026 secret from env",
-            text.as_bytes(),
-        )));
+        return from_material(ENV, text.as_bytes());
+    }
+    if let Some(file) = configured {
+        let path = root.join(file);
+        let bytes = std::fs::read(&path).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("server.secret_key_file {}: {err}", path.display()),
+            )
+        })?;
+        return from_material(
+            &format!("server.secret_key_file {}", path.display()),
+            &bytes,
+        );
     }
     let path = key_path(root);
     match std::fs::read(&path) {
@@ -58,6 +65,19 @@ pub fn load(root: &Path) -> io::Result<SecretKey> {
             format!("{}: {err}", path.display()),
         )),
     }
+}
+
+/// A key derived from secret material of at least 32 bytes.
+fn from_material(source: &str, material: &[u8]) -> io::Result<SecretKey> {
+    if material.len() < 32 {
+        return Err(io::Error::other(format!(
+            "{source}: the key must be at least 32 bytes long"
+        )));
+    }
+    Ok(SecretKey(blake3::derive_key(
+        "kiln 2026 configured secret",
+        material,
+    )))
 }
 
 fn key_from_file(path: &Path, bytes: &[u8]) -> io::Result<SecretKey> {
@@ -106,14 +126,29 @@ mod tests {
     #[test]
     fn a_generated_key_is_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
-        let first = load(dir.path()).unwrap();
+        let first = load(dir.path(), None).unwrap();
         let mode = std::fs::metadata(key_path(dir.path()))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let second = load(dir.path()).unwrap();
+        let second = load(dir.path(), None).unwrap();
         assert_eq!(first.0, second.0);
         assert_ne!(first.derive("a"), first.derive("b"));
+    }
+
+    #[test]
+    fn a_configured_key_file_is_used_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), [9u8; 40]).unwrap();
+        let configured = load(dir.path(), Some(Path::new("key"))).unwrap();
+        assert_eq!(
+            configured.0,
+            load(dir.path(), Some(Path::new("key"))).unwrap().0
+        );
+        assert!(!key_path(dir.path()).exists(), "nothing generated");
+        std::fs::write(dir.path().join("short"), [9u8; 8]).unwrap();
+        let err = load(dir.path(), Some(Path::new("short"))).unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
     }
 }

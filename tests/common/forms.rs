@@ -44,3 +44,15 @@ pub fn post(
     all.extend_from_slice(headers);
     http::send_body(addr, "POST", path, &all, &encode(pairs))
 }
+
+/// The `NAME=value` pair of the cookie `name` a response sets.
+pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    response
+        .headers
+        .iter()
+        .filter(|(header, _)| header.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, value)| value)
+        .find(|value| value.starts_with(&prefix))
+        .map(|value| value.split(';').next().unwrap_or_default().to_string())
+}

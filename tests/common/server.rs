@@ -29,7 +29,22 @@ impl TestServer {
             access_log: Some(
                 log.unwrap_or_else(|| AccessLog::stdout(kiln::config::AccessLogFormat::Off)),
             ),
+            clock: Default::default(),
         };
+        let server = kiln::serve::start(&settings, options).expect("server starts");
+        TestServer {
+            addr: server.addr,
+            server: Some(server),
+        }
+    }
+
+    /// Starts with options of the test's own (a clock, workers).
+    pub fn start_with_options(
+        site: &Site,
+        overrides: &[&str],
+        options: ServeOptions,
+    ) -> TestServer {
+        let settings = site.settings(overrides);
         let server = kiln::serve::start(&settings, options).expect("server starts");
         TestServer {
             addr: server.addr,

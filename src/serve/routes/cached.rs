@@ -14,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::params;
+use super::render::SessionView;
 use super::reply::{Body, COMPRESS_MIN_BYTES, Privacy, finish};
 use super::respond::{Dynamic, Failure, Target, Values, fill_template, produce};
 use super::views::CsrfSlot;
@@ -35,7 +36,8 @@ pub async fn respond(
         unreachable!("routes with a cache policy open the route cache at start-up")
     };
     let key = policy.key(&route.label, &values);
-    let target = Target::of(req);
+    let view = SessionView::of_values(&values);
+    let target = Target::of(req, &view);
     let filled_here = AtomicBool::new(false);
     let result = cache
         .get_or_fill(&key, || async {
@@ -134,7 +136,7 @@ fn serve(
             status,
             body,
             &entry.content_type,
-            Privacy::Csrf(cookie),
+            Privacy::Private(cookie),
             &extra,
         );
     }
@@ -176,9 +178,11 @@ fn refresh_in_background(
     actix_web::rt::spawn(async move {
         let route = &dynamic.routes.routes[index];
         if let (Some(cache), Some(policy)) = (&dynamic.cache, &route.cache) {
+            let view = SessionView::of_values(&values);
             let target = Target {
                 path: &path,
                 query: &query,
+                session: &view,
             };
             let refreshed = cache
                 .fill(&key, || {
@@ -217,7 +221,12 @@ pub async fn warm(dynamic: &Dynamic, url: &str) -> Result<(), String> {
     })?;
     values.extend(params);
     let key = policy.key(&route.label, &values);
-    let target = Target { path, query };
+    let view = SessionView::of_values(&values);
+    let target = Target {
+        path,
+        query,
+        session: &view,
+    };
     match cache
         .fill(&key, || make_entry(dynamic, route, policy, &values, target))
         .await

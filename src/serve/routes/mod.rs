@@ -57,6 +57,10 @@ pub struct Route {
     pub cache: Option<CachePolicy>,
     /// Tags a POST route drops (`{name}` filled per request).
     pub invalidates: Vec<String>,
+    /// Session changes a POST route makes.
+    pub session: Option<crate::config::RouteSessionConfig>,
+    /// Session keys the route's SQL reads (`:session.visitor` → `visitor`).
+    pub session_params: Vec<String>,
     /// Time spent in the database per request.
     pub query_time: Histogram,
 }
@@ -113,6 +117,9 @@ pub struct RouteError {
     pub message: String,
 }
 
+/// SQL parameters with this prefix read the visitor's session.
+pub const SESSION_PREFIX: &str = "session.";
+
 /// Paths the server answers itself.
 const RESERVED: [&str; 2] = ["/healthz", "/metrics"];
 
@@ -144,6 +151,13 @@ impl Routes {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+
+    /// Whether any route reads or changes the session.
+    pub fn use_sessions(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|route| route.session.is_some() || !route.session_params.is_empty())
     }
 
     /// Templates the routes render.
@@ -249,9 +263,22 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         Some(cache) => Some(cache_policy(config, cache, &pattern, &queries)?),
         None => None,
     };
+    let session_params = queries
+        .iter()
+        .map(|query| &query.statement)
+        .chain(&exec)
+        .flat_map(|statement| &statement.params)
+        .chain(cache.iter().flat_map(|policy| &policy.vary))
+        .filter_map(|name| name.strip_prefix(SESSION_PREFIX))
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     Ok(Route {
         cache,
         invalidates: config.invalidates.clone(),
+        session: config.session.clone(),
+        session_params,
         label,
         method: Method::from_bytes(config.method.as_bytes()).map_err(|err| err.to_string())?,
         pattern,
@@ -282,7 +309,7 @@ fn cache_policy(
     match &cache.vary {
         Some(chosen) => {
             for name in chosen {
-                if !config.params.contains_key(name) {
+                if !config.params.contains_key(name) && !name.starts_with(SESSION_PREFIX) {
                     return Err(format!(
                         "cache.vary: {name:?} is not a query parameter of this route"
                     ));
@@ -290,7 +317,14 @@ fn cache_policy(
                 vary.push(name.clone());
             }
         }
-        None => vary.extend(config.params.keys().cloned()),
+        None => {
+            vary.extend(config.params.keys().cloned());
+            let read_from_session = queries
+                .iter()
+                .flat_map(|query| &query.statement.params)
+                .filter(|name| name.starts_with(SESSION_PREFIX));
+            vary.extend(read_from_session.cloned());
+        }
     }
     vary.sort();
     vary.dedup();
@@ -357,17 +391,22 @@ fn statement(
     declared: &HashMap<&str, &'static str>,
     what: &str,
 ) -> Result<Statement, String> {
-    let statement = sql::parse_typed(text, &|name| declared.get(name).copied())
-        .map_err(|err| format!("{what}: {err}"))?;
+    let cast = |name: &str| {
+        if name.starts_with(SESSION_PREFIX) {
+            return Some("text");
+        }
+        declared.get(name).copied()
+    };
+    let statement = sql::parse_typed(text, &cast).map_err(|err| format!("{what}: {err}"))?;
     if let Some(unknown) = statement
         .params
         .iter()
-        .find(|name| !declared.contains_key(name.as_str()))
+        .find(|name| !name.starts_with(SESSION_PREFIX) && !declared.contains_key(name.as_str()))
     {
         let mut known: Vec<&str> = declared.keys().copied().collect();
         known.sort_unstable();
         return Err(format!(
-            "{what}: :{unknown} is not a path parameter, query parameter or form field of this route (declared: {})",
+            "{what}: :{unknown} is not a path parameter, query parameter or form field of this route, nor :session.KEY (declared: {})",
             if known.is_empty() {
                 "none".to_string()
             } else {

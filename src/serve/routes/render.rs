@@ -39,6 +39,37 @@ pub struct Page<'a> {
     /// The request's path and query string.
     pub path: &'a str,
     pub query: &'a str,
+    pub session: &'a SessionView,
+}
+
+/// What a template sees of the visitor's session.
+#[derive(Debug, Default)]
+pub struct SessionView {
+    /// Its values (internal ones, starting with `_`, left out).
+    pub entries: serde_json::Map<String, serde_json::Value>,
+    /// A message set by the previous form, shown once.
+    pub flash: Option<String>,
+}
+
+impl SessionView {
+    /// Only the session values among `values` (`session.KEY`): what a
+    /// cached page may show, since its key varies on exactly those.
+    pub fn of_values(values: &[(String, SqlValue)]) -> SessionView {
+        let entries = values
+            .iter()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(super::SESSION_PREFIX)?;
+                Some((
+                    key.to_string(),
+                    serde_json::to_value(value).unwrap_or_default(),
+                ))
+            })
+            .collect();
+        SessionView {
+            entries,
+            flash: None,
+        }
+    }
 }
 
 /// A rendered body, before headers.
@@ -101,6 +132,11 @@ pub fn render(
         "form".into(),
         Value::from_serialize(page.form.cloned().unwrap_or_default()),
     );
+    context.insert(
+        "session".into(),
+        Value::from_serialize(&page.session.entries),
+    );
+    context.insert("flash".into(), Value::from_serialize(&page.session.flash));
     let (name, value) = csrf_variable(slot);
     context.insert(name.into(), value);
     let views = dynamic.views.load();

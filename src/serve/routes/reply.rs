@@ -37,9 +37,10 @@ impl Body {
 pub enum Privacy {
     /// The route's `cache_control`.
     Shared,
-    /// The body carries the visitor's CSRF token: `private, no-cache` and
-    /// `Vary: Cookie`, with the cookie to set when the token was issued now.
-    Csrf(Option<String>),
+    /// The body is the visitor's own (their CSRF token, their flash
+    /// message): `private, no-cache` and `Vary: Cookie`, with the CSRF
+    /// cookie to set when the token was issued now.
+    Private(Option<String>),
 }
 
 /// Bodies below this are sent as they are: compressing them saves less
@@ -65,7 +66,7 @@ pub fn finish(
     let mut builder = HttpResponse::build(status);
     builder.insert_header((header::CONTENT_TYPE, content_type));
     match &privacy {
-        Privacy::Csrf(cookie) => {
+        Privacy::Private(cookie) => {
             builder.insert_header((header::VARY, "Accept-Encoding, Cookie"));
             builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
             if let Some(cookie) = cookie {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -23,7 +24,7 @@ use futures_util::StreamExt;
 
 use super::csrf::{self, Csrf};
 use super::params::{self, FieldErrors};
-use super::render::{Page, Rendered, TemplateFailed, json_bytes, render, shape};
+use super::render::{Page, Rendered, SessionView, TemplateFailed, json_bytes, render, shape};
 use super::reply::{Body, Privacy, finish};
 use super::views::{CsrfSlot, Views};
 use super::{Route, Routes};
@@ -44,6 +45,13 @@ pub struct Dynamic {
     pub templates_dir: PathBuf,
     /// The route cache, when a route is cached.
     pub cache: Option<RouteCache>,
+    /// The session store, when a route uses sessions.
+    pub sessions: Option<Arc<crate::serve::session::Sessions>>,
+    /// Signs the session cookie.
+    pub session_key: actix_web::cookie::Key,
+    pub session_config: crate::config::SessionConfig,
+    /// Serving TLS (the session cookie is then `Secure` under `secure = "auto"`).
+    pub tls: bool,
     /// Route database calls slower than `slow_query`.
     pub slow_queries: std::sync::atomic::AtomicU64,
 }
@@ -52,6 +60,9 @@ impl Dynamic {
     /// Appends pool and per-route query series to a `/metrics` body.
     pub fn render_metrics(&self, out: &mut String) {
         self.database.render_metrics(out);
+        if let Some(sessions) = &self.sessions {
+            sessions.render_metrics(out);
+        }
         if let Some(cache) = &self.cache {
             cache.render_metrics(out);
         }
@@ -121,32 +132,155 @@ pub async fn respond(
         Ok(params) => values.extend(params),
         Err(errors) => return invalid_query(&errors),
     }
-    if route.cache.is_some() {
+    let session = req.get_session();
+    values.extend(session_values(&session, route));
+    // A pending flash message is for this visitor only: such a page is
+    // rendered for them, never from or into the cache.
+    let flash_pending = route.template.is_some() && session.contains_key(FLASH);
+    if route.cache.is_some() && !flash_pending {
         return super::cached::respond(req, dynamic, route, values, not_found).await;
     }
+    let view = session_view(&session, route.template.is_some());
     let slot = CsrfSlot::new(&dynamic.csrf, dynamic.csrf.cookie_token(req));
-    let target = Target::of(req);
+    let target = Target::of(req, &view);
     match produce(dynamic, route, &values, target, &slot).await {
-        Ok(rendered) => send(req, dynamic, route, rendered, &slot),
+        // Taking the flash changed the session, so that response sets its
+        // cookie: it is the visitor's own, never a shared one.
+        Ok(rendered) => send(req, dynamic, route, rendered, &slot, view.flash.is_some()),
         Err(Failure::NotFound) => not_found(),
         Err(Failure::Response(response)) => response,
     }
 }
 
-/// The path and query string a page is rendered for.
+/// The path and query string a page is rendered for, and the session it sees.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
     pub path: &'a str,
     pub query: &'a str,
+    pub session: &'a SessionView,
 }
 
 impl<'a> Target<'a> {
-    pub fn of(req: &'a HttpRequest) -> Target<'a> {
+    pub fn of(req: &'a HttpRequest, session: &'a SessionView) -> Target<'a> {
         Target {
             path: req.path(),
             query: req.query_string(),
+            session,
         }
     }
+}
+
+/// The session values a route's `[route.session]` sets, filled from its
+/// inputs and RETURNING columns, as actix-session stores them (JSON).
+fn session_sets(
+    route: &Route,
+    values: &[(String, SqlValue)],
+    returned: &Row,
+) -> Vec<(String, String)> {
+    let Some(changes) = &route.session else {
+        return Vec::new();
+    };
+    let mut sets: Vec<(String, String)> = changes
+        .set
+        .iter()
+        .filter_map(|(key, template)| {
+            Some((
+                key.clone(),
+                fill_template(template, values, returned, false).ok()?,
+            ))
+        })
+        .collect();
+    if let Some(flash) = &changes.flash
+        && let Ok(message) = fill_template(flash, values, returned, false)
+    {
+        sets.push((FLASH.to_string(), message));
+    }
+    sets
+}
+
+/// Refuses (413) a form whose session changes would exceed
+/// `session.max_bytes`, before anything is written.
+fn oversized_session(
+    dynamic: &Dynamic,
+    route: &Route,
+    session: &Session,
+    values: &[(String, SqlValue)],
+) -> Option<HttpResponse> {
+    let sessions = dynamic.sessions.as_ref()?;
+    let mut state = session.entries().clone();
+    for (key, value) in session_sets(route, values, &Row::new()) {
+        state.insert(key, serde_json::to_string(&value).unwrap_or_default());
+    }
+    let bytes = crate::serve::session::record::state_bytes(&state);
+    if bytes <= sessions.max_bytes {
+        return None;
+    }
+    eprintln!(
+        "kiln: route {}: the session would hold {bytes} bytes, over session.max_bytes = {}",
+        route.label, sessions.max_bytes
+    );
+    Some(text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "This form would store more in your session than the server allows\n",
+    ))
+}
+
+/// Applies `[route.session]` after a successful write: sets, clears, the
+/// flash message, and a new id when the route rotates it (the old id is
+/// deleted from the store, so it cannot be replayed).
+fn apply_session_changes(
+    route: &Route,
+    session: &Session,
+    values: &[(String, SqlValue)],
+    returned: &Row,
+) {
+    let Some(changes) = &route.session else {
+        return;
+    };
+    for (key, value) in session_sets(route, values, returned) {
+        let _ = session.insert(key, value);
+    }
+    for key in &changes.clear {
+        session.remove(key);
+    }
+    if changes.rotate {
+        session.renew();
+    }
+}
+
+/// The session key of the flash message.
+const FLASH: &str = "_flash";
+
+/// `session.KEY` values for the session keys the route reads.
+fn session_values(session: &Session, route: &Route) -> Values {
+    route
+        .session_params
+        .iter()
+        .map(|key| {
+            let value = session
+                .get::<String>(key)
+                .ok()
+                .flatten()
+                .map_or(SqlValue::Null, SqlValue::Text);
+            (format!("{}{key}", super::SESSION_PREFIX), value)
+        })
+        .collect()
+}
+
+/// What a template sees of the session; the flash message is taken (shown once).
+fn session_view(session: &Session, take_flash: bool) -> SessionView {
+    let entries = session
+        .entries()
+        .iter()
+        .filter(|(key, _)| !key.starts_with('_'))
+        .map(|(key, json)| (key.clone(), serde_json::from_str(json).unwrap_or_default()))
+        .collect();
+    let flash = if take_flash {
+        session.remove_as::<String>(FLASH).and_then(Result::ok)
+    } else {
+        None
+    };
+    SessionView { entries, flash }
 }
 
 /// Why a GET produced no page.
@@ -177,19 +311,24 @@ pub async fn produce(
         form: None,
         path: target.path,
         query: target.query,
+        session: target.session,
     };
     render(dynamic, route, page, slot).map_err(|TemplateFailed| Failure::Response(internal_error()))
 }
 
-/// Sends a freshly rendered (uncached) page.
+/// Sends a freshly rendered (uncached) page; `visitors_own` makes it private.
 fn send(
     req: &HttpRequest,
     dynamic: &Dynamic,
     route: &Route,
     rendered: Rendered,
     slot: &CsrfSlot,
+    visitors_own: bool,
 ) -> HttpResponse {
-    let privacy = privacy(dynamic, slot);
+    let privacy = match privacy(dynamic, slot) {
+        Privacy::Shared if visitors_own => Privacy::Private(None),
+        privacy => privacy,
+    };
     let body = Body::plain(rendered.body);
     finish(
         req,
@@ -205,7 +344,7 @@ fn send(
 /// Whether the rendered page carries the visitor's CSRF token.
 pub fn privacy(dynamic: &Dynamic, slot: &CsrfSlot) -> Privacy {
     if slot.used() {
-        Privacy::Csrf(slot.issued().map(|token| dynamic.csrf.set_cookie(token)))
+        Privacy::Private(slot.issued().map(|token| dynamic.csrf.set_cookie(token)))
     } else {
         Privacy::Shared
     }
@@ -249,9 +388,14 @@ async fn post(
         Ok(params) => values.extend(params),
         Err(errors) => return invalid_query(&errors),
     }
+    let session = req.get_session();
+    values.extend(session_values(&session, route));
     match params::bind(&route.fields, &pairs) {
         Ok(fields) => values.extend(fields),
         Err(errors) => return invalid_form(req, dynamic, route, values, errors, pairs).await,
+    }
+    if let Some(refusal) = oversized_session(dynamic, route, &session, &values) {
+        return refusal;
     }
     let backend = dynamic.database.backend();
     let statements = route
@@ -264,12 +408,16 @@ async fn post(
             )
         })
         .collect();
-    let started = Instant::now();
-    let written = dynamic.database.write(statements, route.isolation).await;
-    dynamic.observe(route, "exec", started.elapsed());
-    let returned = match written {
-        Ok(row) => row,
-        Err(err) => return database_failure(route, &err),
+    let returned = if route.exec.is_empty() {
+        Row::new()
+    } else {
+        let started = Instant::now();
+        let written = dynamic.database.write(statements, route.isolation).await;
+        dynamic.observe(route, "exec", started.elapsed());
+        match written {
+            Ok(row) => row,
+            Err(err) => return database_failure(route, &err),
+        }
     };
     if let Some(cache) = &dynamic.cache {
         let tags: Vec<String> = route
@@ -279,6 +427,7 @@ async fn post(
             .collect();
         cache.invalidate(&tags).await;
     }
+    apply_session_changes(route, &session, &values, &returned);
     let Some(template) = &route.redirect else {
         return text(StatusCode::NO_CONTENT, "");
     };
@@ -317,6 +466,7 @@ async fn invalid_form(
     let data = shape(route, results).unwrap_or_default();
     let mut form = submitted;
     form.remove(csrf::FIELD);
+    let view = session_view(&req.get_session(), false);
     let page = Page {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         data,
@@ -325,10 +475,11 @@ async fn invalid_form(
         form: Some(&form),
         path: req.path(),
         query: req.query_string(),
+        session: &view,
     };
     let slot = CsrfSlot::new(&dynamic.csrf, dynamic.csrf.cookie_token(req));
     match render(dynamic, route, page, &slot) {
-        Ok(rendered) => send(req, dynamic, route, rendered, &slot),
+        Ok(rendered) => send(req, dynamic, route, rendered, &slot, false),
         Err(TemplateFailed) => internal_error(),
     }
 }
