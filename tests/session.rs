@@ -36,6 +36,17 @@ fn set_cookie_header(response: &Response) -> String {
         .expect("a session cookie")
 }
 
+/// Server options whose session clock reads `now` (Unix milliseconds).
+fn options_with_clock(now: &Arc<AtomicU64>) -> kiln::serve::ServeOptions {
+    let now = Arc::clone(now);
+    kiln::serve::ServeOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        workers: Some(2),
+        clock: kiln::serve::session::Clock(Arc::new(move || now.load(Ordering::SeqCst))),
+        ..Default::default()
+    }
+}
+
 /// Signs in as `name` (a POST that sets and rotates the session); returns
 /// the session cookie.
 fn sign_in(server: &TestServer, cookie: Option<&str>, name: &str) -> String {
@@ -173,13 +184,7 @@ fn a_tampered_cookie_is_not_a_session() {
 fn idle_and_absolute_expiry_follow_the_server_clock() {
     let site = shop();
     let now = Arc::new(AtomicU64::new(1_800_000_000_000));
-    let clock_now = Arc::clone(&now);
-    let options = kiln::serve::ServeOptions {
-        addr: Some("127.0.0.1:0".parse().unwrap()),
-        workers: Some(2),
-        clock: kiln::serve::session::Clock(Arc::new(move || clock_now.load(Ordering::SeqCst))),
-        ..Default::default()
-    };
+    let options = options_with_clock(&now);
     let overrides = [
         "session.idle_timeout_secs=600",
         "session.max_lifetime_secs=3600",
@@ -420,4 +425,40 @@ fn sessions_are_old_or_new_after_kill_9_during_writes() {
         server.kill().unwrap();
         server.wait().unwrap();
     }
+}
+
+#[test]
+fn cookie_only_sessions_are_encrypted_and_expire_on_the_server_clock() {
+    let site = shop();
+    let now = Arc::new(AtomicU64::new(1_800_000_000_000));
+    let options = options_with_clock(&now);
+    let overrides = ["session.store=\"cookie\"", "session.idle_timeout_secs=600"];
+    let server = TestServer::start_with_options(&site, &overrides, options);
+    let cookie = sign_in(&server, None, "Ada Lovelace");
+    assert!(
+        !cookie.contains("Ada") && !cookie.contains("Lovelace"),
+        "the values are encrypted: {cookie}"
+    );
+    assert_eq!(whoami(&server, &cookie), "Ada Lovelace");
+    assert!(
+        !site.path(".kiln/sessions").exists(),
+        "no store on the server"
+    );
+
+    now.fetch_add(500_000, Ordering::SeqCst);
+    let used = http::get(server.addr, "/whoami", &[("Cookie", &cookie)]);
+    assert!(used.text().contains("Ada Lovelace"));
+    let refreshed =
+        session_cookie(&used).expect("using the session re-issues the cookie with its last use");
+    now.fetch_add(500_000, Ordering::SeqCst);
+    assert_eq!(
+        whoami(&server, &cookie),
+        serde_json::Value::Null,
+        "the old cookie is idle for 1,000 s"
+    );
+    assert_eq!(
+        whoami(&server, &refreshed),
+        "Ada Lovelace",
+        "the refreshed one for 500 s"
+    );
 }

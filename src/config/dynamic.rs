@@ -156,7 +156,8 @@ pub struct RouteSessionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
-    /// Where sessions live: `"sled"` (on disk, one server) or `"redis"` (shared).
+    /// Where sessions live: `"sled"` (on disk, one server), `"redis"`
+    /// (shared) or `"cookie"` (in the cookie itself, encrypted).
     pub store: SessionStoreKind,
     pub cookie_name: String,
     /// `Secure` on the cookie: `"auto"` (when serving TLS), `"always"`, `"never"`.
@@ -204,6 +205,8 @@ impl Default for SessionConfig {
 pub enum SessionStoreKind {
     Sled,
     Redis,
+    /// No store: the values travel in the cookie, encrypted and authenticated.
+    Cookie,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,12 +25,12 @@ pub struct Disk {
 impl Disk {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, limit: u64) -> Result<Disk, String> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(16 * 1024 * 1024)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|err| format!("cache.disk_dir {}: {err}", dir.display()))?;
+            .flush_every_ms(Some(500));
+        let db =
+            open_sled(&config).map_err(|err| format!("cache.disk_dir {}: {err}", dir.display()))?;
         let open = |name: &str| {
             db.open_tree(name)
                 .map_err(|err| format!("cache.disk_dir {}: {err}", dir.display()))
@@ -160,6 +160,27 @@ impl Disk {
                 let _ = self.tags.remove(tag_key(tag, key));
             }
             let _ = self.by_age.remove(age_key(entry.created_ms, key));
+        }
+    }
+}
+
+/// How long opening waits for a previous server (shutting down, or just
+/// stopped) to release the directory's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a sled database, waiting up to [`LOCK_WAIT`] for its lock.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            // sled reports a held lock as an Other error naming it.
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return result,
         }
     }
 }

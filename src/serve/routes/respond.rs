@@ -133,6 +133,7 @@ pub async fn respond(
         Err(errors) => return invalid_query(&errors),
     }
     let session = req.get_session();
+    refresh_cookie_session(&session);
     values.extend(session_values(&session, route));
     // A pending flash message is for this visitor only: such a page is
     // rendered for them, never from or into the cache.
@@ -167,6 +168,16 @@ impl<'a> Target<'a> {
             query: req.query_string(),
             session,
         }
+    }
+}
+
+/// A cookie session (`session.store = "cookie"`) carries its last-use time
+/// in the cookie: when the store marks it due, changing the session makes
+/// the middleware re-issue the cookie with the time moved.
+fn refresh_cookie_session(session: &Session) {
+    // Removing even a missing key marks the session changed: check first.
+    if session.contains_key(crate::serve::session::COOKIE_TOUCH) {
+        session.remove(crate::serve::session::COOKIE_TOUCH);
     }
 }
 
@@ -275,7 +286,9 @@ fn session_view(session: &Session, take_flash: bool) -> SessionView {
         .filter(|(key, _)| !key.starts_with('_'))
         .map(|(key, json)| (key.clone(), serde_json::from_str(json).unwrap_or_default()))
         .collect();
-    let flash = if take_flash {
+    // Removing marks the session changed (a cookie is sent): only when
+    // there is a message to take.
+    let flash = if take_flash && session.contains_key(FLASH) {
         session.remove_as::<String>(FLASH).and_then(Result::ok)
     } else {
         None

@@ -54,9 +54,21 @@ pub struct SessionMetrics {
 }
 
 enum Backend {
-    Sled { tree: sled::Tree, _db: sled::Db },
+    Sled {
+        tree: sled::Tree,
+        _db: sled::Db,
+    },
     Redis(Redis),
+    /// The "id" is the record itself, encrypted by the middleware.
+    Cookie,
 }
+
+/// Set in a loaded cookie session whose last-use time should move: the
+/// route removes it, which re-issues the cookie with the time updated.
+pub const COOKIE_TOUCH: &str = "_kiln.touch";
+
+/// Cookies larger than this are refused by browsers.
+const COOKIE_LIMIT: usize = 4000;
 
 struct Redis {
     client: redis::Client,
@@ -89,16 +101,15 @@ impl Sessions {
         let backend = match config.store {
             SessionStoreKind::Sled => {
                 let dir = root.join(&config.dir);
-                let db = sled::Config::new()
-                    .path(&dir)
-                    .flush_every_ms(Some(200))
-                    .open()
+                let sled_config = sled::Config::new().path(&dir).flush_every_ms(Some(200));
+                let db = crate::serve::cache::disk::open_sled(&sled_config)
                     .map_err(|err| format!("session.dir {}: {err}", dir.display()))?;
                 let tree = db
                     .open_tree("sessions")
                     .map_err(|err| format!("session.dir {}: {err}", dir.display()))?;
                 Backend::Sled { tree, _db: db }
             }
+            SessionStoreKind::Cookie => Backend::Cookie,
             SessionStoreKind::Redis => Backend::Redis(Redis {
                 client: redis::Client::open(config.redis_url.as_str())
                     .map_err(|err| format!("session.redis_url: {err}"))?,
@@ -123,10 +134,15 @@ impl Sessions {
         (self.clock.0)()
     }
 
+    /// Whether the values travel in the cookie.
+    pub fn in_cookie(&self) -> bool {
+        matches!(self.backend, Backend::Cookie)
+    }
+
     /// Reaches Redis, so a wrong URL stops start-up.
     pub async fn check(&self) -> Result<(), String> {
         match &self.backend {
-            Backend::Sled { .. } => Ok(()),
+            Backend::Sled { .. } | Backend::Cookie => Ok(()),
             Backend::Redis(redis) => {
                 let mut connection = redis
                     .connection()
@@ -153,8 +169,12 @@ impl Sessions {
             return Ok(None);
         }
         if self.lifetime.needs_touch(&record, now) {
-            record.seen_ms = now;
-            self.write(id, &record).await?;
+            if self.in_cookie() {
+                record.state.insert(COOKIE_TOUCH.into(), "true".into());
+            } else {
+                record.seen_ms = now;
+                self.write(id, &record).await?;
+            }
         }
         Ok(Some(record))
     }
@@ -163,13 +183,18 @@ impl Sessions {
     pub async fn create(&self, state: State) -> Result<String, String> {
         self.check_size(&state)?;
         let now = self.now();
-        let id = new_id()?;
         let record = Record {
             created_ms: now,
             seen_ms: now,
             state,
         };
-        self.write(&id, &record).await?;
+        let id = if self.in_cookie() {
+            cookie_value(&record)?
+        } else {
+            let id = new_id()?;
+            self.write(&id, &record).await?;
+            id
+        };
         self.metrics.created.fetch_add(1, Ordering::Relaxed);
         Ok(id)
     }
@@ -181,11 +206,16 @@ impl Sessions {
         let Some(existing) = self.load(id).await? else {
             return self.create(state).await;
         };
+        let mut state = state;
+        state.remove(COOKIE_TOUCH);
         let record = Record {
             created_ms: existing.created_ms,
             seen_ms: self.now(),
             state,
         };
+        if self.in_cookie() {
+            return cookie_value(&record);
+        }
         self.write(id, &record).await?;
         Ok(id.to_string())
     }
@@ -204,6 +234,7 @@ impl Sessions {
     async fn read(&self, id: &str) -> Result<Option<Record>, String> {
         let started = Instant::now();
         let bytes = match &self.backend {
+            Backend::Cookie => return Ok(cookie_record(id)),
             Backend::Sled { tree, .. } => tree
                 .get(id)
                 .map_err(|err| err.to_string())?
@@ -228,6 +259,7 @@ impl Sessions {
         let started = Instant::now();
         let bytes = record.encode(self.compress_above);
         match &self.backend {
+            Backend::Cookie => return Ok(()),
             Backend::Sled { tree, .. } => {
                 // One insert (a crash leaves the old value or the new one),
                 // made durable before the response that depends on it.
@@ -265,6 +297,8 @@ impl Sessions {
     pub async fn remove(&self, id: &str) -> Result<(), String> {
         let started = Instant::now();
         match &self.backend {
+            // Nothing stored: the middleware removes the cookie.
+            Backend::Cookie => return Ok(()),
             Backend::Sled { tree, .. } => {
                 tree.remove(id).map_err(|err| err.to_string())?;
             }
@@ -340,7 +374,7 @@ impl Sessions {
     pub fn stored(&self) -> Option<usize> {
         match &self.backend {
             Backend::Sled { tree, .. } => Some(tree.len()),
-            Backend::Redis(_) => None,
+            Backend::Redis(_) | Backend::Cookie => None,
         }
     }
 
@@ -423,6 +457,29 @@ impl Redis {
     }
 }
 
+/// A cookie session's value: the record as JSON (the middleware encrypts it).
+fn cookie_value(record: &Record) -> Result<String, String> {
+    let value =
+        serde_json::json!({ "c": record.created_ms, "s": record.seen_ms, "v": record.state });
+    let text = value.to_string();
+    if text.len() > COOKIE_LIMIT {
+        return Err(format!(
+            "the session would be a {}-byte cookie, over the {COOKIE_LIMIT} bytes browsers keep",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
+fn cookie_record(value: &str) -> Option<Record> {
+    let json: serde_json::Value = serde_json::from_str(value).ok()?;
+    Some(Record {
+        created_ms: json.get("c")?.as_u64()?,
+        seen_ms: json.get("s")?.as_u64()?,
+        state: serde_json::from_value(json.get("v")?.clone()).ok()?,
+    })
+}
+
 /// 256 random bits, URL-safe.
 fn new_id() -> Result<String, String> {
     let mut bytes = [0u8; 32];
@@ -477,7 +534,12 @@ pub fn middleware(
         .cookie_same_site(same_site)
         .cookie_http_only(true)
         .cookie_path("/".into())
-        .cookie_content_security(CookieContentSecurity::Signed)
+        .cookie_content_security(if config.store == SessionStoreKind::Cookie {
+            // The values themselves travel: encrypted and authenticated.
+            CookieContentSecurity::Private
+        } else {
+            CookieContentSecurity::Signed
+        })
         .session_lifecycle(lifetime)
         .build();
     actix_web::middleware::Condition::new(enabled, middleware)
