@@ -462,3 +462,32 @@ fn cookie_only_sessions_are_encrypted_and_expire_on_the_server_clock() {
         "the refreshed one for 500 s"
     );
 }
+
+#[test]
+fn the_cookie_name_and_secure_flag_follow_the_configuration() {
+    let site = shop();
+    let server = TestServer::start(
+        &site,
+        &[
+            "session.cookie_name=\"sid\"",
+            "session.secure=\"always\"",
+            "session.same_site=\"strict\"",
+        ],
+    );
+    let (csrf_cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
+    let posted = post(
+        server.addr,
+        "/profile",
+        &[("Cookie", &csrf_cookie)],
+        &[("csrf_token", &token), ("name", "Ada")],
+    );
+    let header = posted
+        .headers
+        .iter()
+        .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with("sid="))
+        .map(|(_, value)| value.clone())
+        .expect("the cookie under its configured name");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(attribute), "{header}");
+    }
+}

@@ -133,12 +133,15 @@ pub async fn respond(
         Err(errors) => return invalid_query(&errors),
     }
     let session = req.get_session();
-    refresh_cookie_session(&session);
+    let reissued = refresh_cookie_session(&session);
     values.extend(session_values(&session, route));
     // A pending flash message is for this visitor only: such a page is
     // rendered for them, never from or into the cache.
     let flash_pending = route.template.is_some() && session.contains_key(FLASH);
-    if route.cache.is_some() && !flash_pending {
+    // A response that sets the session cookie is the visitor's own: it
+    // neither comes from nor goes into the shared cache, and is private.
+    let visitors_own = flash_pending || reissued;
+    if route.cache.is_some() && !visitors_own {
         return super::cached::respond(req, dynamic, route, values, not_found).await;
     }
     let view = session_view(&session, route.template.is_some());
@@ -147,7 +150,7 @@ pub async fn respond(
     match produce(dynamic, route, &values, target, &slot).await {
         // Taking the flash changed the session, so that response sets its
         // cookie: it is the visitor's own, never a shared one.
-        Ok(rendered) => send(req, dynamic, route, rendered, &slot, view.flash.is_some()),
+        Ok(rendered) => send(req, dynamic, route, rendered, &slot, visitors_own),
         Err(Failure::NotFound) => not_found(),
         Err(Failure::Response(response)) => response,
     }
@@ -174,11 +177,14 @@ impl<'a> Target<'a> {
 /// A cookie session (`session.store = "cookie"`) carries its last-use time
 /// in the cookie: when the store marks it due, changing the session makes
 /// the middleware re-issue the cookie with the time moved.
-fn refresh_cookie_session(session: &Session) {
+/// Returns whether it will.
+fn refresh_cookie_session(session: &Session) -> bool {
     // Removing even a missing key marks the session changed: check first.
-    if session.contains_key(crate::serve::session::COOKIE_TOUCH) {
+    let due = session.contains_key(crate::serve::session::COOKIE_TOUCH);
+    if due {
         session.remove(crate::serve::session::COOKIE_TOUCH);
     }
+    due
 }
 
 /// The session values a route's `[route.session]` sets, filled from its
