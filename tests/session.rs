@@ -25,15 +25,28 @@ fn session_cookie(response: &Response) -> Option<String> {
     common::forms::set_cookie(response, "kiln_session")
 }
 
-fn set_cookie_header(response: &Response) -> String {
+/// The whole `Set-Cookie` value of cookie `name`.
+fn set_cookie_header(response: &Response, name: &str) -> String {
+    let prefix = format!("{name}=");
     response
         .headers
         .iter()
-        .find(|(name, value)| {
-            name.eq_ignore_ascii_case("set-cookie") && value.starts_with("kiln_session=")
+        .find(|(header, value)| {
+            header.eq_ignore_ascii_case("set-cookie") && value.starts_with(&prefix)
         })
         .map(|(_, value)| value.clone())
-        .expect("a session cookie")
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+/// Signs in as `name` with the CSRF pair of `/notes/`; the response.
+fn post_profile(server: &TestServer, name: &str) -> Response {
+    let (csrf_cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
+    post(
+        server.addr,
+        "/profile",
+        &[("Cookie", &csrf_cookie)],
+        &[("csrf_token", &token), ("name", name)],
+    )
 }
 
 /// Server options whose session clock reads `now` (Unix milliseconds).
@@ -100,14 +113,8 @@ fn only_pages_that_change_the_session_set_its_cookie() {
         session_cookie(&http::get(server.addr, "/whoami", &[])),
         None
     );
-    let (csrf_cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
-    let posted = post(
-        server.addr,
-        "/profile",
-        &[("Cookie", &csrf_cookie)],
-        &[("csrf_token", &token), ("name", "Ada")],
-    );
-    let header = set_cookie_header(&posted);
+    let posted = post_profile(&server, "Ada");
+    let header = set_cookie_header(&posted, "kiln_session");
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
         assert!(header.contains(attribute), "{header}");
     }
@@ -474,19 +481,7 @@ fn the_cookie_name_and_secure_flag_follow_the_configuration() {
             "session.same_site=\"strict\"",
         ],
     );
-    let (csrf_cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
-    let posted = post(
-        server.addr,
-        "/profile",
-        &[("Cookie", &csrf_cookie)],
-        &[("csrf_token", &token), ("name", "Ada")],
-    );
-    let header = posted
-        .headers
-        .iter()
-        .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with("sid="))
-        .map(|(_, value)| value.clone())
-        .expect("the cookie under its configured name");
+    let header = set_cookie_header(&post_profile(&server, "Ada"), "sid");
     for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(header.contains(attribute), "{header}");
     }
