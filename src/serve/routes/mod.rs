@@ -6,8 +6,9 @@
 //!
 //! [`respond`] answers requests ([`cached`] through the route cache),
 //! [`params`] checks inputs, [`pattern`] matches paths, [`csrf`] guards
-//! forms, [`views`] and [`render`] make bodies, [`reply`] the HTTP
-//! response, and [`plan`] warns about queries that scan whole tables.
+//! forms, [`session_use`] reads and changes sessions, [`views`] and
+//! [`render`] make bodies, [`reply`] the HTTP response, and [`plan`] warns
+//! about queries that scan whole tables.
 
 pub mod cached;
 pub mod csrf;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod render;
 pub mod reply;
 pub mod respond;
+pub mod session_use;
 pub mod views;
 
 use std::collections::HashMap;

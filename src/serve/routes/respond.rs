@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_session::{Session, SessionExt};
+use actix_session::SessionExt;
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -26,6 +26,10 @@ use super::csrf::{self, Csrf};
 use super::params::{self, FieldErrors};
 use super::render::{Page, Rendered, SessionView, TemplateFailed, json_bytes, render, shape};
 use super::reply::{Body, Privacy, finish};
+use super::session_use::{
+    FLASH, apply_session_changes, oversized_session, refresh_cookie_session, session_values,
+    session_view,
+};
 use super::views::{CsrfSlot, Views};
 use super::{Route, Routes};
 use crate::serve::cache::RouteCache;
@@ -172,134 +176,6 @@ impl<'a> Target<'a> {
             session,
         }
     }
-}
-
-/// A cookie session (`session.store = "cookie"`) carries its last-use time
-/// in the cookie: when the store marks it due, changing the session makes
-/// the middleware re-issue the cookie with the time moved.
-/// Returns whether it will.
-fn refresh_cookie_session(session: &Session) -> bool {
-    // Removing even a missing key marks the session changed: check first.
-    let due = session.contains_key(crate::serve::session::COOKIE_TOUCH);
-    if due {
-        session.remove(crate::serve::session::COOKIE_TOUCH);
-    }
-    due
-}
-
-/// The session values a route's `[route.session]` sets, filled from its
-/// inputs and RETURNING columns, as actix-session stores them (JSON).
-fn session_sets(
-    route: &Route,
-    values: &[(String, SqlValue)],
-    returned: &Row,
-) -> Vec<(String, String)> {
-    let Some(changes) = &route.session else {
-        return Vec::new();
-    };
-    let mut sets: Vec<(String, String)> = changes
-        .set
-        .iter()
-        .filter_map(|(key, template)| {
-            Some((
-                key.clone(),
-                fill_template(template, values, returned, false).ok()?,
-            ))
-        })
-        .collect();
-    if let Some(flash) = &changes.flash
-        && let Ok(message) = fill_template(flash, values, returned, false)
-    {
-        sets.push((FLASH.to_string(), message));
-    }
-    sets
-}
-
-/// Refuses (413) a form whose session changes would exceed
-/// `session.max_bytes`, before anything is written.
-fn oversized_session(
-    dynamic: &Dynamic,
-    route: &Route,
-    session: &Session,
-    values: &[(String, SqlValue)],
-) -> Option<HttpResponse> {
-    let sessions = dynamic.sessions.as_ref()?;
-    let mut state = session.entries().clone();
-    for (key, value) in session_sets(route, values, &Row::new()) {
-        state.insert(key, serde_json::to_string(&value).unwrap_or_default());
-    }
-    let bytes = crate::serve::session::record::state_bytes(&state);
-    if bytes <= sessions.max_bytes {
-        return None;
-    }
-    eprintln!(
-        "kiln: route {}: the session would hold {bytes} bytes, over session.max_bytes = {}",
-        route.label, sessions.max_bytes
-    );
-    Some(text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "This form would store more in your session than the server allows\n",
-    ))
-}
-
-/// Applies `[route.session]` after a successful write: sets, clears, the
-/// flash message, and a new id when the route rotates it (the old id is
-/// deleted from the store, so it cannot be replayed).
-fn apply_session_changes(
-    route: &Route,
-    session: &Session,
-    values: &[(String, SqlValue)],
-    returned: &Row,
-) {
-    let Some(changes) = &route.session else {
-        return;
-    };
-    for (key, value) in session_sets(route, values, returned) {
-        let _ = session.insert(key, value);
-    }
-    for key in &changes.clear {
-        session.remove(key);
-    }
-    if changes.rotate {
-        session.renew();
-    }
-}
-
-/// The session key of the flash message.
-const FLASH: &str = "_flash";
-
-/// `session.KEY` values for the session keys the route reads.
-fn session_values(session: &Session, route: &Route) -> Values {
-    route
-        .session_params
-        .iter()
-        .map(|key| {
-            let value = session
-                .get::<String>(key)
-                .ok()
-                .flatten()
-                .map_or(SqlValue::Null, SqlValue::Text);
-            (format!("{}{key}", super::SESSION_PREFIX), value)
-        })
-        .collect()
-}
-
-/// What a template sees of the session; the flash message is taken (shown once).
-fn session_view(session: &Session, take_flash: bool) -> SessionView {
-    let entries = session
-        .entries()
-        .iter()
-        .filter(|(key, _)| !key.starts_with('_'))
-        .map(|(key, json)| (key.clone(), serde_json::from_str(json).unwrap_or_default()))
-        .collect();
-    // Removing marks the session changed (a cookie is sent): only when
-    // there is a message to take.
-    let flash = if take_flash && session.contains_key(FLASH) {
-        session.remove_as::<String>(FLASH).and_then(Result::ok)
-    } else {
-        None
-    };
-    SessionView { entries, flash }
 }
 
 /// Why a GET produced no page.
