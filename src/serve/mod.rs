@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse, fn_service};
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpMessage, HttpServer};
 use arc_swap::ArcSwap;
 
 use crate::config::Settings;
@@ -446,10 +446,12 @@ fn dynamic_scope(
     actix_web::web::scope("")
         .guard(actix_web::guard::fn_guard(move |ctx| {
             let head = ctx.head();
-            !matches!(
-                guard_dynamic.routes.select(&head.method, head.uri.path()),
-                Selected::None
-            )
+            let selected = guard_dynamic.routes.select(&head.method, head.uri.path());
+            if matches!(selected, Selected::None) {
+                return false;
+            }
+            ctx.req_data_mut().insert(selected);
+            true
         }))
         .wrap(middleware)
         .default_service(fn_service(move |request: ServiceRequest| {
@@ -457,8 +459,13 @@ fn dynamic_scope(
             let dynamic = Arc::clone(&dynamic);
             async move {
                 let (req, payload) = request.into_parts();
-                let response = match dynamic.routes.select(req.method(), req.path()) {
-                    Selected::Route(route, values) => {
+                // The guard already selected the route.
+                let selected = req.extensions_mut().remove::<Selected>();
+                let selected =
+                    selected.unwrap_or_else(|| dynamic.routes.select(req.method(), req.path()));
+                let response = match selected {
+                    Selected::Route(index, values) => {
+                        let route = &dynamic.routes.routes[index];
                         handler::handle_dynamic(&req, payload, &state, &dynamic, route, values)
                             .await
                     }

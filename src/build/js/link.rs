@@ -329,16 +329,11 @@ fn module_name(path: &Path) -> String {
         .and_then(|stem| stem.to_str())
         .unwrap_or("chunk");
     let stem = stem.split('.').next().unwrap_or(stem);
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name = super::parse::sanitize(
+        stem,
+        |c| c.is_ascii_alphanumeric() || c == '-' || c == '_',
+        '-',
+    );
     if name.is_empty() {
         "chunk".into()
     } else {

@@ -400,20 +400,22 @@ pub fn stem_identifier(path: &Path) -> String {
         .file_stem()
         .and_then(|stem| stem.to_str())
         .unwrap_or("module");
-    let mut name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '$' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut name = sanitize(
+        stem,
+        |c| c.is_ascii_alphanumeric() || c == '_' || c == '$',
+        '_',
+    );
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }
     name
+}
+
+/// `text` with every character `keep` refuses replaced by `replacement`.
+pub fn sanitize(text: &str, keep: impl Fn(char) -> bool, replacement: char) -> String {
+    text.chars()
+        .map(|c| if keep(c) { c } else { replacement })
+        .collect()
 }
 
 fn take_comments(comments: SingleThreadedComments) -> ModuleComments {
@@ -587,11 +589,13 @@ fn normalize(
                 star_exports.push(index);
             }
             ModuleDecl::ExportDefaultDecl(default) => {
+                // An anonymous default declaration gets a name of its own.
+                let named = |ident: Option<Ident>| {
+                    ident.unwrap_or_else(|| Ident::new(default_name(path), default.span, ctxt))
+                };
                 let name = match default.decl {
                     DefaultDecl::Fn(function) => {
-                        let ident = function
-                            .ident
-                            .unwrap_or_else(|| Ident::new(default_name(path), default.span, ctxt));
+                        let ident = named(function.ident);
                         body.push(Stmt::Decl(Decl::Fn(FnDecl {
                             ident: ident.clone(),
                             declare: false,
@@ -600,9 +604,7 @@ fn normalize(
                         ident
                     }
                     DefaultDecl::Class(class) => {
-                        let ident = class
-                            .ident
-                            .unwrap_or_else(|| Ident::new(default_name(path), default.span, ctxt));
+                        let ident = named(class.ident);
                         body.push(Stmt::Decl(Decl::Class(ClassDecl {
                             ident: ident.clone(),
                             declare: false,

@@ -203,9 +203,10 @@ fn refresh_in_background(
 /// Renders `url` (a path with an optional query) into the cache.
 pub async fn warm(dynamic: &Dynamic, url: &str) -> Result<(), String> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let Selected::Route(route, mut values) = dynamic.routes.select(&Method::GET, path) else {
+    let Selected::Route(index, mut values) = dynamic.routes.select(&Method::GET, path) else {
         return Err(format!("cache.warm: {url}: no GET route matches"));
     };
+    let route = &dynamic.routes.routes[index];
     let (Some(cache), Some(policy)) = (&dynamic.cache, &route.cache) else {
         return Err(format!(
             "cache.warm: {url}: route {} has no [route.cache]",

@@ -97,9 +97,11 @@ impl CachePolicy {
     }
 }
 
-/// What a request's method and path select.
-pub enum Selected<'a> {
-    Route(&'a Route, Vec<(String, SqlValue)>),
+/// What a request's method and path select: owned, so the scope's guard
+/// can keep it in the request for the handler instead of matching twice.
+pub enum Selected {
+    /// The index in [`Routes::routes`], and the path parameters' values.
+    Route(usize, Vec<(String, SqlValue)>),
     /// The path matches routes, none with this method.
     WrongMethod(String),
     None,
@@ -175,19 +177,19 @@ impl Routes {
     }
 
     /// The route for a request. HEAD selects GET routes.
-    pub fn select(&self, method: &Method, path: &str) -> Selected<'_> {
+    pub fn select(&self, method: &Method, path: &str) -> Selected {
         let wanted = if method == Method::HEAD {
             &Method::GET
         } else {
             method
         };
         let mut allowed: Vec<&str> = Vec::new();
-        for route in &self.routes {
+        for (index, route) in self.routes.iter().enumerate() {
             let Some(values) = route.pattern.matches(path) else {
                 continue;
             };
             if route.method == wanted {
-                return Selected::Route(route, values);
+                return Selected::Route(index, values);
             }
             allowed.push(route.method.as_str());
         }
