@@ -30,6 +30,17 @@ pub const TEMPLATES_DIR: &str = "templates";
 pub const DATA_DIR: &str = "data";
 /// The persistent build cache lives here, under the site root.
 pub const CACHE_DIR: &str = ".kiln-cache";
+/// Where `kiln watch` builds, relative to the site root: the production
+/// output directory is left as `kiln build` made it.
+pub const WATCH_OUT_DIR: &str = ".kiln/watch";
+
+/// What `kiln watch` sets where neither `build.toml` nor `--set` chose a
+/// value: no minifying or precompression (fast rebuilds), source maps on.
+const WATCH_DEFAULTS: [(&str, &str); 3] = [
+    ("build.minify", "false"),
+    ("build.precompress", "[]"),
+    ("build.sourcemaps", "true"),
+];
 
 /// The whole of `build.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -444,6 +455,17 @@ impl Config {
         Config::parse(&text, &path, overrides)
     }
 
+    /// `ROOT/build.toml` as a plain table (empty when there is no file).
+    fn read_table(root: &Path) -> Result<toml::Table, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|err| config_error(format!("{}: {err}", path.display()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(toml::Table::new()),
+            Err(err) => Err(config_error(format!("{}: {err}", path.display()))),
+        }
+    }
+
     /// Parses configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
         // Deserializing the text itself keeps spans, so errors in the file
@@ -501,6 +523,7 @@ impl Config {
             exclude,
             server,
             config: self,
+            dev: false,
         })
     }
 }
@@ -652,6 +675,20 @@ pub struct ServerSettings {
 }
 
 /// Walks `a.b.c` into nested tables, creating them as needed, and sets the leaf.
+/// Whether `table` holds a value at the dotted `key`.
+fn has_dotted(table: &toml::Table, key: &str) -> bool {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        match (current.get(part), parts.peek()) {
+            (Some(_), None) => return true,
+            (Some(toml::Value::Table(inner)), Some(_)) => current = inner,
+            _ => return false,
+        }
+    }
+    false
+}
+
 fn set_dotted(table: &mut toml::Table, item: &Override) -> Result<(), ConfigError> {
     let mut parts: Vec<&str> = item.key.split('.').collect();
     let leaf = parts.pop().unwrap_or_default();
@@ -812,12 +849,33 @@ pub struct Settings {
     pub exclude: GlobSet,
     /// Parsed `[server]` values.
     pub server: ServerSettings,
+    /// Set by `kiln watch`, never by `build.toml`: pages carry the
+    /// live-reload client and every response is `no-cache`.
+    pub dev: bool,
 }
 
 impl Settings {
     /// Loads and validates the configuration of the site at `root`.
     pub fn load(root: &Path, overrides: &[Override]) -> Result<Settings, ConfigError> {
         Config::load(root, overrides)?.validate(root)
+    }
+
+    /// The settings `kiln watch` builds and serves with: the development
+    /// defaults under the user's choices, and its own output directory.
+    pub fn load_for_watch(root: &Path, overrides: &[Override]) -> Result<Settings, ConfigError> {
+        let written = Config::read_table(root)?;
+        let mut all: Vec<Override> = WATCH_DEFAULTS
+            .iter()
+            .filter(|(key, _)| {
+                !has_dotted(&written, key) && !overrides.iter().any(|item| item.key == *key)
+            })
+            .map(|(key, value)| format!("{key}={value}").parse())
+            .collect::<Result<_, _>>()?;
+        all.extend_from_slice(overrides);
+        let mut settings = Settings::load(root, &all)?;
+        settings.out_dir = settings.root.join(WATCH_OUT_DIR);
+        settings.dev = true;
+        Ok(settings)
     }
 
     /// Replaces the output directory (the CLI's `--out`), re-running its checks.
@@ -920,6 +978,26 @@ mod tests {
         assert!(config.build.precompress.is_empty());
         assert!(!config.build.minify);
         assert_eq!(config.build.hash_length, 12);
+    }
+
+    #[test]
+    fn watch_defaults_apply_only_where_the_user_chose_nothing() {
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            temp.path().join(CONFIG_FILE),
+            "[build]\nminify = true\nout_dir = \"public\"\n",
+        )
+        .unwrap();
+        let settings =
+            Settings::load_for_watch(temp.path(), &overrides(&["build.sourcemaps=false"])).unwrap();
+        assert!(settings.dev);
+        assert!(settings.build().minify, "build.toml chose minify");
+        assert!(!settings.build().sourcemaps, "--set chose no source maps");
+        assert!(settings.build().precompress.is_empty(), "the watch default");
+        assert!(settings.out_dir.ends_with(WATCH_OUT_DIR));
+        let plain = Settings::load(temp.path(), &[]).unwrap();
+        assert!(!plain.dev);
+        assert!(plain.out_dir.ends_with("public"));
     }
 
     #[test]

@@ -68,6 +68,19 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Build into .kiln/watch, serve it for development, and rebuild on every
+    /// change with live reload in the browser.
+    Watch {
+        /// The site root, holding build.toml, assets/ and templates/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Listen here instead of server.addr.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Override a build.toml key with a TOML value, e.g. --set build.minify=true.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +110,11 @@ fn main() -> ExitCode {
             }
             serve(&settings, addr, workers)
         }),
+        Command::Watch {
+            root,
+            addr,
+            overrides,
+        } => watch(root, addr, overrides),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +164,26 @@ fn build(settings: &Settings) -> Result<(), ExitCode> {
     }
 }
 
+fn watch(root: PathBuf, addr: Option<String>, overrides: Vec<Override>) -> Result<(), ExitCode> {
+    let addr = addr
+        .map(|text| kiln::config::parse_addr("--addr", &text))
+        .transpose()
+        .map_err(|err| usage_error(&err))?;
+    let options = kiln::watch::WatchOptions {
+        root,
+        addr,
+        overrides,
+    };
+    match kiln::watch::run(options) {
+        Ok(()) => Ok(()),
+        Err(err @ kiln::watch::WatchError::Config(_)) => Err(usage_error(&err)),
+        Err(err) => {
+            eprintln!("error: {err}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn check(settings: &Settings) -> Result<(), ExitCode> {
     let report = kiln::serve::check(settings).map_err(|err| {
         eprintln!("error: {err}");
@@ -182,8 +220,7 @@ fn serve(
         addr,
         workers,
         handle_signals: true,
-        access_log: None,
-        clock: Default::default(),
+        ..ServeOptions::default()
     };
     let failed = |err: std::io::Error| {
         eprintln!("error: {err}");

@@ -302,6 +302,7 @@ fn cache_keys_leave_out_no_input_the_queries_read() {
         handle_signals: false,
         access_log: None,
         clock: Default::default(),
+        live: None,
     };
     let err = kiln::serve::start(&settings, options)
         .err()

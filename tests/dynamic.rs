@@ -430,6 +430,7 @@ fn quiet_options() -> kiln::serve::ServeOptions {
             kiln::config::AccessLogFormat::Off,
         )),
         clock: Default::default(),
+        live: None,
     }
 }
 

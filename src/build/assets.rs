@@ -66,6 +66,58 @@ pub struct AssetTable<'a> {
     stats: &'a CacheStats,
     style: HashStyle,
     slots: Mutex<HashMap<PathBuf, Slot>>,
+    memo: &'a AssetMemo,
+}
+
+/// What a long-running session keeps of emitted assets between builds: an
+/// asset whose source has the same size and modification time, and that no
+/// watcher reported changed, is reused without reading it (or its cached
+/// image variants) again. Disabled (keeping nothing) for one-shot builds.
+#[derive(Default)]
+pub struct AssetMemo {
+    enabled: bool,
+    assets: Mutex<HashMap<PathBuf, (SourceStat, Arc<StaticAsset>)>>,
+}
+
+/// Size and modification time of a source file.
+type SourceStat = (u64, Option<std::time::SystemTime>);
+
+fn source_stat(path: &Path) -> Option<SourceStat> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.len(), metadata.modified().ok()))
+}
+
+impl AssetMemo {
+    pub fn enabled() -> AssetMemo {
+        AssetMemo {
+            enabled: true,
+            assets: Mutex::default(),
+        }
+    }
+
+    /// Drops what was made from `path`.
+    pub fn forget(&self, path: &Path) {
+        self.lock().remove(path);
+    }
+
+    fn get(&self, path: &Path, stat: &SourceStat) -> Option<Arc<StaticAsset>> {
+        let assets = self.lock();
+        let (remembered, asset) = assets.get(path)?;
+        (remembered == stat).then(|| Arc::clone(asset))
+    }
+
+    fn put(&self, path: &Path, stat: SourceStat, asset: &Arc<StaticAsset>) {
+        if self.enabled {
+            self.lock()
+                .insert(path.to_path_buf(), (stat, Arc::clone(asset)));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (SourceStat, Arc<StaticAsset>)>> {
+        self.assets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
 }
 
 impl<'a> AssetTable<'a> {
@@ -74,6 +126,7 @@ impl<'a> AssetTable<'a> {
         cache: &'a Cache,
         stats: &'a CacheStats,
         style: HashStyle,
+        memo: &'a AssetMemo,
     ) -> AssetTable<'a> {
         AssetTable {
             settings,
@@ -81,6 +134,7 @@ impl<'a> AssetTable<'a> {
             stats,
             style,
             slots: Mutex::new(HashMap::new()),
+            memo,
         }
     }
 
@@ -95,7 +149,22 @@ impl<'a> AssetTable<'a> {
                 .unwrap_or_else(|poison| poison.into_inner());
             Arc::clone(slots.entry(path.to_path_buf()).or_default())
         };
-        slot.get_or_init(|| self.load(path).map(Arc::new)).clone()
+        slot.get_or_init(|| self.load_or_reuse(path)).clone()
+    }
+
+    fn load_or_reuse(&self, path: &Path) -> Result<Arc<StaticAsset>, String> {
+        // Taken before the read: a write racing with it leaves a stale stat
+        // (a reload next time), never a fresh stat on old contents.
+        let stat = source_stat(path);
+        if let Some(asset) = stat.as_ref().and_then(|stat| self.memo.get(path, stat)) {
+            self.stats.hit();
+            return Ok(asset);
+        }
+        let asset = Arc::new(self.load(path)?);
+        if let Some(stat) = stat {
+            self.memo.put(path, stat, &asset);
+        }
+        Ok(asset)
     }
 
     /// Like [`AssetTable::emit`], for files the build found itself.

@@ -126,7 +126,7 @@ impl CacheStats {
 }
 
 /// A handle on the cache directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
 }

@@ -22,7 +22,7 @@ pub mod svg;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -64,10 +64,64 @@ struct Context<'a> {
 }
 
 /// What a long-running process (`kiln watch`) keeps between builds so that a
-/// rebuild redoes only what changed: parsed JavaScript modules, by content.
+/// rebuild redoes only what changed: parsed JavaScript modules by content,
+/// rendered pages with what they were made from, and the digest of every
+/// output file (an unchanged one is hard-linked from the current output
+/// instead of written again). The disk cache covers the other stages.
 #[derive(Default)]
 pub struct BuildSession {
     pub js_modules: js::cache::ModuleCache,
+    pub pages: pages::memo::PageMemo,
+    assets: assets::AssetMemo,
+    /// The last script bundle with its cache key, kept in memory (reading
+    /// and parsing the disk cache's copy costs more than a rebuild).
+    scripts: Mutex<Option<(Key, js::JsOutput)>>,
+    /// Output path → blake3 of its bytes, as of the last successful build;
+    /// `None` in a one-shot session.
+    outputs: Mutex<Option<OutputDigests>>,
+}
+
+type OutputDigests = std::collections::HashMap<String, blake3::Hash>;
+
+impl BuildSession {
+    /// A session that remembers pages, assets, scripts and outputs between builds.
+    pub fn persistent() -> BuildSession {
+        BuildSession {
+            js_modules: Default::default(),
+            pages: pages::memo::PageMemo::enabled(),
+            assets: assets::AssetMemo::enabled(),
+            scripts: Mutex::default(),
+            outputs: Mutex::new(Some(OutputDigests::new())),
+        }
+    }
+
+    /// Tells the session which files a watcher saw change: what was made
+    /// from them is not reused, whatever their size and modification time
+    /// say (two saves within one clock tick can leave both the same).
+    pub fn changed<'a>(&self, paths: impl IntoIterator<Item = &'a Path>) {
+        for path in paths {
+            self.assets.forget(path);
+            let mut scripts = lock(&self.scripts);
+            let stale = scripts
+                .as_ref()
+                .is_some_and(|(_, output)| output.inputs.iter().any(|input| input.path == path));
+            if stale {
+                *scripts = None;
+            }
+        }
+    }
+
+    fn is_persistent(&self) -> bool {
+        self.previous_outputs().is_some()
+    }
+
+    fn previous_outputs(&self) -> std::sync::MutexGuard<'_, Option<OutputDigests>> {
+        lock(&self.outputs)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Builds the site described by `settings` into its output directory.
@@ -97,7 +151,7 @@ pub fn build_in(
         encoding: settings.build().hash_encoding,
         length: settings.build().hash_length,
     };
-    let assets = AssetTable::new(settings, &cache, &stats, style);
+    let assets = AssetTable::new(settings, &cache, &stats, style, &session.assets);
     let context = Context {
         settings,
         cache: &cache,
@@ -129,7 +183,13 @@ pub fn build_in(
     }
     let manifest = assemble_manifest(&entries, &assets.emitted());
     progress.stage("pages", 0);
-    let rendered = pages::build(settings, &cache, &manifest, &assets.emitted())?;
+    let rendered = pages::build(
+        settings,
+        &cache,
+        &session.pages,
+        &manifest,
+        &assets.emitted(),
+    )?;
     files.extend(rendered.pages.iter().map(|page| OutputFile {
         path: page.output.clone(),
         bytes: Arc::new(page.html.clone().into_bytes()),
@@ -138,8 +198,23 @@ pub fn build_in(
     let variants = precompress(&context, &files);
 
     progress.stage("write", files.len());
+    let digests = session
+        .previous_outputs()
+        .is_some()
+        .then(|| digest_outputs(&files));
     let staging = Staging::create(&settings.out_dir, &lock)?;
-    write_outputs(&staging, &files, &variants, progress)?;
+    let unchanged = {
+        let previous = session.previous_outputs();
+        match (previous.as_ref(), &digests) {
+            (Some(previous), Some(digests)) => files
+                .iter()
+                .zip(digests)
+                .map(|(file, digest)| previous.get(&file.path) == Some(digest))
+                .collect(),
+            _ => vec![false; files.len()],
+        }
+    };
+    write_outputs(&staging, &files, &variants, &unchanged, progress)?;
     staging.write(MANIFEST_FILE, &manifest::to_json(&manifest))?;
     let hints: BTreeMap<&str, &Vec<String>> = rendered
         .pages
@@ -153,6 +228,16 @@ pub fn build_in(
     }
     staging.commit()?;
     cache.prune();
+    let changed: Vec<String> = files
+        .iter()
+        .zip(&unchanged)
+        .filter(|(_, unchanged)| !**unchanged)
+        .map(|(file, _)| file.path.clone())
+        .collect();
+    if let Some(digests) = digests {
+        let paths = files.iter().map(|file| file.path.clone());
+        *session.previous_outputs() = Some(paths.zip(digests).collect());
+    }
 
     Ok(BuildReport {
         outputs: output_sizes(&files, &variants),
@@ -160,7 +245,20 @@ pub fn build_in(
         cache_hits: stats.hits(),
         cache_misses: stats.misses(),
         warnings: rendered.warnings,
+        pages_rendered: rendered.rendered,
+        changed: if session.previous_outputs().is_some() {
+            changed
+        } else {
+            Vec::new()
+        },
     })
+}
+
+fn digest_outputs(files: &[OutputFile]) -> Vec<blake3::Hash> {
+    files
+        .par_iter()
+        .map(|file| blake3::hash(&file.bytes))
+        .collect()
 }
 
 /// Reads and hashes every static asset, reporting all unreadable ones.
@@ -264,14 +362,24 @@ fn bundle_scripts(
     }
     let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     let key = Key::new("js", &borrowed);
-    let cached: Option<js::JsOutput> = context
-        .cache
-        .get_bytes(&key)
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let remembered = lock(&context.session.scripts)
+        .as_ref()
+        .filter(|(remembered_key, _)| *remembered_key == key)
+        .map(|(_, output)| output.clone());
+    let cached = remembered.or_else(|| {
+        context
+            .cache
+            .get_bytes(&key)
+            .and_then(|bytes| serde_json::from_slice::<js::JsOutput>(&bytes).ok())
+    });
     if let Some(output) = cached.filter(|output| output.inputs.par_iter().all(FileStamp::unchanged))
     {
         context.stats.hit();
-        return Ok(output.chunks);
+        let chunks = output.chunks.clone();
+        if context.session.is_persistent() {
+            *lock(&context.session.scripts) = Some((key, output));
+        }
+        return Ok(chunks);
     }
     context.stats.miss();
     let output = js::bundle(
@@ -280,10 +388,24 @@ fn bundle_scripts(
         &entries,
         style,
     )?;
-    if let Ok(json) = serde_json::to_vec(&output) {
-        context.cache.put_bytes(&key, &json);
+    let chunks = output.chunks.clone();
+    let mut remembered = lock(&context.session.scripts);
+    // A session's rebuilds stay in memory: the disk copy serves the next
+    // process, whose first build finds the sources changed since anyway.
+    let rebuilding = remembered.is_some();
+    if !rebuilding {
+        store_scripts(context.cache, &key, &output);
     }
-    Ok(output.chunks)
+    if context.session.is_persistent() {
+        *remembered = Some((key, output));
+    }
+    Ok(chunks)
+}
+
+fn store_scripts(cache: &Cache, key: &Key, output: &js::JsOutput) {
+    if let Ok(json) = serde_json::to_vec(output) {
+        cache.put_bytes(key, &json);
+    }
 }
 
 /// A chunk's files and manifest entry; stylesheets its modules import are
@@ -634,19 +756,31 @@ fn compress_cached(context: &Context, encoding: Encoding, bytes: &[u8]) -> Optio
     (!packed.is_empty()).then_some(packed)
 }
 
+/// Writes every output and its variants into staging; an output the
+/// previous build of this session wrote with the same bytes (`unchanged`)
+/// is hard-linked from the current output directory instead.
 fn write_outputs(
     staging: &Staging,
     files: &[OutputFile],
     variants: &Variants,
+    unchanged: &[bool],
     progress: &dyn Progress,
 ) -> Result<(), Diagnostic> {
     files
         .par_iter()
         .zip(variants)
-        .try_for_each(|(file, packed)| {
-            staging.write(&file.path, &file.bytes)?;
+        .zip(unchanged)
+        .try_for_each(|((file, packed), &unchanged)| {
+            let put = |path: &str, bytes: &[u8]| {
+                if unchanged {
+                    staging.link_or_write(path, bytes)
+                } else {
+                    staging.write(path, bytes)
+                }
+            };
+            put(&file.path, &file.bytes)?;
             for (encoding, bytes) in packed {
-                staging.write(&format!("{}.{}", file.path, encoding.extension()), bytes)?;
+                put(&format!("{}.{}", file.path, encoding.extension()), bytes)?;
             }
             progress.advance();
             Ok(())

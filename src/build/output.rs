@@ -81,6 +81,19 @@ impl Staging {
         fs::write(&path, bytes).map_err(|err| Diagnostic::io(&path, &err))
     }
 
+    /// Hard-links `relative` from the current output directory, where the
+    /// caller knows it holds exactly `bytes`; writes them when it cannot.
+    pub fn link_or_write(&self, relative: &str, bytes: &[u8]) -> Result<(), Diagnostic> {
+        let path = self.dir.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|err| Diagnostic::io(parent, &err))?;
+        }
+        if fs::hard_link(self.out_dir.join(relative), &path).is_ok() {
+            return Ok(());
+        }
+        fs::write(&path, bytes).map_err(|err| Diagnostic::io(&path, &err))
+    }
+
     /// Swaps the staging directory in as the output directory. The previous
     /// output is removed afterwards; readers see either the old tree or the
     /// new one, never a mix.

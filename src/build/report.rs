@@ -98,6 +98,11 @@ pub struct BuildReport {
     pub cache_misses: usize,
     /// Problems that did not stop the build (an image without alt text).
     pub warnings: Vec<crate::diagnostic::Diagnostic>,
+    /// Pages rendered by this build (a watch session reuses the others).
+    pub pages_rendered: usize,
+    /// Output files that are new or differ from the session's previous
+    /// build, sorted; empty for one-shot builds, which have no previous build.
+    pub changed: Vec<String>,
 }
 
 impl BuildReport {
@@ -168,6 +173,8 @@ mod tests {
     #[test]
     fn summary_lists_every_output() {
         let report = BuildReport {
+            pages_rendered: 0,
+            changed: Vec::new(),
             outputs: vec![OutputSize {
                 file: "css/site.abc.css".into(),
                 bytes: 12_345,

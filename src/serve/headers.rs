@@ -55,9 +55,14 @@ fn is_text(mime: &str) -> bool {
         )
 }
 
-/// The Cache-Control value for an output file: a configured rule, else
-/// immutable for content-hashed outputs, else revalidate.
+/// The Cache-Control value for an output file: under `kiln watch` always
+/// revalidate (a dev build's files change under the same name when a source
+/// map or page is rebuilt), else a configured rule, else immutable for
+/// content-hashed outputs, else revalidate.
 pub fn cache_control(settings: &Settings, path: &str, hashed: bool) -> String {
+    if settings.dev {
+        return REVALIDATE.to_string();
+    }
     for (glob, value) in &settings.server.cache_rules {
         if glob.is_match(path) {
             return value.clone();

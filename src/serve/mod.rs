@@ -15,6 +15,7 @@ pub mod conditional;
 pub mod db;
 pub mod handler;
 pub mod headers;
+pub mod live;
 pub mod metrics;
 pub mod negotiate;
 pub mod range;
@@ -57,6 +58,8 @@ pub struct ServeOptions {
     pub access_log: Option<AccessLog>,
     /// The clock sessions expire by (tests move it).
     pub clock: session::Clock,
+    /// `kiln watch`'s live-reload channel, served at `/__kiln/events`.
+    pub live: Option<Arc<live::LiveReload>>,
 }
 
 /// A server running on its own thread.
@@ -146,6 +149,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
     let thread_settings = settings.clone();
     let tls = tls_config.is_some();
     let handle_signals = options.handle_signals;
+    let live = options.live.clone();
     let keep_alive = Duration::from_secs(server.keep_alive_secs);
     let header_timeout = Duration::from_secs(server.header_timeout_secs);
     let grace = server.shutdown_grace_secs;
@@ -166,6 +170,21 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                     let mut app = App::new();
                     if let Some(dynamic) = &state.dynamic {
                         app = app.service(dynamic_scope(Arc::clone(&state), Arc::clone(dynamic)));
+                    }
+                    if let Some(channel) = &live {
+                        let channel = Arc::clone(channel);
+                        app = app
+                            .route(
+                                live::EVENTS_PATH,
+                                actix_web::web::get().to(move || {
+                                    let channel = Arc::clone(&channel);
+                                    async move { live::events(&channel) }
+                                }),
+                            )
+                            .route(
+                                live::CLIENT_PATH,
+                                actix_web::web::get().to(|| async { live::client() }),
+                            );
                     }
                     app.default_service(fn_service(move |request: ServiceRequest| {
                         let state = Arc::clone(&state);
@@ -245,7 +264,8 @@ fn prepare_dynamic(
     } else {
         None
     };
-    let cache = if open_stores && cached {
+    // Under `kiln watch` an edited template or query shows at once: no route cache.
+    let cache = if open_stores && cached && !settings.dev {
         Some(cache::RouteCache::open(settings.cache(), &settings.root).map_err(io::Error::other)?)
     } else {
         None
@@ -264,6 +284,7 @@ fn prepare_dynamic(
         session_config: settings.session().clone(),
         tls,
         slow_queries: Default::default(),
+        live_reload: settings.dev,
     })
 }
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Settings;
+use crate::diagnostic::Diagnostic;
 use crate::serve::handler::AppState;
-use crate::serve::table::{Table, directory_identity};
+use crate::serve::table::{Table, TableStats, directory_identity};
 
 /// How often the output directory is checked for a new build.
 const POLL: Duration = Duration::from_millis(250);
@@ -38,17 +39,17 @@ pub async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
             continue;
         }
         let load_settings = settings.clone();
-        match actix_web::rt::task::spawn_blocking(move || Table::load(&load_settings)).await {
-            Ok(Ok(table)) => {
-                let stats = table.stats;
-                state.table.store(Arc::new(table));
-                state.metrics.reloaded();
-                reload_views(&settings, &state);
+        let load_state = Arc::clone(&state);
+        match actix_web::rt::task::spawn_blocking(move || load(&load_settings, &load_state)).await {
+            Ok(Ok(loaded)) => {
                 failed_identity = None;
+                if let Err(problem) = loaded.views {
+                    eprintln!("kiln: keeping the previous route templates: {problem}");
+                }
                 eprintln!(
                     "kiln: serving the new build ({} files, {} in memory)",
-                    stats.resources,
-                    crate::build::report::human_size(stats.memory_bytes)
+                    loaded.stats.resources,
+                    crate::build::report::human_size(loaded.stats.memory_bytes)
                 );
             }
             Ok(Err(err)) => {
@@ -60,6 +61,27 @@ pub async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
     }
 }
 
+/// What loading a new build did.
+pub struct Loaded {
+    pub stats: TableStats,
+    /// The route templates recompiled, or why the previous ones were kept.
+    pub views: Result<(), Diagnostic>,
+}
+
+/// Loads the output directory as it is now and swaps it in, with the route
+/// templates recompiled against it. Blocking; `kiln watch` calls it right
+/// after each build instead of waiting for the poll.
+pub fn load(settings: &Settings, state: &AppState) -> std::io::Result<Loaded> {
+    let table = Table::load(settings)?;
+    let stats = table.stats;
+    state.table.store(Arc::new(table));
+    state.metrics.reloaded();
+    Ok(Loaded {
+        stats,
+        views: reload_views(settings, state),
+    })
+}
+
 async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match signal {
         Some(signal) => signal.recv().await,
@@ -69,12 +91,11 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
 
 /// Route templates resolve asset URLs through the manifest: recompile them
 /// against the new build (keeping the old ones when that fails).
-fn reload_views(settings: &Settings, state: &AppState) {
+fn reload_views(settings: &Settings, state: &AppState) -> Result<(), Diagnostic> {
     let Some(dynamic) = &state.dynamic else {
-        return;
+        return Ok(());
     };
-    match crate::serve::routes::views::Views::load(settings, &dynamic.routes.templates()) {
-        Ok(views) => dynamic.views.store(Arc::new(views)),
-        Err(diagnostic) => eprintln!("kiln: keeping the previous route templates: {diagnostic}"),
-    }
+    let views = crate::serve::routes::views::Views::load(settings, &dynamic.routes.templates())?;
+    dynamic.views.store(Arc::new(views));
+    Ok(())
 }

@@ -171,6 +171,7 @@ pub mod forms;
 pub mod http;
 pub mod postgres;
 pub mod server;
+pub mod watch;
 
 /// Runs an ES module script in node from `dir` and returns its stdout.
 pub fn node(dir: &Path, script: &str) -> String {

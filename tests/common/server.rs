@@ -30,6 +30,7 @@ impl TestServer {
                 log.unwrap_or_else(|| AccessLog::stdout(kiln::config::AccessLogFormat::Off)),
             ),
             clock: Default::default(),
+            live: None,
         };
         let server = kiln::serve::start(&settings, options).expect("server starts");
         TestServer {

@@ -29,6 +29,10 @@ use crate::diagnostic::Diagnostic;
 #[derive(Debug, Clone)]
 pub struct EmitOptions {
     pub minify: bool,
+    /// Run swc's compressor (dead code, constant folding). Off under
+    /// `kiln watch` unless minifying: a development build wants speed, and
+    /// the linker has already dropped unused modules and statements.
+    pub compress: bool,
     pub sourcemaps: bool,
     /// Browserslist query to lower syntax for.
     pub targets: String,
@@ -88,6 +92,11 @@ fn emit_in_globals(
         top_levels.insert(helper_ctxt);
         merge_top_levels(&mut program, &top_levels, top_level_mark);
         (ctx.unresolved_mark, top_level_mark)
+    } else if !options.compress {
+        // Printed as is: hygiene makes every name unique, and the contexts
+        // the parser gave stay valid for lowering.
+        program.mutate(hygiene());
+        (ctx.unresolved_mark, Mark::new())
     } else {
         program.mutate(hygiene());
         // Names are unique now; resolve the chunk afresh as one module, so
@@ -99,35 +108,16 @@ fn emit_in_globals(
         (unresolved_mark, top_level_mark)
     };
     program = lower(program, unresolved_mark, &comments, &options.targets)?;
-    let minify_options = MinifyOptions {
-        compress: Some(
-            TerserCompressorOptions {
-                passes: 1,
-                module: true,
-                toplevel: Some(TerserTopLevelOptions::Bool(true)),
-                ..Default::default()
-            }
-            .into_config(ctx.cm.clone()),
-        ),
-        mangle: options.minify.then(|| MangleOptions {
-            top_level: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let extra = ExtraOptions {
-        unresolved_mark,
-        top_level_mark,
-        mangle_name_cache: None,
-    };
-    program = swc_core::ecma::minifier::optimize(
-        program,
-        ctx.cm.clone(),
-        Some(&comments),
-        None,
-        &minify_options,
-        &extra,
-    );
+    if options.compress || options.minify {
+        program = optimize(
+            ctx,
+            program,
+            &comments,
+            unresolved_mark,
+            top_level_mark,
+            options,
+        );
+    }
     program.mutate(fixer(Some(&comments)));
     program.visit_mut_with(&mut ShortExports);
     let (printed_comments, legal) = select_comments(&comments, modules, options);
@@ -149,6 +139,46 @@ fn emit_in_globals(
     // Freeing a large AST takes milliseconds that nobody needs to wait for.
     std::thread::spawn(move || drop(program));
     Ok(Emitted { code, map, legal })
+}
+
+/// swc's minifier: one compress pass, and mangling when minifying.
+fn optimize(
+    ctx: &JsContext,
+    program: Program,
+    comments: &SingleThreadedComments,
+    unresolved_mark: Mark,
+    top_level_mark: Mark,
+    options: &EmitOptions,
+) -> Program {
+    let minify_options = MinifyOptions {
+        compress: Some(
+            TerserCompressorOptions {
+                passes: 1,
+                module: true,
+                toplevel: Some(TerserTopLevelOptions::Bool(true)),
+                ..Default::default()
+            }
+            .into_config(ctx.cm.clone()),
+        ),
+        mangle: options.minify.then(|| MangleOptions {
+            top_level: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let extra = ExtraOptions {
+        unresolved_mark,
+        top_level_mark,
+        mangle_name_cache: None,
+    };
+    swc_core::ecma::minifier::optimize(
+        program,
+        ctx.cm.clone(),
+        Some(comments),
+        None,
+        &minify_options,
+        &extra,
+    )
 }
 
 /// Syntax lowering for the configured browsers.
@@ -177,8 +207,9 @@ fn lower(
     Ok(program.apply(pass))
 }
 
-/// Which comments are printed: all but license comments unminified, none
-/// minified. License comments are not positional: the chunk carries those
+/// Which comments are printed: all but license comments in an unminified
+/// production build; none minified, nor in a development build (`kiln
+/// watch`), whose source maps carry the originals and which must print fast. License comments are not positional: the chunk carries those
 /// of its modules at its end (`inline`), in a separate file (`external`),
 /// or not at all.
 fn select_comments(
@@ -187,7 +218,7 @@ fn select_comments(
     options: &EmitOptions,
 ) -> (SingleThreadedComments, Vec<String>) {
     let printed = SingleThreadedComments::default();
-    if !options.minify {
+    if !options.minify && options.compress {
         let (leading, trailing) = comments.borrow_all();
         for (pos, list) in leading.iter() {
             printed.add_leading_comments(*pos, list.clone());

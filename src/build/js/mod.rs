@@ -92,6 +92,7 @@ pub fn bundle(
     let map_dir = settings.out_dir.join(&dir);
     let emit_options = emit::EmitOptions {
         minify: settings.build().minify,
+        compress: !settings.dev,
         sourcemaps: settings.build().sourcemaps,
         targets: settings.build().targets.clone(),
         legal_comments: js.legal_comments,
@@ -318,6 +319,7 @@ pub fn fingerprint(settings: &Settings) -> Vec<u8> {
     serde_json::to_vec(&(
         js,
         settings.build().minify,
+        settings.dev,
         settings.build().sourcemaps,
         &settings.build().targets,
         settings.build().hash_length,

@@ -11,6 +11,7 @@
 pub mod frontmatter;
 pub mod functions;
 pub mod markdown;
+pub mod memo;
 pub mod postprocess;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,7 @@ use crate::build::manifest::Manifest;
 use crate::config::Settings;
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use functions::Catalog;
+use memo::{OutputNames, PageMemo, Templates};
 use postprocess::{OutputIndex, PageRef, Rewrites};
 
 /// The layout Markdown pages use when their front matter names none.
@@ -49,6 +51,8 @@ pub struct Page {
 pub struct Pages {
     pub pages: Vec<Page>,
     pub warnings: Vec<Diagnostic>,
+    /// How many pages were rendered (the rest were reused from the memo).
+    pub rendered: usize,
 }
 
 /// A page source found under `templates/pages/`.
@@ -63,10 +67,12 @@ struct Source {
     url: String,
 }
 
-/// Renders every page. All template errors are reported together.
+/// Renders every page (or reuses what `memo` kept of it). All template
+/// errors are reported together.
 pub fn build(
     settings: &Settings,
     cache: &Cache,
+    memo: &PageMemo,
     manifest: &Manifest,
     assets: &[Arc<StaticAsset>],
 ) -> Result<Pages, Vec<Diagnostic>> {
@@ -103,21 +109,35 @@ pub fn build(
         cache,
         index: &index,
     };
-    let results: Vec<Result<Page, Diagnostic>> = sources
+    let remembering = memo.is_enabled().then(|| Remembering {
+        memo,
+        templates: Templates::read(&settings.templates_dir),
+        names: OutputNames::new(&index),
+        shared: shared_inputs(&data, &listing),
+    });
+    let results: Vec<Result<(Page, bool), Diagnostic>> = sources
         .par_iter()
-        .map(|source| render(&shared, source))
+        .map(|source| match &remembering {
+            Some(remembering) => remembering.render(&shared, source),
+            None => render(&shared, source).map(|page| (page, true)),
+        })
         .collect();
     let mut pages = Vec::new();
     let mut problems = Vec::new();
+    let mut rendered = 0;
     for result in results {
         match result {
-            Ok(page) => pages.push(page),
+            Ok((page, fresh)) => {
+                rendered += usize::from(fresh);
+                pages.push(page);
+            }
             Err(problem) => problems.push(problem),
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
+    memo.keep_only(&pages.iter().map(|page| page.output.as_str()).collect());
     pages.sort_by(|a, b| a.output.cmp(&b.output));
     let warnings = std::mem::take(
         &mut *catalog
@@ -125,7 +145,63 @@ pub fn build(
             .lock()
             .unwrap_or_else(|poison| poison.into_inner()),
     );
-    Ok(Pages { pages, warnings })
+    Ok(Pages {
+        pages,
+        warnings,
+        rendered,
+    })
+}
+
+/// The page memo with what this build's pages are checked against.
+struct Remembering<'a> {
+    memo: &'a PageMemo,
+    templates: Templates,
+    names: OutputNames,
+    /// Digest of what every page sees: the data and the page listing.
+    shared: blake3::Hash,
+}
+
+impl Remembering<'_> {
+    /// The remembered page when nothing it was made from changed (`false`),
+    /// else a fresh rendering (`true`).
+    fn render(&self, shared: &Shared, source: &Source) -> Result<(Page, bool), Diagnostic> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.shared.as_bytes());
+        hasher.update(source.name.as_bytes());
+        hasher.update(source.body.as_bytes());
+        hasher.update(&serde_json::to_vec(&source.front_matter).unwrap_or_default());
+        self.templates
+            .hash_closure(&template_of(source), &mut hasher);
+        let inputs = hasher.finalize();
+        if let Some(page) = self.memo.get(&source.output, &inputs, shared.index) {
+            return Ok((page, false));
+        }
+        let page = render(shared, source)?;
+        self.memo.put(inputs, &page, &self.names);
+        Ok((page, true))
+    }
+}
+
+fn shared_inputs(data: &serde_json::Value, listing: &[serde_json::Value]) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&serde_json::to_vec(data).unwrap_or_default());
+    hasher.update(&serde_json::to_vec(listing).unwrap_or_default());
+    hasher.finalize()
+}
+
+/// The template a page renders through: its own for HTML pages, its layout
+/// for Markdown.
+fn template_of(source: &Source) -> String {
+    if source.markdown {
+        source
+            .front_matter
+            .get("layout")
+            .and_then(|layout| layout.as_str())
+            .unwrap_or(DEFAULT_LAYOUT)
+            .to_string()
+    } else {
+        source.name.clone()
+    }
 }
 
 /// What every page's rendering reads.
@@ -355,11 +431,7 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
             "toc".into(),
             serde_json::to_value(&rendered.toc).unwrap_or_default(),
         );
-        let layout = page
-            .get("layout")
-            .and_then(|layout| layout.as_str())
-            .unwrap_or(DEFAULT_LAYOUT)
-            .to_string();
+        let layout = template_of(source);
         let mut value = Value::from_serialize(&page);
         value = with_content(value, rendered.html);
         (layout, value)
@@ -410,9 +482,14 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
                 source.path.display()
             ))
         })?;
+    let html = if shared.settings.dev {
+        postprocess::with_live_reload(&rewritten.html)
+    } else {
+        rewritten.html
+    };
     Ok(Page {
         output: source.output.clone(),
-        html: rewritten.html,
+        html,
         hints: rewritten.hints,
     })
 }

@@ -63,6 +63,37 @@ impl OutputIndex {
     }
 }
 
+impl OutputIndex {
+    /// Whether `file` is an output of the build.
+    pub fn contains(&self, file: &str) -> bool {
+        self.files.contains_key(file)
+    }
+
+    /// Every output file of the build.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+}
+
+/// Where `kiln watch` serves its live-reload client.
+pub const LIVE_RELOAD_CLIENT: &str = "/__kiln/live.js";
+
+/// `html` with the live-reload client loaded at the end of its head (or,
+/// lacking one, its body or document).
+pub fn with_live_reload(html: &str) -> String {
+    let tag = format!("<script type=\"module\" src=\"{LIVE_RELOAD_CLIENT}\"></script>");
+    let lower = html.to_ascii_lowercase();
+    let at = lower
+        .find("</head>")
+        .or_else(|| lower.rfind("</body>"))
+        .unwrap_or(html.len());
+    let mut out = String::with_capacity(html.len() + tag.len());
+    out.push_str(&html[..at]);
+    out.push_str(&tag);
+    out.push_str(&html[at..]);
+    out
+}
+
 /// Which rewrites to apply.
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrites {

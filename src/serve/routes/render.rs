@@ -144,7 +144,11 @@ pub fn render(
     match views.render(template, Value::from(context)) {
         Ok(html) => Ok(Rendered {
             status: page.status,
-            body: html.into_bytes(),
+            body: if dynamic.live_reload {
+                crate::build::pages::postprocess::with_live_reload(&html).into_bytes()
+            } else {
+                html.into_bytes()
+            },
             content_type: "text/html; charset=utf-8",
         }),
         Err(err) => {

@@ -58,6 +58,8 @@ pub struct Dynamic {
     pub tls: bool,
     /// Route database calls slower than `slow_query`.
     pub slow_queries: std::sync::atomic::AtomicU64,
+    /// Under `kiln watch`: rendered pages load the live-reload client.
+    pub live_reload: bool,
 }
 
 impl Dynamic {
