@@ -168,6 +168,11 @@ fn css_swaps_in_place_templates_reload_and_errors_overlay_until_fixed() {
         browser.run("return getComputedStyle(document.body).color"),
         "rgb(10, 20, 30)"
     );
+    // The development bundle of the page's script ran.
+    browser.wait_for(
+        "the page's script",
+        "return document.documentElement.dataset.greeting === 'hello watch'",
+    );
     browser.run("window.__sameDocument = true; return true");
 
     // A stylesheet edit applies without reloading the page.

@@ -27,6 +27,31 @@ fn three_bundle_exports_everything_and_computes_the_same() {
     };
     site.build().unwrap();
     let file = site.output_of("js/three.js");
+    assert_three_matches_its_source(&site.dist(), &file);
+}
+
+/// `kiln watch`'s development build (no compression pass, hygiene only, no
+/// comments) of the same bundle runs the same.
+#[test]
+fn three_development_bundle_computes_the_same() {
+    let Some(site) = site(
+        "three (development)",
+        &[("assets/js/three.js", "export * from 'three';\n")],
+    ) else {
+        return;
+    };
+    let settings = kiln::Settings::load_for_watch(site.root(), &[]).unwrap();
+    kiln::build_in(&kiln::BuildSession::persistent(), &settings, &kiln::Silent).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(settings.out_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    let file = manifest["js/three.js"]["file"].as_str().unwrap();
+    let code = std::fs::read_to_string(settings.out_dir.join(file)).unwrap();
+    assert!(code.contains("sourceMappingURL="), "source maps are on");
+    assert_three_matches_its_source(&settings.out_dir, file);
+}
+
+fn assert_three_matches_its_source(dir: &std::path::Path, file: &str) {
     let script = format!(
         "import * as bundled from './{file}';\n\
          import * as source from 'three';\n\
@@ -41,7 +66,7 @@ fn three_bundle_exports_everything_and_computes_the_same() {
          const keys = (ns) => Object.keys(ns).sort();\n\
          console.log(JSON.stringify({{ sameKeys: JSON.stringify(keys(bundled)) === JSON.stringify(keys(source)), count: keys(bundled).length, sameResults: JSON.stringify(run(bundled)) === JSON.stringify(run(source)) }}));\n"
     );
-    let result: serde_json::Value = serde_json::from_str(&node(&site.dist(), &script)).unwrap();
+    let result: serde_json::Value = serde_json::from_str(&node(dir, &script)).unwrap();
     assert_eq!(result["sameKeys"], true, "{result}");
     assert_eq!(result["sameResults"], true, "{result}");
     assert!(result["count"].as_u64().unwrap() > 400, "{result}");

@@ -177,6 +177,7 @@ impl SiteWatcher {
 struct Filter {
     root: PathBuf,
     config: PathBuf,
+    data_dir: PathBuf,
     migrations_dir: PathBuf,
     watched: Vec<PathBuf>,
     ignored: Vec<PathBuf>,
@@ -190,6 +191,7 @@ impl Filter {
         watched.push(migrations_dir.clone());
         Filter {
             config: root.join(CONFIG_FILE),
+            data_dir: settings.data_dir.clone(),
             ignored: vec![
                 settings.out_dir.clone(),
                 settings.cache_dir.clone(),
@@ -210,6 +212,24 @@ impl Filter {
             && !self.ignored.iter().any(|dir| path.starts_with(dir))
             && !is_hidden(path.strip_prefix(&self.root).unwrap_or(path))
             && !is_editor_scratch(path)
+            && self.is_read_by_kiln(path)
+    }
+
+    /// Under `data/` only TOML and JSON are site data (the demo's SQLite
+    /// database lives there too, and changes with every write); under
+    /// `migrations/` only SQL.
+    fn is_read_by_kiln(&self, path: &Path) -> bool {
+        let extension = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .unwrap_or("");
+        if path.starts_with(&self.migrations_dir) {
+            return extension == "sql";
+        }
+        if path.starts_with(&self.data_dir) {
+            return matches!(extension, "toml" | "json");
+        }
+        true
     }
 }
 
@@ -256,11 +276,7 @@ mod tests {
     fn outputs_and_caches_are_not_sources() {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path();
-        std::fs::write(
-            root.join("build.toml"),
-            "[build]\nout_dir = \"public\"\n",
-        )
-        .unwrap();
+        std::fs::write(root.join("build.toml"), "[build]\nout_dir = \"public\"\n").unwrap();
         let settings = Settings::load_for_watch(root, &[]).unwrap();
         let filter = Filter::new(&settings);
         assert!(filter.is_source(&root.join("build.toml")));
@@ -270,5 +286,10 @@ mod tests {
         assert!(!filter.is_source(&root.join(".kiln/watch/index.html")));
         assert!(!filter.is_source(&root.join("README.md")));
         assert!(!filter.is_source(&root.join("assets/css/.site.css.swp")));
+        // The demo's database lives in data/ and changes on every write.
+        assert!(filter.is_source(&root.join("data/nav.toml")));
+        assert!(!filter.is_source(&root.join("data/site.db")));
+        assert!(!filter.is_source(&root.join("data/site.db-wal")));
+        assert!(!filter.is_source(&root.join("migrations/README.md")));
     }
 }

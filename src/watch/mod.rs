@@ -279,8 +279,11 @@ fn read_manifest(settings: &Settings) -> Manifest {
 }
 
 /// Ctrl-C and SIGTERM end the loop; the server is then stopped at once
-/// (open event streams would hold a graceful stop for its whole grace period).
+/// (open event streams would hold a graceful stop for its whole grace
+/// period). Returns once the handlers are installed, so a signal sent after
+/// the "serving" line is never the default one that kills the process.
 fn spawn_signal_listener(stop: std::sync::mpsc::Sender<Message>) {
+    let (installed, wait_installed) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("kiln-signals".into())
         .spawn(move || {
@@ -298,6 +301,7 @@ fn spawn_signal_listener(stop: std::sync::mpsc::Sender<Message>) {
                 ) else {
                     return;
                 };
+                let _ = installed.send(());
                 tokio::select! {
                     _ = interrupt.recv() => {}
                     _ = terminate.recv() => {}
@@ -305,7 +309,10 @@ fn spawn_signal_listener(stop: std::sync::mpsc::Sender<Message>) {
             });
             let _ = stop.send(Message::Stop);
         });
-    if let Err(err) = spawned {
-        eprintln!("kiln: cannot listen for Ctrl-C: {err}");
+    match spawned {
+        Ok(_) => {
+            let _ = wait_installed.recv_timeout(std::time::Duration::from_secs(5));
+        }
+        Err(err) => eprintln!("kiln: cannot listen for Ctrl-C: {err}"),
     }
 }
