@@ -17,12 +17,14 @@ fn site(test: &str, files: &[(&str, &str)]) -> Option<Site> {
     Some(site)
 }
 
+/// A site whose one entry re-exports all of three.js.
+fn three_site(test: &str) -> Option<Site> {
+    site(test, &[("assets/js/three.js", "export * from 'three';\n")])
+}
+
 #[test]
 fn three_bundle_exports_everything_and_computes_the_same() {
-    let Some(site) = site(
-        "three",
-        &[("assets/js/three.js", "export * from 'three';\n")],
-    ) else {
+    let Some(site) = three_site("three") else {
         return;
     };
     site.build().unwrap();
@@ -34,10 +36,7 @@ fn three_bundle_exports_everything_and_computes_the_same() {
 /// comments) of the same bundle runs the same.
 #[test]
 fn three_development_bundle_computes_the_same() {
-    let Some(site) = site(
-        "three (development)",
-        &[("assets/js/three.js", "export * from 'three';\n")],
-    ) else {
+    let Some(site) = three_site("three (development)") else {
         return;
     };
     let settings = kiln::Settings::load_for_watch(site.root(), &[]).unwrap();

@@ -228,13 +228,15 @@ pub fn build_in(
     }
     staging.commit()?;
     cache.prune();
-    let changed: Vec<String> = files
-        .iter()
-        .zip(&unchanged)
-        .filter(|(_, unchanged)| !**unchanged)
-        .map(|(file, _)| file.path.clone())
-        .collect();
+    // Only a persistent session has a previous build to compare with.
+    let mut changed = Vec::new();
     if let Some(digests) = digests {
+        changed = files
+            .iter()
+            .zip(&unchanged)
+            .filter(|(_, unchanged)| !**unchanged)
+            .map(|(file, _)| file.path.clone())
+            .collect();
         let paths = files.iter().map(|file| file.path.clone());
         *session.previous_outputs() = Some(paths.zip(digests).collect());
     }
@@ -246,11 +248,7 @@ pub fn build_in(
         cache_misses: stats.misses(),
         warnings: rendered.warnings,
         pages_rendered: rendered.rendered,
-        changed: if session.previous_outputs().is_some() {
-            changed
-        } else {
-            Vec::new()
-        },
+        changed,
     })
 }
 
