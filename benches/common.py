@@ -6,6 +6,7 @@ are noisy, and interleaving spreads the noise evenly over both sides.
 """
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -94,3 +95,18 @@ def fresh_dir(path):
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+def wait_for_port(port, process=None, seconds=30):
+    """Returns once something listens on 127.0.0.1:port; exits if `process`
+    ends first or nothing listens in time."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            sys.exit(f"exited early: {process.args}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import REPO, SCRATCH, TARGET, fresh_dir, kiln_binary
+from common import REPO, SCRATCH, TARGET, fresh_dir, kiln_binary, wait_for_port
 
 PORTS = {"kiln": 18080, "nginx": 18081, "caddy": 18082}
 CEILING_PORT = 18083
@@ -131,17 +130,6 @@ http://127.0.0.1:{PORTS['caddy']} {{
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_for(port):
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listens on {port}")
-
-
 def etag_of(port, path):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Accept-Encoding": "gzip"})
     with urllib.request.urlopen(request) as response:
@@ -177,7 +165,7 @@ def main():
     ceiling = start_ceiling()
     try:
         for port in [*PORTS.values(), CEILING_PORT]:
-            wait_for(port)
+            wait_for_port(port, seconds=15)
         etags = {name: etag_of(PORTS[name], paths["304"]) for name in servers}
         results = {}
         for _ in range(rounds):

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, SCRATCH, fresh_dir, kiln_binary, npm_corpus, npm_peers, npm_version
+from common import REPO, SCRATCH, fresh_dir, kiln_binary, npm_corpus, npm_peers, npm_version, wait_for_port
 
 TWEAK = "export const tweak = () => {n};\n"
 ENTRY = "import * as THREE from 'three';\nimport {{ tweak }} from './_tweak.js';\nconsole.log(THREE.REVISION, tweak(), Object.keys(THREE).length);\n"
@@ -126,18 +126,6 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for_port(port, process):
-    for _ in range(600):
-        if process.poll() is not None:
-            sys.exit(f"exited early: {process.args}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def make_sites(node_modules):

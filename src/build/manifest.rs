@@ -11,6 +11,18 @@ use serde::{Deserialize, Serialize};
 /// The manifest's file name in the output directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// Reads `OUT_DIR/manifest.json`; a directory with no build has an empty one.
+pub fn read(out_dir: &std::path::Path) -> Result<Manifest, crate::diagnostic::Diagnostic> {
+    let path = out_dir.join(MANIFEST_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+            crate::diagnostic::Diagnostic::new(format!("{}: {err}", path.display()))
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::new()),
+        Err(err) => Err(crate::diagnostic::Diagnostic::io(&path, &err)),
+    }
+}
+
 /// One manifest entry ("chunk" in Vite's terms).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

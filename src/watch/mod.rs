@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::build::manifest::{MANIFEST_FILE, Manifest};
+use crate::build::manifest::Manifest;
 use crate::build::pages::postprocess::with_live_reload;
 use crate::build::report::{ConsoleProgress, Silent};
 use crate::build::{BuildSession, build_in};
@@ -271,11 +271,9 @@ impl Watching {
     }
 }
 
+/// The manifest of the build being served (empty before the first good one).
 fn read_manifest(settings: &Settings) -> Manifest {
-    std::fs::read(settings.out_dir.join(MANIFEST_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    crate::build::manifest::read(&settings.out_dir).unwrap_or_default()
 }
 
 /// Ctrl-C and SIGTERM end the loop; the server is then stopped at once

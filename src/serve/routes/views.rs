@@ -5,7 +5,6 @@
 //! build is loaded, so hashed URLs always point at files that exist.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -15,7 +14,7 @@ use minijinja::{Environment, Error, ErrorKind, State};
 use super::csrf::Csrf;
 use crate::build::assets::{EmittedVariant, ImageOutputs};
 use crate::build::images::Format;
-use crate::build::manifest::{MANIFEST_FILE, Manifest};
+use crate::build::manifest::Manifest;
 use crate::build::pages::functions::{self, Catalog, escape};
 use crate::build::pages::template_diagnostic;
 use crate::config::Settings;
@@ -77,7 +76,9 @@ impl Views {
     /// Loads the served build's manifest and compiles `templates`, so a
     /// template error stops start-up with its file, line and column.
     pub fn load(settings: &Settings, templates: &[&str]) -> Result<Views, Diagnostic> {
-        let manifest = read_manifest(&settings.out_dir)?;
+        // Serving without a build: templates can still render, but asset()
+        // will name the missing file.
+        let manifest = crate::build::manifest::read(&settings.out_dir)?;
         let images = image_outputs(&manifest);
         let catalog = Arc::new(Catalog {
             base_url: settings.build().base_url.clone(),
@@ -143,18 +144,6 @@ fn csrf_token(state: &State) -> Result<String, Error> {
             )
         })?;
     Ok(slot.take().to_string())
-}
-
-fn read_manifest(out_dir: &Path) -> Result<Manifest, Diagnostic> {
-    let path = out_dir.join(MANIFEST_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|err| Diagnostic::new(format!("{}: {err}", path.display()))),
-        // Serving without a build: templates can still render, but asset()
-        // will name the missing file.
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::new()),
-        Err(err) => Err(Diagnostic::io(&path, &err)),
-    }
 }
 
 /// What `image()` needs, rebuilt from the manifest's kiln extension.
