@@ -15,6 +15,10 @@ Cases: a 2 KB hashed asset, a 30 KB precompressed asset (Accept-Encoding:
 gzip, which all three serve from the .gz file), a 304 revalidation (each
 server's own ETag in If-None-Match), a 5 MB file, and an HTML page.
 
+With KILN_BASELINE=/path/to/an/older/kiln, that binary is served too (as
+"before", same settings), interleaved with the others: an A/B of a change to
+kiln's serving path.
+
 Usage: benches/serve_static.py [ROUNDS] [SECONDS]     (default 3 rounds of 5 s)
 Needs: wrk, nginx-light, caddy (Debian packages).
 Goals (issue #3): 2 KB >= 1.5x nginx req/s with p99 <= nginx's; 30 KB >= 1.1x;
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from common import REPO, SCRATCH, TARGET, fresh_dir, kiln_binary, wait_for_port
 
-PORTS = {"kiln": 18080, "nginx": 18081, "caddy": 18082}
+PORTS = {"kiln": 18080, "nginx": 18081, "caddy": 18082, "before": 18084}
 CEILING_PORT = 18083
 SERVER_CPU = ["taskset", "-c", "1"]
 CLIENT_CPU = ["taskset", "-c", "0"]
@@ -68,10 +72,10 @@ def make_site(root):
     }
 
 
-def start_kiln(root):
+def start_kiln(root, binary=None, name="kiln"):
     return subprocess.Popen(
-        SERVER_CPU + [str(KILN), "serve", "--root", str(root), "--no-build", "--workers", "1",
-         "--addr", f"127.0.0.1:{PORTS['kiln']}"],
+        SERVER_CPU + [str(binary or KILN), "serve", "--root", str(root), "--no-build", "--workers", "1",
+         "--addr", f"127.0.0.1:{PORTS[name]}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -162,9 +166,12 @@ def main():
     root.mkdir()
     paths = make_site(root)
     servers = {"kiln": start_kiln(root), "nginx": start_nginx(root, work), "caddy": start_caddy(root, work)}
+    baseline = os.environ.get("KILN_BASELINE")
+    if baseline:
+        servers["before"] = start_kiln(root, baseline, "before")
     ceiling = start_ceiling()
     try:
-        for port in [*PORTS.values(), CEILING_PORT]:
+        for port in [*(PORTS[name] for name in servers), CEILING_PORT]:
             wait_for_port(port, seconds=15)
         etags = {name: etag_of(PORTS[name], paths["304"]) for name in servers}
         results = {}
@@ -196,7 +203,7 @@ def report(results, paths, rounds, seconds):
     print(f"{'case':10} {'server':7} {'req/s':>10} {'p99 ms':>8} {'MB/s':>8} {'vs nginx':>9}")
     for case in paths:
         base = statistics.median(r["rps"] for r in results[(case, "nginx")])
-        for name in ("kiln", "nginx", "caddy", "actix"):
+        for name in ("kiln", "before", "nginx", "caddy", "actix"):
             runs = results.get((case, name))
             if not runs:
                 continue

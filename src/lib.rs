@@ -1,14 +1,21 @@
 //! kiln builds a website's assets and serves them in production.
 //!
-//! The library is organised by pipeline stage: [`config`] reads `build.toml`,
-//! [`build`] turns `assets/` into `dist/`, [`serve`] serves it, [`watch`]
-//! rebuilds and live-reloads during development, and
-//! [`diagnostic`] is how every stage reports a problem.
+//! The library is organised in layers, each importing only those before it:
+//! [`config`] and [`diagnostic`] (settings and how problems are reported),
+//! [`site`] (the contracts build and serve share: manifest, hints,
+//! templates, codecs, URLs), [`build`] (`assets/` into `dist/`), then the
+//! server — [`http`] (the static engine), [`dynamic`] (declared routes over
+//! a database) and [`server`] (the process: assembly, concerns, tasks,
+//! reload) — and [`watch`], the one module that composes build and serve.
+//! `docs/design.md` explains the layers.
 
 pub mod build;
 pub mod config;
 pub mod diagnostic;
-pub mod serve;
+pub mod dynamic;
+pub mod http;
+pub mod server;
+pub mod site;
 pub mod watch;
 
 pub use build::report::{BuildReport, Progress, Silent};

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use kiln::build::report::{ConsoleProgress, human_size};
 use kiln::diagnostic::display_path;
-use kiln::serve::ServeOptions;
+use kiln::server::ServeOptions;
 use kiln::{Override, Settings};
 
 // lightningcss allocates heavily; mimalloc makes the CSS stage ~25% faster
@@ -185,7 +185,7 @@ fn watch(root: PathBuf, addr: Option<String>, overrides: Vec<Override>) -> Resul
 }
 
 fn check(settings: &Settings) -> Result<(), ExitCode> {
-    let report = kiln::serve::check(settings).map_err(|err| {
+    let report = kiln::server::check(settings).map_err(|err| {
         eprintln!("error: {err}");
         ExitCode::FAILURE
     })?;
@@ -226,7 +226,7 @@ fn serve(
         eprintln!("error: {err}");
         ExitCode::FAILURE
     };
-    let server = kiln::serve::start(settings, options).map_err(failed)?;
+    let server = kiln::server::start(settings, options).map_err(failed)?;
     let stats = server.state.table.load().stats;
     eprintln!(
         "kiln: serving {} at {} ({} files, {} in memory); Ctrl-C stops",

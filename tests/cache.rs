@@ -296,7 +296,7 @@ fn cache_keys_leave_out_no_input_the_queries_read() {
         ),
     );
     let settings = site.settings(&[]);
-    let options = kiln::serve::ServeOptions {
+    let options = kiln::server::ServeOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         workers: Some(1),
         handle_signals: false,
@@ -304,7 +304,7 @@ fn cache_keys_leave_out_no_input_the_queries_read() {
         clock: Default::default(),
         live: None,
     };
-    let err = kiln::serve::start(&settings, options)
+    let err = kiln::server::start(&settings, options)
         .err()
         .expect("refused");
     assert!(

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln::config::{DatabaseConfig, QueueOrder};
-use kiln::serve::db::{Database, DbError, SqlValue};
+use kiln::dynamic::db::{Database, DbError, SqlValue};
 
 fn run<F: std::future::Future>(future: F) -> F::Output {
     actix_web::rt::System::new().block_on(future)

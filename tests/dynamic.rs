@@ -386,7 +386,7 @@ fn migrations_apply_once_and_a_changed_one_stops_start_up() {
         "INSERT INTO items (id, name, price) VALUES (1000, 'x', 1);\n",
     );
     let settings = site.settings(&[]);
-    let err = kiln::serve::start(&settings, quiet_options())
+    let err = kiln::server::start(&settings, quiet_options())
         .err()
         .expect("start-up fails");
     let message = err.to_string();
@@ -404,7 +404,7 @@ fn a_failing_migration_is_located_and_rolled_back() {
         "migrations/0003_broken.sql",
         "CREATE TABLE extra (id INTEGER);\nINSERT INTO extra VALUES (1);\nSELEC 1;\n",
     );
-    let err = kiln::serve::start(&site.settings(&[]), quiet_options())
+    let err = kiln::server::start(&site.settings(&[]), quiet_options())
         .err()
         .expect("start-up fails");
     let message = err.to_string();
@@ -421,12 +421,12 @@ fn a_failing_migration_is_located_and_rolled_back() {
     assert_eq!(extra, 0, "the failed migration left nothing behind");
 }
 
-fn quiet_options() -> kiln::serve::ServeOptions {
-    kiln::serve::ServeOptions {
+fn quiet_options() -> kiln::server::ServeOptions {
+    kiln::server::ServeOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         workers: Some(1),
         handle_signals: false,
-        access_log: Some(kiln::serve::access_log::AccessLog::stdout(
+        access_log: Some(kiln::server::access_log::AccessLog::stdout(
             kiln::config::AccessLogFormat::Off,
         )),
         clock: Default::default(),
@@ -443,7 +443,7 @@ fn route_mistakes_stop_start_up_naming_the_route() {
         "WHERE id = :ident\"\n\n[[route]]\npath = \"/api",
     );
     site.write("build.toml", &config);
-    let err = kiln::serve::start(&site.settings(&[]), quiet_options())
+    let err = kiln::server::start(&site.settings(&[]), quiet_options())
         .err()
         .expect("fails");
     let message = err.to_string();
@@ -461,7 +461,7 @@ fn route_mistakes_stop_start_up_naming_the_route() {
         "templates/item.html",
         "{% extends \"base.html\" %}\n{% block content %}{{ item.name }{% endblock %}\n",
     );
-    let err = kiln::serve::start(&site.settings(&[]), quiet_options())
+    let err = kiln::server::start(&site.settings(&[]), quiet_options())
         .err()
         .expect("fails");
     let message = err.to_string();
@@ -478,7 +478,7 @@ fn the_plan_check_names_routes_that_scan_whole_tables() {
             "{config}\n[[route]]\npath = \"/by-name/{{name}}\"\n\n[[route.query]]\nname = \"item\"\none = true\nsql = \"SELECT id FROM items WHERE name = :name\"\n"
         ),
     );
-    let report = kiln::serve::check(&site.settings(&[])).expect("check runs");
+    let report = kiln::server::check(&site.settings(&[])).expect("check runs");
     assert_eq!(report.routes, 13);
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("route GET /by-name/{name}"));
@@ -488,7 +488,7 @@ fn the_plan_check_names_routes_that_scan_whole_tables() {
         "migrations/0003_index.sql",
         "CREATE INDEX items_by_name ON items (name);\n",
     );
-    let report = kiln::serve::check(&site.settings(&[])).expect("check runs");
+    let report = kiln::server::check(&site.settings(&[])).expect("check runs");
     assert_eq!(report.applied, ["0003_index.sql"]);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 }

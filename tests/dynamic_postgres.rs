@@ -133,7 +133,7 @@ fn the_demo_site_runs_unchanged_on_postgres() {
 #[test]
 fn conflicting_serializable_writers_are_retried_until_all_land() {
     use kiln::config::{DatabaseConfig, Isolation};
-    use kiln::serve::db::{Database, SqlValue};
+    use kiln::dynamic::db::{Database, SqlValue};
 
     let Some(schema) = Schema::create("serial") else {
         return;

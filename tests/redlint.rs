@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::server::TestServer;
-use common::{Site, copy_tree, require, shared_dir};
+use common::{Site, require, shared_dir};
 
 /// The Python of a virtualenv with `redbot` installed (`.ci/run` makes one).
 fn redbot_python() -> Result<PathBuf, String> {
@@ -28,26 +28,6 @@ fn redbot_python() -> Result<PathBuf, String> {
     }
 }
 
-/// The repository's demo site, copied so the test never touches its dist/.
-fn demo_site() -> Site {
-    let site = Site::empty();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["assets", "templates", "data", "migrations"] {
-        if repo.join(dir).is_dir() {
-            copy_tree(&repo.join(dir), &site.path(dir));
-        }
-    }
-    // A database left by a local `kiln serve` is not part of the site.
-    for entry in std::fs::read_dir(site.path("data")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().contains(".db") {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
-    std::fs::copy(repo.join("build.toml"), site.path("build.toml")).unwrap();
-    site
-}
-
 #[test]
 fn demo_site_is_clean_under_redbot() {
     let Some(python) = require(redbot_python(), "demo_site_is_clean_under_redbot") else {
@@ -59,7 +39,7 @@ fn demo_site_is_clean_under_redbot() {
     ) else {
         return;
     };
-    let site = demo_site();
+    let site = Site::demo();
     site.build().expect("the demo site builds");
     let server = TestServer::start(&site, &[]);
     let base = format!("http://{}", server.addr);

@@ -675,7 +675,7 @@ impl Write for Captured {
 #[test]
 fn access_log_in_combined_and_json_formats() {
     use kiln::config::AccessLogFormat;
-    use kiln::serve::access_log::AccessLog;
+    use kiln::server::access_log::AccessLog;
     let site = site_with_pages();
     for (format, check) in [
         (

@@ -108,11 +108,11 @@ fn tls_with_a_bad_key_fails_to_start_with_the_path() {
         "server.tls_cert=\"tls/cert.pem\"",
         "server.tls_key=\"tls/key.pem\"",
     ]);
-    let options = kiln::serve::ServeOptions {
+    let options = kiln::server::ServeOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
     };
-    let err = kiln::serve::start(&settings, options)
+    let err = kiln::server::start(&settings, options)
         .err()
         .expect("refuses to start");
     assert!(err.to_string().contains("key.pem"), "{err}");

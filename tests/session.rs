@@ -50,12 +50,12 @@ fn post_profile(server: &TestServer, name: &str) -> Response {
 }
 
 /// Server options whose session clock reads `now` (Unix milliseconds).
-fn options_with_clock(now: &Arc<AtomicU64>) -> kiln::serve::ServeOptions {
+fn options_with_clock(now: &Arc<AtomicU64>) -> kiln::server::ServeOptions {
     let now = Arc::clone(now);
-    kiln::serve::ServeOptions {
+    kiln::server::ServeOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         workers: Some(2),
-        clock: kiln::serve::session::Clock(Arc::new(move || now.load(Ordering::SeqCst))),
+        clock: kiln::dynamic::session::Clock(Arc::new(move || now.load(Ordering::SeqCst))),
         ..Default::default()
     }
 }

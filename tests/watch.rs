@@ -236,3 +236,110 @@ fn ctrl_c_stops_watch_cleanly() {
     let status = process.wait();
     assert!(status.success(), "{status:?}");
 }
+
+/// Regression: under `kiln watch` (which opens no response cache) the
+/// demo's cached routes reached the cached path and panicked the worker
+/// (`unreachable!`), so the browser got an empty reply. Every page and
+/// every dynamic route of the demo must answer, GET and a form POST.
+#[test]
+fn the_demo_site_answers_every_page_and_dynamic_route_under_watch() {
+    let site = Site::demo();
+    let process = WatchProcess::start(site.root(), &[]);
+    let out = site.path(".kiln/watch");
+    let mut pages = Vec::new();
+    for entry in walkdir::WalkDir::new(&out) {
+        let entry = entry.unwrap();
+        let relative = entry
+            .path()
+            .strip_prefix(&out)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if relative.ends_with(".html") && !relative.starts_with('.') && relative != "404.html" {
+            pages.push(format!("/{}", relative.trim_end_matches("index.html")));
+        }
+    }
+    assert!(pages.len() >= 5, "{pages:?}");
+    for page in &pages {
+        let response = http::get(process.addr, page, &[]);
+        assert_eq!(response.status, 200, "{page}");
+        assert!(response.text().contains("/__kiln/live.js"), "{page}");
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    }
+    let missing = http::get(process.addr, "/no-such-page", &[]);
+    assert_eq!(missing.status, 404);
+
+    for path in [
+        "/catalogue/",
+        "/catalogue/?q=kenya&roast=dark&page=2",
+        "/catalogue/42",
+        "/guestbook/",
+    ] {
+        let response = http::get(process.addr, path, &[]);
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert!(response.text().contains("/__kiln/live.js"), "{path}");
+        assert_eq!(
+            response.header("x-kiln-cache"),
+            None,
+            "{path}: no cache under watch"
+        );
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    }
+    let product = http::get(process.addr, "/catalogue/42", &[]).text();
+    assert!(product.contains("Ethiopia Yirgacheffe Natural, dark roast (500 g)"));
+    let json = http::get(process.addr, "/api/products/42", &[]);
+    assert_eq!(json.status, 200);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    assert_eq!(
+        http::get(process.addr, "/catalogue/999999", &[]).status,
+        404
+    );
+
+    let page = http::get(process.addr, "/guestbook/", &[]);
+    let (cookie, token) = common::forms::csrf(&page);
+    let invalid = common::forms::post(
+        process.addr,
+        "/guestbook/",
+        &[("Cookie", &cookie)],
+        &[("csrf_token", &token), ("name", ""), ("message", "x")],
+    );
+    assert_eq!(invalid.status, 422, "{}", invalid.text());
+    let signed = common::forms::post(
+        process.addr,
+        "/guestbook/",
+        &[("Cookie", &cookie)],
+        &[
+            ("csrf_token", &token),
+            ("name", "Ada"),
+            ("message", "Hello from watch"),
+        ],
+    );
+    assert_eq!(signed.status, 303, "{}", signed.text());
+    assert_eq!(signed.header("location"), Some("/guestbook/#entry-2001"));
+    let session = common::forms::set_cookie(&signed, "kiln_session").expect("a session");
+    let cookies = format!("{cookie}; {session}");
+    let after = http::get(process.addr, "/guestbook/", &[("Cookie", &cookies)]).text();
+    assert!(after.contains("Hello from watch"), "{after}");
+    assert!(
+        after.contains("Thanks for signing, Ada!"),
+        "the flash message"
+    );
+}
+
+/// The live-reload endpoints pass through the same concerns as every other
+/// response: security headers, and the metrics (class `live`).
+#[test]
+fn live_reload_responses_carry_security_headers_and_are_counted() {
+    let (_site, process, _events) = start();
+    let client = http::get(process.addr, "/__kiln/live.js", &[]);
+    assert_eq!(client.status, 200);
+    assert_eq!(client.header("x-content-type-options"), Some("nosniff"));
+    assert!(client.has("referrer-policy"), "{:?}", client.headers);
+    let metrics = http::get(process.addr, "/metrics", &[]).text();
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("kiln_http_requests_total{")
+            && line.contains("class=\"live\"")
+            && line.contains("status=\"200\"")
+    });
+    assert!(counted, "{metrics}");
+}

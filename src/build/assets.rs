@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::build::cache::{Cache, CacheStats, Key};
 use crate::build::graph::key_of;
 use crate::build::hash::{HashStyle, cached_integrity, hashed_path};
-use crate::build::images::{self, Format};
+use crate::build::images;
 use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
+use crate::site::images::{EmittedVariant, Format, ImageOutputs};
 
 /// Output directory for referenced files that live outside `assets/`
 /// (for example fonts under `node_modules/`).
@@ -34,27 +35,6 @@ pub struct StaticAsset {
     pub integrity: String,
     /// For images: dimensions and the variants made from it.
     pub image: Option<ImageOutputs>,
-}
-
-/// What the image stage added to an image asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageOutputs {
-    pub format: Format,
-    /// Intrinsic size of the main file, when known.
-    pub size: Option<(u32, u32)>,
-    /// Resized and modern-format copies, smallest width first.
-    pub variants: Vec<EmittedVariant>,
-}
-
-/// One emitted image variant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmittedVariant {
-    /// Output path relative to the output directory.
-    pub file: String,
-    pub width: u32,
-    pub height: u32,
-    pub format: Format,
-    pub bytes: Arc<Vec<u8>>,
 }
 
 type Slot = Arc<OnceLock<Result<Arc<StaticAsset>, String>>>;
@@ -339,60 +319,4 @@ struct CachedVariant {
     height: u32,
     format: Format,
     blob: String,
-}
-
-/// The public URL of an output file, as referenced from another output in
-/// `from_dir` (relative to the output directory). With `base_url = "./"`
-/// URLs are relative, so the site works from any directory.
-pub fn public_url(base_url: &str, file: &str, from_dir: &str) -> String {
-    let file = percent_encode_path(file);
-    if base_url != "./" {
-        return format!("{base_url}{file}");
-    }
-    let depth = from_dir.split('/').filter(|part| !part.is_empty()).count();
-    format!("{}{file}", "../".repeat(depth))
-}
-
-/// Percent-encodes what may not appear literally in a URL path (spaces,
-/// `#`, `?`, `%`, non-ASCII, ...), keeping `/` and RFC 3986's safe characters.
-pub fn percent_encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for byte in path.bytes() {
-        let safe = byte.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&byte);
-        if safe {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn public_urls_follow_base_url() {
-        assert_eq!(public_url("/", "images/a.png", "css"), "/images/a.png");
-        assert_eq!(
-            public_url("https://cdn.example.com/site/", "images/a.png", "css"),
-            "https://cdn.example.com/site/images/a.png"
-        );
-        assert_eq!(public_url("./", "images/a.png", "css"), "../images/a.png");
-        assert_eq!(
-            public_url("./", "images/a.png", "css/deep"),
-            "../../images/a.png"
-        );
-        assert_eq!(public_url("./", "a.png", ""), "a.png");
-    }
-
-    #[test]
-    fn unsafe_characters_are_percent_encoded() {
-        assert_eq!(
-            public_url("/", "images/my photo#1.png", "css"),
-            "/images/my%20photo%231.png"
-        );
-        assert_eq!(percent_encode_path("café/ü.svg"), "caf%C3%A9/%C3%BC.svg");
-    }
 }

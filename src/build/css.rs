@@ -504,10 +504,13 @@ impl UrlRewriter<'_, '_> {
         }
         let cut = url.find(['?', '#']).unwrap_or(url.len());
         let (path, suffix) = url.split_at(cut);
-        let path = percent_decode(path);
+        let path = crate::site::url::decode_lossy(path);
         let target = match path.strip_prefix('/') {
             Some(rooted) => self.options.assets_dir.join(rooted),
-            None => from.parent().unwrap_or(self.options.root).join(path),
+            None => from
+                .parent()
+                .unwrap_or(self.options.root)
+                .join(path.as_ref()),
         };
         Some((normalize(&target), suffix.to_string()))
     }
@@ -609,31 +612,6 @@ fn rule_source_index(rule: &CssRule) -> Option<u32> {
     Some(loc.source_index)
 }
 
-/// Decodes `%XX` escapes (`url(my%20photo.png)` names `my photo.png`).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = bytes.get(index + 1..index + 3).and_then(|hex| {
-            std::str::from_utf8(hex)
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        });
-        match (bytes[index], escaped) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                index += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,9 +634,12 @@ mod tests {
 
     #[test]
     fn percent_escapes_decode() {
-        assert_eq!(percent_decode("my%20photo.png"), "my photo.png");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(
+            crate::site::url::decode_lossy("my%20photo.png"),
+            "my photo.png"
+        );
+        assert_eq!(crate::site::url::decode_lossy("100%"), "100%");
+        assert_eq!(crate::site::url::decode_lossy("%zz"), "%zz");
     }
 
     #[test]

@@ -102,15 +102,7 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|name| name.starts_with('.'))
 }
 
-/// `path` relative to `base`, `/`-separated (manifest keys look the same on every OS).
-pub fn key_of(base: &Path, path: &Path) -> String {
-    let relative = path.strip_prefix(base).unwrap_or(path);
-    relative
-        .components()
-        .map(|part| part.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
-}
+pub use crate::site::manifest::key_of;
 
 /// Top-level files of `assets/css/` and `assets/js/` not starting with `_`.
 fn default_entries(settings: &Settings, files: &[PathBuf]) -> Vec<Entry> {

@@ -20,56 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::svg;
 use crate::config::ImagesConfig;
-
-/// Image formats kiln reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Avif,
-    Webp,
-    Png,
-    Jpeg,
-    Gif,
-    Svg,
-}
-
-impl Format {
-    /// The format of a source file, by extension.
-    pub fn of(path: &str) -> Option<Format> {
-        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
-        Some(match ext.as_str() {
-            "png" => Format::Png,
-            "jpg" | "jpeg" => Format::Jpeg,
-            "gif" => Format::Gif,
-            "webp" => Format::Webp,
-            "svg" => Format::Svg,
-            "avif" => Format::Avif,
-            _ => return None,
-        })
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Avif => "avif",
-            Format::Webp => "webp",
-            Format::Png => "png",
-            Format::Jpeg => "jpg",
-            Format::Gif => "gif",
-            Format::Svg => "svg",
-        }
-    }
-
-    pub fn mime(self) -> &'static str {
-        match self {
-            Format::Avif => "image/avif",
-            Format::Webp => "image/webp",
-            Format::Png => "image/png",
-            Format::Jpeg => "image/jpeg",
-            Format::Gif => "image/gif",
-            Format::Svg => "image/svg+xml",
-        }
-    }
-}
+pub use crate::site::images::Format;
 
 /// One extra file made from an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

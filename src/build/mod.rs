@@ -2,19 +2,17 @@
 //! finished output in atomically.
 //!
 //! Data flows one way: settings → [`graph`] (what to build) → stages
-//! ([`assets`], [`css`]) → [`compress`] → [`output`] (staging + swap) with
-//! the [`manifest`]. Every stage consults the [`cache`], so a rebuild with
+//! ([`assets`], [`css`]) → precompression ([`crate::site::codec`]) →
+//! [`output`] (staging + swap) with the [`crate::site::manifest`]. Every stage consults the [`cache`], so a rebuild with
 //! no changes reuses everything.
 
 pub mod assets;
 pub mod cache;
-pub mod compress;
 pub mod css;
 pub mod graph;
 pub mod hash;
 pub mod images;
 pub mod js;
-pub mod manifest;
 pub mod output;
 pub mod pages;
 pub mod report;
@@ -29,12 +27,14 @@ use rayon::prelude::*;
 
 use crate::config::{Encoding, Settings};
 use crate::diagnostic::{BuildError, Diagnostic};
-use assets::{AssetTable, StaticAsset, public_url};
+use crate::site::codec as compress;
+use crate::site::manifest::{self, MANIFEST_FILE, Manifest, ManifestChunk};
+use crate::site::url::public_url;
+use assets::{AssetTable, StaticAsset};
 use cache::{Cache, CacheStats, FileStamp, Key};
 use css::{CssBundle, CssOptions, UrlResolver};
 use graph::{Entry, SourceKind};
 use hash::{HashStyle, hashed_path, integrity};
-use manifest::{MANIFEST_FILE, Manifest, ManifestChunk};
 use output::{BuildLock, Staging};
 use report::{BuildReport, OutputSize, Progress};
 
@@ -222,9 +222,8 @@ pub fn build_in(
         .filter(|page| !page.hints.is_empty())
         .map(|page| (page.output.as_str(), &page.hints))
         .collect();
-    if !hints.is_empty() {
-        let json = serde_json::to_vec_pretty(&hints).unwrap_or_default();
-        staging.write(crate::serve::table::HINTS_FILE, &json)?;
+    if let Some(json) = crate::site::hints::to_json(&hints) {
+        staging.write(crate::site::hints::HINTS_FILE, &json)?;
     }
     staging.commit()?;
     cache.prune();

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub use crate::site::units::human_size;
+
 /// Receives progress events. Implementations must be cheap: stages call
 /// `advance` from worker threads.
 pub trait Progress: Sync {
@@ -139,15 +141,6 @@ impl BuildReport {
             self.cache_misses
         ));
         out
-    }
-}
-
-/// `1234` → `1.23 kB` (decimal units, as Vite prints).
-pub fn human_size(bytes: u64) -> String {
-    match bytes {
-        0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.2} kB", bytes as f64 / 1e3),
-        _ => format!("{:.2} MB", bytes as f64 / 1e6),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `kiln watch`: the development loop. Builds the site into its own output
 //! directory (`.kiln/watch`, so `dist/` stays the production build), serves
 //! it with development headers and the live-reload channel
-//! ([`crate::serve::live`]), and rebuilds on every change ([`changes`]).
+//! ([`crate::server::live`]), and rebuilds on every change ([`changes`]).
 //!
 //! A rebuild reuses what the [`BuildSession`] kept: parsed JavaScript
 //! modules, stylesheet bundles whose inputs did not change, pages whose
@@ -20,14 +20,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::build::manifest::Manifest;
-use crate::build::pages::postprocess::with_live_reload;
 use crate::build::report::{ConsoleProgress, Silent};
 use crate::build::{BuildSession, build_in};
 use crate::config::{Override, Settings};
 use crate::diagnostic::{BuildError, Diagnostic, display_path};
-use crate::serve::live::{Event, LiveReload};
-use crate::serve::{RunningServer, ServeOptions};
+use crate::server::live::{Event, LiveReload};
+use crate::server::{RunningServer, ServeOptions};
+use crate::site::live_reload::with_live_reload;
+use crate::site::manifest::Manifest;
 use changes::{Changes, Message, SiteWatcher};
 
 /// The command line's choices.
@@ -157,7 +157,7 @@ fn start_server(
         live: Some(Arc::clone(channel)),
         ..ServeOptions::default()
     };
-    crate::serve::start(settings, options).map_err(|err| format!("starting the server: {err}"))
+    crate::server::start(settings, options).map_err(|err| format!("starting the server: {err}"))
 }
 
 impl Watching {
@@ -180,7 +180,7 @@ impl Watching {
     /// Loads the new output into the server and tells browsers.
     fn served(&mut self, changes: &Changes, report: crate::BuildReport, started: Instant) {
         let problem = match &self.server {
-            Some(server) => match crate::serve::reload::load(&self.settings, &server.state) {
+            Some(server) => match crate::server::reload::load(&self.settings, &server.state) {
                 Ok(loaded) => loaded.views.err(),
                 Err(err) => Some(Diagnostic::new(format!(
                     "loading {}: {err}",
@@ -228,7 +228,7 @@ impl Watching {
         let started = Instant::now();
         let settings = Settings::load_for_watch(&self.options.root, &self.options.overrides)
             .map_err(|err| BuildError::single(Diagnostic::new(err.to_string())))?;
-        let checked = crate::serve::check(&settings)
+        let checked = crate::server::check(&settings)
             .map_err(|err| BuildError::single(Diagnostic::new(err.to_string())))?;
         for warning in &checked.warnings {
             eprintln!("warning: {warning}");
@@ -273,7 +273,7 @@ impl Watching {
 
 /// The manifest of the build being served (empty before the first good one).
 fn read_manifest(settings: &Settings) -> Manifest {
-    crate::build::manifest::read(&settings.out_dir).unwrap_or_default()
+    crate::site::manifest::read(&settings.out_dir).unwrap_or_default()
 }
 
 /// Ctrl-C and SIGTERM end the loop; the server is then stopped at once

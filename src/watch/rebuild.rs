@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::build::manifest::Manifest;
 use crate::build::report::BuildReport;
-use crate::serve::live::{CssSwap, Event};
+use crate::server::live::{CssSwap, Event};
+use crate::site::manifest::Manifest;
 
 use super::changes::Changes;
 
@@ -134,7 +134,7 @@ pub fn clock() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::manifest::ManifestChunk;
+    use crate::site::manifest::ManifestChunk;
 
     fn manifest(entries: &[(&str, &str)]) -> Manifest {
         let mut manifest = Manifest::new();

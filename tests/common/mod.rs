@@ -24,6 +24,27 @@ impl Site {
         Site { dir }
     }
 
+    /// The repository's demo site, copied so a test never touches its
+    /// `dist/` or its database.
+    pub fn demo() -> Site {
+        let site = Site::empty();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["assets", "templates", "data", "migrations"] {
+            if repo.join(dir).is_dir() {
+                copy_tree(&repo.join(dir), &site.path(dir));
+            }
+        }
+        // A database left by a local `kiln serve` is not part of the site.
+        for entry in fs::read_dir(site.path("data")).expect("data/") {
+            let path = entry.expect("entry").path();
+            if path.to_string_lossy().contains(".db") {
+                fs::remove_file(path).expect("remove the database");
+            }
+        }
+        fs::copy(repo.join("build.toml"), site.path("build.toml")).expect("build.toml");
+        site
+    }
+
     /// An empty site (no build.toml, no assets).
     pub fn empty() -> Site {
         Site {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use kiln::serve::access_log::AccessLog;
-use kiln::serve::{RunningServer, ServeOptions};
+use kiln::server::access_log::AccessLog;
+use kiln::server::{RunningServer, ServeOptions};
 
 use super::Site;
 
@@ -32,7 +32,7 @@ impl TestServer {
             clock: Default::default(),
             live: None,
         };
-        let server = kiln::serve::start(&settings, options).expect("server starts");
+        let server = kiln::server::start(&settings, options).expect("server starts");
         TestServer {
             addr: server.addr,
             server: Some(server),
@@ -46,7 +46,7 @@ impl TestServer {
         options: ServeOptions,
     ) -> TestServer {
         let settings = site.settings(overrides);
-        let server = kiln::serve::start(&settings, options).expect("server starts");
+        let server = kiln::server::start(&settings, options).expect("server starts");
         TestServer {
             addr: server.addr,
             server: Some(server),

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::cache::FileStamp;
 use crate::build::hash::{HashStyle, hashed_path};
-use crate::build::manifest::ManifestChunk;
 use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
+use crate::site::manifest::ManifestChunk;
 use cache::ModuleCache;
 use link::ChunkKind;
 use parse::ParseOptions;

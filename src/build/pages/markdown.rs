@@ -9,7 +9,7 @@ use syntect::html::{ClassStyle, ClassedHTMLGenerator};
 use syntect::parsing::SyntaxSet;
 use syntect::util::LinesWithEndings;
 
-use crate::build::pages::functions::escape;
+use crate::site::templates::functions::escape;
 
 /// Class prefix of highlighted tokens (`hl-keyword`, ...).
 pub const HIGHLIGHT_PREFIX: &str = "hl-";

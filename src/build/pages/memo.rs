@@ -16,8 +16,8 @@ use aho_corasick::AhoCorasick;
 
 use super::Page;
 use super::postprocess::OutputIndex;
-use crate::build::assets::percent_encode_path;
 use crate::build::graph::key_of;
+use crate::site::url::percent_encode_path;
 
 /// Rendered pages by output path; disabled (keeping nothing) for one-shot builds.
 #[derive(Default)]

@@ -8,8 +8,6 @@
 //! Markdown `content` and `toc`), `pages` (every page's metadata, newest
 //! first), `data` (files under `data/`) and `site`.
 
-pub mod frontmatter;
-pub mod functions;
 pub mod markdown;
 pub mod memo;
 pub mod postprocess;
@@ -26,10 +24,12 @@ use syntect::parsing::SyntaxSet;
 use crate::build::assets::StaticAsset;
 use crate::build::cache::{Cache, Key};
 use crate::build::graph::key_of;
-use crate::build::manifest::Manifest;
 use crate::config::Settings;
 use crate::diagnostic::{Diagnostic, SourceLocation};
-use functions::Catalog;
+use crate::site::manifest::Manifest;
+use crate::site::templates::frontmatter;
+use crate::site::templates::functions::{self, Catalog};
+use crate::site::templates::{read_data, template_diagnostic};
 use memo::{OutputNames, PageMemo, Templates};
 use postprocess::{OutputIndex, PageRef, Rewrites};
 
@@ -348,78 +348,6 @@ fn listing(sources: &[Source]) -> Vec<serde_json::Value> {
     entries.into_iter().map(|(_, _, entry)| entry).collect()
 }
 
-/// `data/**/*.toml|json` as a nested object: `data/team/people.toml` is
-/// `data.team.people`.
-pub fn read_data(dir: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
-    let mut root = serde_json::Map::new();
-    if !dir.is_dir() {
-        return Ok(root.into());
-    }
-    let mut problems = Vec::new();
-    for entry in walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-    {
-        let path = entry.path();
-        let extension = path.extension().and_then(|ext| ext.to_str()).unwrap_or("");
-        if !entry.file_type().is_file() || !matches!(extension, "toml" | "json") {
-            continue;
-        }
-        let value = match parse_data(path, extension) {
-            Ok(value) => value,
-            Err(problem) => {
-                problems.push(problem);
-                continue;
-            }
-        };
-        let key = key_of(dir, path);
-        let key = key.rsplit_once('.').map_or(key.as_str(), |(stem, _)| stem);
-        let mut parts: Vec<&str> = key.split('/').collect();
-        let leaf = parts.pop().unwrap_or_default();
-        let mut map = &mut root;
-        for part in parts {
-            let next = map
-                .entry(part.to_string())
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
-            if !next.is_object() {
-                *next = serde_json::Value::Object(Default::default());
-            }
-            map = next.as_object_mut().expect("made an object above");
-        }
-        map.insert(leaf.to_string(), value);
-    }
-    if problems.is_empty() {
-        Ok(root.into())
-    } else {
-        Err(problems)
-    }
-}
-
-fn parse_data(path: &Path, extension: &str) -> Result<serde_json::Value, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|err| Diagnostic::io(path, &err))?;
-    let at = |message: String, line: u32, column: u32| {
-        let location = SourceLocation {
-            file: path.to_path_buf(),
-            line,
-            column,
-        };
-        Diagnostic::at(message, location, Some(&text))
-    };
-    if extension == "json" {
-        serde_json::from_str(&text)
-            .map_err(|err| at(err.to_string(), err.line() as u32, err.column() as u32))
-    } else {
-        let table: toml::Table = toml::from_str(&text).map_err(|err| {
-            let line = err.span().map_or(1, |span| {
-                text[..span.start].matches('\n').count() as u32 + 1
-            });
-            at(err.message().to_string(), line, 1)
-        })?;
-        Ok(frontmatter::table_to_json(&table))
-    }
-}
-
 fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
     let mut page = source.front_matter.clone();
     page.insert("url".into(), source.url.clone().into());
@@ -483,7 +411,7 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
             ))
         })?;
     let html = if shared.settings.dev {
-        postprocess::with_live_reload(&rewritten.html)
+        crate::site::live_reload::with_live_reload(&rewritten.html)
     } else {
         rewritten.html
     };
@@ -526,55 +454,6 @@ fn with_content(page: Value, content: String) -> Value {
     }
     map.insert("content".into(), Value::from_safe_string(content));
     Value::from(map)
-}
-
-/// A template error at the file and line where it happened: for an error
-/// inside an included or extended template, the innermost one.
-pub fn template_diagnostic(
-    templates_dir: &Path,
-    rendering: &str,
-    template: &str,
-    err: &minijinja::Error,
-) -> Diagnostic {
-    let mut err = err;
-    while let Some(inner) =
-        std::error::Error::source(err).and_then(|inner| inner.downcast_ref::<minijinja::Error>())
-    {
-        if inner.name().is_none() {
-            break;
-        }
-        err = inner;
-    }
-    let name = err.name().unwrap_or(template);
-    let file = templates_dir.join(name);
-    let mut message = match err.detail() {
-        Some(detail) => format!("{}: {detail}", err.kind()),
-        None => err.kind().to_string(),
-    };
-    if name != rendering {
-        message.push_str(&format!(" (rendering {rendering})"));
-    }
-    match err.line() {
-        Some(line) => {
-            let text = std::fs::read_to_string(&file).ok();
-            // The error's byte range, when known, gives the column.
-            let column = err
-                .range()
-                .zip(text.as_deref())
-                .and_then(|(range, text)| {
-                    let before = text.get(..range.start)?;
-                    Some(before.rsplit('\n').next()?.chars().count() as u32 + 1)
-                })
-                .unwrap_or(1);
-            let location = SourceLocation {
-                file,
-                line: line as u32,
-                column,
-            };
-            Diagnostic::at(message, location, text.as_deref())
-        }
-        None => Diagnostic::new(format!("{}: {message}", file.display())),
-    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use std::rc::Rc;
 use lol_html::html_content::{ContentType, Element, TextType};
 use lol_html::{RewriteStrSettings, doc_comments, doc_text, element, rewrite_str};
 
-use crate::build::assets::public_url;
-use crate::build::manifest::Manifest;
-use crate::build::pages::functions::escape;
+use crate::site::manifest::Manifest;
+use crate::site::templates::functions::escape;
+use crate::site::url::public_url;
 
 /// What the post-processor knows about an output file.
 #[derive(Debug, Clone, Default)]
@@ -75,25 +75,6 @@ impl OutputIndex {
     }
 }
 
-/// Where `kiln watch` serves its live-reload client.
-pub const LIVE_RELOAD_CLIENT: &str = "/__kiln/live.js";
-
-/// `html` with the live-reload client loaded at the end of its head (or,
-/// lacking one, its body or document).
-pub fn with_live_reload(html: &str) -> String {
-    let tag = format!("<script type=\"module\" src=\"{LIVE_RELOAD_CLIENT}\"></script>");
-    let lower = html.to_ascii_lowercase();
-    let at = lower
-        .find("</head>")
-        .or_else(|| lower.rfind("</body>"))
-        .unwrap_or(html.len());
-    let mut out = String::with_capacity(html.len() + tag.len());
-    out.push_str(&html[..at]);
-    out.push_str(&tag);
-    out.push_str(&html[at..]);
-    out
-}
-
 /// Which rewrites to apply.
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrites {
@@ -123,7 +104,7 @@ impl PageRef<'_> {
         } else {
             path.strip_prefix(self.base_url)?.to_string()
         };
-        let decoded = percent_decode(&relative);
+        let decoded = crate::site::url::decode_lossy(&relative).into_owned();
         self.index.files.contains_key(&decoded).then_some(decoded)
     }
 
@@ -448,29 +429,6 @@ fn join(dir: &str, path: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = bytes
-            .get(index + 1..index + 3)
-            .filter(|_| bytes[index] == b'%')
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -1,0 +1,167 @@
+//! The dynamic application's state: compiled routes, the pool, route
+//! templates, CSRF, sessions and the response cache, opened once when the
+//! server is assembled and shared by every worker.
+//!
+//! Whether a route is cached is decided here, once: a route whose cache
+//! could not be opened (`kiln watch` and `kiln check` open none) has its
+//! cache policy removed, so no request can reach the cached path without a
+//! cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Settings;
+use crate::dynamic::csrf::Csrf;
+use crate::dynamic::db::Database;
+use crate::dynamic::response_cache::RouteCache;
+use crate::dynamic::routes::{Route, Routes};
+use crate::dynamic::views::Views;
+use crate::dynamic::{secret, session};
+use crate::http::metrics::family;
+
+/// Which stores [`DynamicApp::open`] opens: a server opens them, `kiln
+/// check` does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    Open,
+    Closed,
+}
+
+/// Everything dynamic routes need, shared by all workers.
+pub struct DynamicApp {
+    pub routes: Routes,
+    pub database: Arc<Database>,
+    /// Replaced when a new build is loaded.
+    pub views: ArcSwap<Views>,
+    pub csrf: Csrf,
+    pub slow_query: Option<Duration>,
+    pub max_body_bytes: u64,
+    pub templates_dir: PathBuf,
+    /// The route cache, when a route is cached.
+    pub cache: Option<RouteCache>,
+    /// The session store, when a route uses sessions.
+    pub sessions: Option<Arc<crate::dynamic::session::Sessions>>,
+    /// Signs the session cookie.
+    pub session_key: actix_web::cookie::Key,
+    pub session_config: crate::config::SessionConfig,
+    /// Serving TLS (the session cookie is then `Secure` under `secure = "auto"`).
+    pub tls: bool,
+    /// Route database calls slower than `slow_query`.
+    pub slow_queries: std::sync::atomic::AtomicU64,
+    /// Under `kiln watch`: rendered pages load the live-reload client.
+    pub live_reload: bool,
+}
+
+impl DynamicApp {
+    /// Appends pool and per-route query series to a `/metrics` body.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.database.render_metrics(out);
+        if let Some(sessions) = &self.sessions {
+            sessions.render_metrics(out);
+        }
+        if let Some(cache) = &self.cache {
+            cache.render_metrics(out);
+        }
+        let name = "kiln_route_query_duration_seconds";
+        family(
+            out,
+            name,
+            "histogram",
+            "Database time per request of each dynamic route.",
+        );
+        for route in &self.routes.routes {
+            if route.query_time.count() > 0 {
+                let label = route.label.replace('\\', "\\\\").replace('"', "\\\"");
+                route
+                    .query_time
+                    .render(out, name, &format!("route=\"{label}\""));
+            }
+        }
+        let name = "kiln_slow_queries_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Route database calls slower than database.slow_query_ms.",
+        );
+        let count = self.slow_queries.load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(&format!("{name} {count}\n"));
+    }
+
+    /// Records a route's database time, logging it when slow.
+    pub fn observe(&self, route: &Route, what: &str, elapsed: Duration) {
+        route.query_time.observe(elapsed);
+        if self
+            .slow_query
+            .is_some_and(|threshold| elapsed >= threshold)
+        {
+            self.slow_queries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            eprintln!(
+                "kiln: slow query: route {} ({what}) took {:.1} ms",
+                route.label,
+                elapsed.as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
+impl DynamicApp {
+    /// Compiles the routes and their templates, builds the pool (no
+    /// connection yet) and, with [`Stores::Open`], opens the session store
+    /// and the response cache: everything about the dynamic side that can
+    /// fail without talking to the database.
+    pub fn open(
+        settings: &Settings,
+        tls: bool,
+        stores: Stores,
+        clock: session::Clock,
+    ) -> std::io::Result<DynamicApp> {
+        use std::io;
+        let mut routes = Routes::compile(settings).map_err(io::Error::other)?;
+        let views = Views::load(settings, &routes.templates())
+            .map_err(|diagnostic| io::Error::other(diagnostic.to_string()))?;
+        let key = secret::load(&settings.root, settings.server().secret_key_file.as_deref())?;
+        let database = Database::open(settings.database(), &settings.root)
+            .map_err(|err| io::Error::other(err.to_string()))?;
+        let config = settings.database();
+        let slow_query =
+            (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
+        let open = stores == Stores::Open;
+        let sessions = if open && routes.use_sessions() {
+            let sessions = session::Sessions::open(settings.session(), &settings.root, clock)
+                .map_err(io::Error::other)?;
+            Some(Arc::new(sessions))
+        } else {
+            None
+        };
+        let cached = routes.routes.iter().any(|route| route.cache.is_some());
+        // Under `kiln watch` an edited template or query shows at once: no
+        // response cache, and so no route keeps a cache policy.
+        let cache = if open && cached && !settings.dev {
+            Some(RouteCache::open(settings.cache(), &settings.root).map_err(io::Error::other)?)
+        } else {
+            routes.drop_cache_policies();
+            None
+        };
+        Ok(DynamicApp {
+            routes,
+            database: Arc::new(database),
+            views: ArcSwap::from_pointee(views),
+            csrf: Csrf::new(&key, tls),
+            slow_query,
+            max_body_bytes: settings.server().max_body_bytes,
+            templates_dir: settings.templates_dir.clone(),
+            cache,
+            sessions,
+            session_key: session::cookie_key(&key),
+            session_config: settings.session().clone(),
+            tls,
+            slow_queries: Default::default(),
+            live_reload: settings.dev,
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! CSRF protection for form routes: a signed double-submit cookie. The
+//! server sets `kiln_csrf` to a random nonce with its MAC; pages embed the
+//! same token in a hidden field (`csrf_field()`), and a POST must send both,
+//! equal and correctly signed. A token from another site's cookie cannot be
+//! forged without the key, and a cross-site form cannot read the cookie to
+//! copy it. A present `Origin` header must also name this server.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::dynamic::secret::SecretKey;
+
+/// The cookie holding the token.
+pub const COOKIE: &str = "kiln_csrf";
+/// The form field holding the token.
+pub const FIELD: &str = "csrf_token";
+/// The header scripts may send instead of the field.
+pub const HEADER: &str = "x-csrf-token";
+
+/// Issues and checks tokens.
+#[derive(Clone)]
+pub struct Csrf {
+    key: [u8; 32],
+    secure: bool,
+}
+
+/// Why a POST was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    CrossOrigin,
+    MissingCookie,
+    BadToken,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::CrossOrigin => "Forbidden: the form was posted from another origin\n",
+            Refusal::MissingCookie => {
+                "Forbidden: the CSRF cookie is missing; reload the form and submit it again\n"
+            }
+            Refusal::BadToken => {
+                "Forbidden: the CSRF token is missing or incorrect; reload the form and submit it again\n"
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Csrf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Csrf(..)")
+    }
+}
+
+impl Csrf {
+    pub fn new(key: &SecretKey, secure: bool) -> Csrf {
+        Csrf {
+            key: key.derive("csrf"),
+            secure,
+        }
+    }
+
+    /// A fresh token: `NONCE.MAC`, URL-safe base64.
+    pub fn issue(&self) -> String {
+        let mut nonce = [0u8; 18];
+        if getrandom::fill(&mut nonce).is_err() {
+            // Unreachable on Linux; a unique-enough fallback keeps forms working.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            nonce[..16].copy_from_slice(&now.to_le_bytes());
+        }
+        let nonce = URL_SAFE_NO_PAD.encode(nonce);
+        let mac = self.mac(&nonce);
+        format!("{nonce}.{mac}")
+    }
+
+    fn mac(&self, nonce: &str) -> String {
+        let mac = blake3::keyed_hash(&self.key, nonce.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.as_bytes()[..16])
+    }
+
+    /// Whether `token` was issued with this key.
+    pub fn is_valid(&self, token: &str) -> bool {
+        let Some((nonce, mac)) = token.split_once('.') else {
+            return false;
+        };
+        constant_time_eq(self.mac(nonce).as_bytes(), mac.as_bytes())
+    }
+
+    /// The request's cookie token when it is valid.
+    pub fn cookie_token(&self, req: &HttpRequest) -> Option<String> {
+        cookie(req, COOKIE).filter(|token| self.is_valid(token))
+    }
+
+    /// Checks a POST: origin, cookie, and the submitted token.
+    pub fn verify(&self, req: &HttpRequest, submitted: Option<&str>) -> Result<(), Refusal> {
+        if !same_origin(req) {
+            return Err(Refusal::CrossOrigin);
+        }
+        let cookie = self.cookie_token(req).ok_or(Refusal::MissingCookie)?;
+        let header = req
+            .headers()
+            .get(HEADER)
+            .and_then(|value| value.to_str().ok());
+        let submitted = submitted.or(header).ok_or(Refusal::BadToken)?;
+        if constant_time_eq(cookie.as_bytes(), submitted.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Refusal::BadToken)
+        }
+    }
+
+    /// The `Set-Cookie` value carrying `token`.
+    pub fn set_cookie(&self, token: &str) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{COOKIE}={token}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}")
+    }
+}
+
+/// A present `Origin` must match the request's own host (`null` and other
+/// sites are refused); requests without one (older browsers, curl) pass
+/// on the token alone.
+fn same_origin(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let info = req.connection_info();
+    let host = info.host();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+/// The value of cookie `name`.
+pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"').to_string())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_with_their_key() {
+        let csrf = Csrf::new(&SecretKey::from_bytes([7; 32]), false);
+        let other = Csrf::new(&SecretKey::from_bytes([8; 32]), false);
+        let token = csrf.issue();
+        assert!(csrf.is_valid(&token));
+        assert!(!other.is_valid(&token));
+        assert!(!csrf.is_valid("forged.token"));
+        assert!(!csrf.is_valid(&token.replace('.', "")));
+        assert_ne!(token, csrf.issue());
+    }
+}

@@ -1,0 +1,418 @@
+//! Declarative dynamic routes (`[[route]]` in build.toml): a typed path,
+//! typed query-string parameters and form fields, SQL with named bound
+//! parameters, and a result shape (a template, or JSON). Compiled once at
+//! start-up, so a route that names an undeclared parameter, a missing
+//! template or a malformed path stops the server before it listens.
+//!
+//! [`params`] checks inputs, [`pattern`] matches paths, [`fill`] fills
+//! redirect and tag templates, and [`plan`] warns about queries that scan
+//! whole tables.
+
+pub mod fill;
+pub mod params;
+pub mod pattern;
+pub mod plan;
+
+use std::collections::HashMap;
+
+use actix_web::http::Method;
+use actix_web::http::header::HeaderValue;
+
+use crate::config::{Isolation, ParamType, RouteConfig, Settings};
+use crate::dynamic::db::SqlValue;
+use crate::dynamic::db::sql::{self, Statement};
+use crate::http::metrics::Histogram;
+use params::Input;
+use pattern::PathPattern;
+
+/// One read query of a route.
+pub struct Query {
+    pub name: String,
+    pub statement: Statement,
+    pub one: bool,
+    pub allow_scan: bool,
+}
+
+/// A compiled route.
+pub struct Route {
+    /// `GET /products/{id:int}`, for logs and metrics.
+    pub label: String,
+    pub method: Method,
+    pub pattern: PathPattern,
+    pub params: Vec<Input>,
+    pub fields: Vec<Input>,
+    pub queries: Vec<Query>,
+    pub exec: Vec<Statement>,
+    pub template: Option<String>,
+    pub redirect: Option<String>,
+    pub isolation: Option<Isolation>,
+    pub cache_control: HeaderValue,
+    /// How the route's responses are cached, if they are.
+    pub cache: Option<CachePolicy>,
+    /// Tags a POST route drops (`{name}` filled per request).
+    pub invalidates: Vec<String>,
+    /// Session changes a POST route makes.
+    pub session: Option<crate::config::RouteSessionConfig>,
+    /// Session keys the route's SQL reads (`:session.visitor` → `visitor`).
+    pub session_params: Vec<String>,
+    /// Time spent in the database per request.
+    pub query_time: Histogram,
+}
+
+/// A cached route's policy.
+pub struct CachePolicy {
+    pub ttl: std::time::Duration,
+    pub stale: std::time::Duration,
+    /// Tag templates (`product:{id}`).
+    pub tags: Vec<String>,
+    /// Inputs the key is made of, sorted.
+    pub vary: Vec<String>,
+}
+
+impl CachePolicy {
+    /// The cache key: the route and the typed values of the inputs it
+    /// varies on, so `?page=01` and `?page=1` share an entry.
+    pub fn key(&self, label: &str, values: &[(String, SqlValue)]) -> std::sync::Arc<str> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(label.as_bytes());
+        for name in &self.vary {
+            let value = values
+                .iter()
+                .find(|(known, _)| known == name)
+                .map_or(SqlValue::Null, |(_, value)| value.clone());
+            hasher.update(b"\0");
+            hasher.update(name.as_bytes());
+            hasher.update(b"=");
+            hasher.update(value.describe().as_bytes());
+        }
+        hasher.finalize().to_hex()[..32].into()
+    }
+}
+
+/// Named input values of one request: path parameters, query parameters,
+/// form fields.
+pub type Values = Vec<(String, SqlValue)>;
+
+/// What a request's method and path select: owned, so the scope's guard
+/// can keep it in the request for the handler instead of matching twice.
+pub enum Selected {
+    /// The index in [`Routes::routes`], and the path parameters' values.
+    Route(usize, Vec<(String, SqlValue)>),
+    /// The path matches routes, none with this method.
+    WrongMethod(String),
+    None,
+}
+
+/// Every route, in declaration order (the first match wins).
+pub struct Routes {
+    pub routes: Vec<Route>,
+}
+
+/// A route problem, naming the route.
+#[derive(Debug, thiserror::Error)]
+#[error("build.toml: route[{index}] ({label}): {message}")]
+pub struct RouteError {
+    pub index: usize,
+    pub label: String,
+    pub message: String,
+}
+
+/// SQL parameters with this prefix read the visitor's session.
+pub const SESSION_PREFIX: &str = "session.";
+
+/// Paths the server answers itself.
+const RESERVED: [&str; 2] = ["/healthz", "/metrics"];
+
+impl Routes {
+    /// Compiles `[[route]]`.
+    pub fn compile(settings: &Settings) -> Result<Routes, RouteError> {
+        let mut routes: Vec<Route> = Vec::new();
+        for (index, config) in settings.routes().iter().enumerate() {
+            let label = format!("{} {}", config.method, config.path);
+            let route = compile_route(config, label.clone()).map_err(|message| RouteError {
+                index,
+                label: label.clone(),
+                message,
+            })?;
+            if routes
+                .iter()
+                .any(|known| known.method == route.method && known.pattern == route.pattern)
+            {
+                return Err(RouteError {
+                    index,
+                    label,
+                    message: "another route has the same method and path".into(),
+                });
+            }
+            routes.push(route);
+        }
+        Ok(Routes { routes })
+    }
+
+    /// Removes every route's cache policy: for an app assembled without a
+    /// response cache, so "is this route cached?" has one answer.
+    pub fn drop_cache_policies(&mut self) {
+        for route in &mut self.routes {
+            route.cache = None;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Whether any route reads or changes the session.
+    pub fn use_sessions(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|route| route.session.is_some() || !route.session_params.is_empty())
+    }
+
+    /// Templates the routes render.
+    pub fn templates(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .routes
+            .iter()
+            .filter_map(|route| route.template.as_deref())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The route for a request. HEAD selects GET routes.
+    pub fn select(&self, method: &Method, path: &str) -> Selected {
+        let wanted = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        let mut allowed: Vec<&str> = Vec::new();
+        for (index, route) in self.routes.iter().enumerate() {
+            let Some(values) = route.pattern.matches(path) else {
+                continue;
+            };
+            if route.method == wanted {
+                return Selected::Route(index, values);
+            }
+            allowed.push(route.method.as_str());
+        }
+        if allowed.is_empty() {
+            return Selected::None;
+        }
+        if allowed.contains(&"GET") {
+            allowed.push("HEAD");
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        Selected::WrongMethod(allowed.join(", "))
+    }
+}
+
+fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
+    let pattern = PathPattern::parse(&config.path)?;
+    if RESERVED.contains(&config.path.as_str()) {
+        return Err(format!("{} is answered by the server itself", config.path));
+    }
+    let params = inputs(&config.params)?;
+    let fields = inputs(&config.fields)?;
+    let mut declared: HashMap<&str, &'static str> = pattern
+        .param_types()
+        .map(|(name, kind)| (name, kind.sql_type()))
+        .collect();
+    for input in params.iter().chain(&fields) {
+        if declared
+            .insert(input.name.as_str(), sql_type(input.spec.kind))
+            .is_some()
+        {
+            return Err(format!("{:?} is declared twice", input.name));
+        }
+    }
+    let queries = config
+        .query
+        .iter()
+        .map(|query| {
+            let statement = statement(&query.sql, &declared, &format!("query {:?}", query.name))?;
+            Ok(Query {
+                name: query.name.clone(),
+                statement,
+                one: query.one,
+                allow_scan: query.allow_scan,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let exec = config
+        .exec
+        .iter()
+        .enumerate()
+        .map(|(index, sql)| statement(sql, &declared, &format!("exec[{index}]")))
+        .collect::<Result<Vec<_>, String>>()?;
+    let cache_control = HeaderValue::from_str(&config.cache_control).map_err(|_| {
+        format!(
+            "cache_control {:?} is not a header value",
+            config.cache_control
+        )
+    })?;
+    if let Some(template) = &config.template
+        && (template.starts_with('/') || template.split('/').any(|part| part == ".."))
+    {
+        return Err(format!(
+            "template {template:?} must be a path under templates/"
+        ));
+    }
+    if let Some(redirect) = &config.redirect
+        && !redirect.starts_with('/')
+    {
+        return Err(format!(
+            "redirect {redirect:?} must be a path on this site (start with /)"
+        ));
+    }
+    let cache = match &config.cache {
+        Some(cache) => Some(cache_policy(config, cache, &pattern, &queries)?),
+        None => None,
+    };
+    let session_params = queries
+        .iter()
+        .map(|query| &query.statement)
+        .chain(&exec)
+        .flat_map(|statement| &statement.params)
+        .chain(cache.iter().flat_map(|policy| &policy.vary))
+        .filter_map(|name| name.strip_prefix(SESSION_PREFIX))
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(Route {
+        cache,
+        invalidates: config.invalidates.clone(),
+        session: config.session.clone(),
+        session_params,
+        label,
+        method: Method::from_bytes(config.method.as_bytes()).map_err(|err| err.to_string())?,
+        pattern,
+        params,
+        fields,
+        queries,
+        exec,
+        template: config.template.clone(),
+        redirect: config.redirect.clone(),
+        isolation: config.isolation,
+        cache_control,
+        query_time: Histogram::default(),
+    })
+}
+
+/// Checks a route's cache policy: the key must cover every input the
+/// queries read, and tags may only use inputs of the key.
+fn cache_policy(
+    config: &RouteConfig,
+    cache: &crate::config::RouteCacheConfig,
+    pattern: &PathPattern,
+    queries: &[Query],
+) -> Result<CachePolicy, String> {
+    let mut vary: Vec<String> = pattern
+        .param_types()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    match &cache.vary {
+        Some(chosen) => {
+            for name in chosen {
+                if !config.params.contains_key(name) && !name.starts_with(SESSION_PREFIX) {
+                    return Err(format!(
+                        "cache.vary: {name:?} is not a query parameter of this route"
+                    ));
+                }
+                vary.push(name.clone());
+            }
+        }
+        None => {
+            vary.extend(config.params.keys().cloned());
+            let read_from_session = queries
+                .iter()
+                .flat_map(|query| &query.statement.params)
+                .filter(|name| name.starts_with(SESSION_PREFIX));
+            vary.extend(read_from_session.cloned());
+        }
+    }
+    vary.sort();
+    vary.dedup();
+    for query in queries {
+        if let Some(name) = query
+            .statement
+            .params
+            .iter()
+            .find(|name| !vary.contains(name))
+        {
+            return Err(format!(
+                "cache.vary leaves out {name:?}, which query {:?} reads: every response would share one entry",
+                query.name
+            ));
+        }
+    }
+    for tag in &cache.tags {
+        for name in fill::placeholders(tag) {
+            if !vary.iter().any(|known| known == name) {
+                return Err(format!(
+                    "cache.tags: {{{name}}} in {tag:?} is not an input of the key"
+                ));
+            }
+        }
+    }
+    Ok(CachePolicy {
+        ttl: std::time::Duration::from_secs(cache.ttl_secs),
+        stale: std::time::Duration::from_secs(cache.stale_secs),
+        tags: cache.tags.clone(),
+        vary,
+    })
+}
+
+fn inputs(
+    specs: &std::collections::BTreeMap<String, crate::config::ParamConfig>,
+) -> Result<Vec<Input>, String> {
+    specs
+        .iter()
+        .map(|(name, spec)| Input::new(name, spec))
+        .collect()
+}
+
+/// The SQL type an input is bound as.
+fn sql_type(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::Int => "int8",
+        ParamType::Float => "float8",
+        ParamType::Str => "text",
+        ParamType::Bool => "bool",
+    }
+}
+
+/// Parses SQL and checks that every parameter it names is declared.
+fn statement(
+    text: &str,
+    declared: &HashMap<&str, &'static str>,
+    what: &str,
+) -> Result<Statement, String> {
+    let cast = |name: &str| {
+        if name.starts_with(SESSION_PREFIX) {
+            return Some("text");
+        }
+        declared.get(name).copied()
+    };
+    let statement = sql::parse_typed(text, &cast).map_err(|err| format!("{what}: {err}"))?;
+    if let Some(unknown) = statement
+        .params
+        .iter()
+        .find(|name| !name.starts_with(SESSION_PREFIX) && !declared.contains_key(name.as_str()))
+    {
+        let mut known: Vec<&str> = declared.keys().copied().collect();
+        known.sort_unstable();
+        return Err(format!(
+            "{what}: :{unknown} is not a path parameter, query parameter or form field of this route, nor :session.KEY (declared: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    Ok(statement)
+}

@@ -1,0 +1,177 @@
+//! Templates of dynamic routes: the same minijinja environment and
+//! functions pages are built with (`asset()`, `script()`, `image()`…),
+//! resolved against the manifest of the build being served, plus
+//! `csrf_field()` and `csrf_token()` for forms. Rebuilt whenever a new
+//! build is loaded, so hashed URLs always point at files that exist.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+
+use crate::config::Settings;
+use crate::diagnostic::Diagnostic;
+use crate::dynamic::csrf::Csrf;
+use crate::site::images::Format;
+use crate::site::images::{EmittedVariant, ImageOutputs};
+use crate::site::manifest::Manifest;
+use crate::site::templates::functions::{self, Catalog, escape};
+use crate::site::templates::template_diagnostic;
+
+/// The variable holding the request's CSRF slot.
+const CSRF_VARIABLE: &str = "__kiln_csrf";
+
+/// A compiled set of route templates.
+pub struct Views {
+    env: Environment<'static>,
+    /// The files under `data/`, as pages see them.
+    pub data: Value,
+}
+
+/// The request's CSRF token: the valid one its cookie carries, or a new
+/// one issued the first time the page asks. Whether the page used it
+/// decides whether the response sets the cookie and may be shared by caches.
+#[derive(Debug)]
+pub struct CsrfSlot {
+    csrf: Csrf,
+    existing: Option<String>,
+    issued: OnceLock<String>,
+    used: AtomicBool,
+}
+
+impl CsrfSlot {
+    pub fn new(csrf: &Csrf, existing: Option<String>) -> Arc<CsrfSlot> {
+        Arc::new(CsrfSlot {
+            csrf: csrf.clone(),
+            existing,
+            issued: OnceLock::new(),
+            used: AtomicBool::new(false),
+        })
+    }
+
+    /// The page rendered a token.
+    pub fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// A token issued for this response, which the cookie must carry.
+    pub fn issued(&self) -> Option<&str> {
+        self.issued.get().map(String::as_str)
+    }
+
+    fn take(&self) -> &str {
+        self.used.store(true, Ordering::Relaxed);
+        match &self.existing {
+            Some(token) => token,
+            None => self.issued.get_or_init(|| self.csrf.issue()),
+        }
+    }
+}
+
+impl Object for CsrfSlot {}
+
+impl Views {
+    /// Loads the served build's manifest and compiles `templates`, so a
+    /// template error stops start-up with its file, line and column.
+    pub fn load(settings: &Settings, templates: &[&str]) -> Result<Views, Diagnostic> {
+        // Serving without a build: templates can still render, but asset()
+        // will name the missing file.
+        let manifest = crate::site::manifest::read(&settings.out_dir)?;
+        let images = image_outputs(&manifest);
+        let catalog = Arc::new(Catalog {
+            base_url: settings.build().base_url.clone(),
+            sri: settings.pages().sri,
+            manifest,
+            images,
+            templates_dir: settings.templates_dir.clone(),
+            warnings: Default::default(),
+        });
+        let data = crate::site::templates::read_data(&settings.data_dir).map_err(|problems| {
+            problems
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Diagnostic::new("reading data/ failed"))
+        })?;
+        let mut env = functions::environment(&settings.templates_dir, catalog);
+        env.add_function("csrf_field", |state: &State| -> Result<Value, Error> {
+            let token = csrf_token(state)?;
+            Ok(Value::from_safe_string(format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                crate::dynamic::csrf::FIELD,
+                escape(&token)
+            )))
+        });
+        env.add_function("csrf_token", |state: &State| -> Result<Value, Error> {
+            csrf_token(state).map(Value::from)
+        });
+        for name in templates {
+            if let Err(err) = env.get_template(name) {
+                return Err(template_diagnostic(
+                    &settings.templates_dir,
+                    name,
+                    name,
+                    &err,
+                ));
+            }
+        }
+        Ok(Views {
+            env,
+            data: Value::from_serialize(data),
+        })
+    }
+
+    /// Renders `name` with `context` (which should carry the CSRF slot).
+    pub fn render(&self, name: &str, context: Value) -> Result<String, Error> {
+        self.env.get_template(name)?.render(context)
+    }
+}
+
+/// Adds the CSRF slot to a template context.
+pub fn csrf_variable(slot: &Arc<CsrfSlot>) -> (&'static str, Value) {
+    (CSRF_VARIABLE, Value::from_dyn_object(Arc::clone(slot)))
+}
+
+fn csrf_token(state: &State) -> Result<String, Error> {
+    let slot = state
+        .lookup(CSRF_VARIABLE)
+        .and_then(|value| value.downcast_object::<CsrfSlot>())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "csrf_field() is only available in templates of dynamic routes",
+            )
+        })?;
+    Ok(slot.take().to_string())
+}
+
+/// What `image()` needs, rebuilt from the manifest's kiln extension.
+fn image_outputs(manifest: &Manifest) -> HashMap<String, ImageOutputs> {
+    manifest
+        .iter()
+        .filter_map(|(key, chunk)| {
+            let format = Format::of(&chunk.file)?;
+            let variants = chunk
+                .variants
+                .iter()
+                .map(|variant| EmittedVariant {
+                    file: variant.file.clone(),
+                    width: variant.width,
+                    height: variant.height,
+                    format: variant.format,
+                    bytes: Arc::default(),
+                })
+                .collect();
+            let size = chunk.width.zip(chunk.height);
+            Some((
+                key.clone(),
+                ImageOutputs {
+                    format,
+                    size,
+                    variants,
+                },
+            ))
+        })
+        .collect()
+}

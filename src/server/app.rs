@@ -1,0 +1,147 @@
+//! The app every worker runs, assembled in one place: the dynamic scope
+//! (declared routes behind the session middleware), the live-reload
+//! endpoints under `kiln watch`, and the default service — the server's
+//! own endpoints, then the static pipeline. [`crate::server::concerns`]
+//! wraps all of it.
+
+use std::sync::Arc;
+
+use actix_web::dev::{ServiceRequest, ServiceResponse, fn_service};
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use arc_swap::ArcSwap;
+
+use crate::config::MetricsAccess;
+use crate::dynamic::app::DynamicApp;
+use crate::dynamic::routes::Selected;
+use crate::dynamic::session;
+use crate::http::headers::SecurityHeaders;
+use crate::http::metrics::{Metrics, RouteClass};
+use crate::http::pipeline::{self, StaticRules};
+use crate::http::table::Table;
+use crate::server::access_log::AccessLog;
+use crate::server::concerns::{DynamicRequest, RequestLimits, classify};
+use crate::server::{endpoints, live};
+
+/// Everything the app reads, shared by all workers.
+pub struct AppState {
+    /// The current build; replaced whole when a new one is loaded, so each
+    /// request sees exactly one build.
+    pub table: ArcSwap<Table>,
+    pub metrics: Arc<Metrics>,
+    pub log: AccessLog,
+    pub security: SecurityHeaders,
+    pub request_limits: RequestLimits,
+    pub static_rules: StaticRules,
+    pub metrics_access: MetricsAccess,
+    /// Declared routes and their database, when the site has any.
+    pub dynamic: Option<Arc<DynamicApp>>,
+}
+
+/// Registers the app's services (the order is the order they are tried).
+pub fn services(
+    state: Arc<AppState>,
+    live: Option<Arc<live::LiveReload>>,
+) -> impl FnOnce(&mut ServiceConfig) {
+    move |config| {
+        if let Some(dynamic) = &state.dynamic {
+            config.service(dynamic_scope(Arc::clone(&state), Arc::clone(dynamic)));
+        }
+        if let Some(channel) = live {
+            config
+                .route(
+                    live::EVENTS_PATH,
+                    web::get().to(move || {
+                        let channel = Arc::clone(&channel);
+                        async move { classify(live::events(&channel), RouteClass::Live) }
+                    }),
+                )
+                .route(
+                    live::CLIENT_PATH,
+                    web::get().to(|| async { classify(live::client(), RouteClass::Live) }),
+                );
+        }
+        config.default_service(fn_service(move |request: ServiceRequest| {
+            let state = Arc::clone(&state);
+            async move {
+                let (req, _payload) = request.into_parts();
+                let response = answer_static(&req, &state);
+                Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
+            }
+        }));
+    }
+}
+
+/// The server's own endpoints, then the file table.
+fn answer_static(req: &HttpRequest, state: &AppState) -> HttpResponse {
+    if let Some((response, class)) = endpoints::answer(req, state) {
+        return classify(response, class);
+    }
+    let table = state.table.load();
+    let (response, class) = pipeline::serve_static(req, &table, state.static_rules);
+    classify(response, class)
+}
+
+/// The scope that answers dynamic routes: selected by a guard (so static
+/// requests never pass through it), wrapped in the session middleware.
+fn dynamic_scope(
+    state: Arc<AppState>,
+    dynamic: Arc<DynamicApp>,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<actix_web::body::EitherBody<actix_web::body::BoxBody>>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let guard_dynamic = Arc::clone(&dynamic);
+    let handle = session::SessionHandle(dynamic.sessions.clone());
+    let middleware = session::middleware(
+        handle,
+        &dynamic.session_key,
+        &dynamic.session_config,
+        dynamic.tls,
+    );
+    web::scope("")
+        .guard(actix_web::guard::fn_guard(move |ctx| {
+            let head = ctx.head();
+            let selected = guard_dynamic.routes.select(&head.method, head.uri.path());
+            if matches!(selected, Selected::None) {
+                return false;
+            }
+            let mut data = ctx.req_data_mut();
+            data.insert(selected);
+            data.insert(DynamicRequest);
+            true
+        }))
+        .wrap(middleware)
+        .default_service(fn_service(move |request: ServiceRequest| {
+            let state = Arc::clone(&state);
+            let dynamic = Arc::clone(&dynamic);
+            async move {
+                let (req, payload) = request.into_parts();
+                // The guard already selected the route.
+                let selected = req.extensions_mut().remove::<Selected>();
+                let selected =
+                    selected.unwrap_or_else(|| dynamic.routes.select(req.method(), req.path()));
+                let response = match selected {
+                    Selected::Route(index, values) => {
+                        let route = &dynamic.routes.routes[index];
+                        let not_found = || pipeline::not_found(&req, &state.table.load());
+                        let response = crate::dynamic::handle::handle(
+                            &req, payload, &dynamic, route, values, not_found,
+                        )
+                        .await;
+                        classify(response, RouteClass::Dynamic)
+                    }
+                    Selected::WrongMethod(allow) => {
+                        classify(pipeline::wrong_method(&req, &allow), RouteClass::Dynamic)
+                    }
+                    Selected::None => answer_static(&req, &state),
+                };
+                Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
+            }
+        }))
+}

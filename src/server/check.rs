@@ -1,0 +1,39 @@
+//! `kiln check`: compiles routes and their templates, applies pending
+//! migrations and explains every route query, without serving.
+
+use std::io;
+
+use crate::config::Settings;
+use crate::dynamic::app::{DynamicApp, Stores};
+use crate::dynamic::{db, routes, session};
+
+/// What `kiln check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub routes: usize,
+    pub applied: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// `kiln check`: compiles routes and their templates, applies pending
+/// migrations and explains every route query, without serving.
+pub fn check(settings: &Settings) -> io::Result<CheckReport> {
+    if !settings.uses_database() {
+        return Ok(CheckReport::default());
+    }
+    let dynamic = DynamicApp::open(settings, false, Stores::Closed, session::Clock::default())?;
+    actix_web::rt::System::new().block_on(async {
+        let migrations = settings.root.join(&settings.database().migrations);
+        let applied = db::migrate::run(&dynamic.database, &migrations)
+            .await
+            .map_err(|err| io::Error::other(err.to_string()))?;
+        let warnings = routes::plan::check(&dynamic.database, &dynamic.routes)
+            .await
+            .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
+        Ok(CheckReport {
+            routes: dynamic.routes.routes.len(),
+            applied,
+            warnings: warnings.iter().map(ToString::to_string).collect(),
+        })
+    })
+}

@@ -1,0 +1,46 @@
+//! The server's own endpoints: `/healthz` and `/metrics` (Prometheus text,
+//! every subsystem's series), answered before the file table.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::config::MetricsAccess;
+use crate::http::metrics::RouteClass;
+use crate::http::pipeline::text;
+use crate::server::app::AppState;
+
+/// The response for an endpoint of the server's own, if `req` asks for one.
+pub fn answer(req: &HttpRequest, state: &AppState) -> Option<(HttpResponse, RouteClass)> {
+    match req.uri().path() {
+        "/healthz" => Some((text(StatusCode::OK, "ok\n"), RouteClass::Health)),
+        "/metrics" if metrics_allowed(req, state.metrics_access) => {
+            Some((metrics(state), RouteClass::Metrics))
+        }
+        _ => None,
+    }
+}
+
+fn metrics(state: &AppState) -> HttpResponse {
+    let mut body = state.metrics.render(&state.table.load().stats);
+    if let Some(dynamic) = &state.dynamic {
+        dynamic.render_metrics(&mut body);
+    }
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+fn metrics_allowed(req: &HttpRequest, access: MetricsAccess) -> bool {
+    match access {
+        MetricsAccess::Off => false,
+        MetricsAccess::Public => true,
+        MetricsAccess::Loopback => req
+            .peer_addr()
+            .is_some_and(|peer| peer.ip().to_canonical().is_loopback()),
+    }
+}

@@ -1,0 +1,208 @@
+//! `kiln serve`: the process around the app. [`start`] assembles the app
+//! ([`app`]: the dynamic scope, the live-reload endpoints, the static
+//! pipeline of [`crate::http`]) inside the cross-cutting [`concerns`]
+//! (limits, security headers, metrics, access log), binds, optionally over
+//! [`tls`], and runs the [`tasks`] beside the workers; [`reload`] swaps in
+//! new builds; [`endpoints`] answers `/healthz` and `/metrics`; [`live`] is
+//! `kiln watch`'s event stream; [`check`] is `kiln check`.
+
+pub mod access_log;
+pub mod app;
+pub mod check;
+pub mod concerns;
+pub mod endpoints;
+pub mod live;
+pub mod reload;
+pub mod tasks;
+pub mod tls;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer};
+use arc_swap::ArcSwap;
+
+use crate::config::Settings;
+use crate::dynamic::app::{DynamicApp, Stores};
+use crate::dynamic::session;
+use crate::http::headers::SecurityHeaders;
+use crate::http::metrics::Metrics;
+use crate::http::pipeline::StaticRules;
+use crate::http::resolve::PathRules;
+use crate::http::table::Table;
+use access_log::AccessLog;
+use app::AppState;
+use concerns::{Concerns, RequestLimits};
+
+pub use check::{CheckReport, check};
+
+/// Command-line choices that override `[server]`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub addr: Option<SocketAddr>,
+    pub workers: Option<usize>,
+    /// Handle SIGINT/SIGTERM (graceful stop) and SIGHUP (reload). Off for
+    /// servers embedded in tests.
+    pub handle_signals: bool,
+    /// Where access log lines go; standard output when `None`.
+    pub access_log: Option<AccessLog>,
+    /// The clock sessions expire by (tests move it).
+    pub clock: session::Clock,
+    /// `kiln watch`'s live-reload channel, served at `/__kiln/events`.
+    pub live: Option<Arc<live::LiveReload>>,
+}
+
+/// A server running on its own thread.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub state: Arc<AppState>,
+    handle: ServerHandle,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://127.0.0.1:PORT` (or https).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops the server; `graceful` lets in-flight requests finish within
+    /// the configured grace period.
+    pub fn stop(self, graceful: bool) -> io::Result<()> {
+        actix_web::rt::System::new().block_on(self.handle.stop(graceful));
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+
+    /// A handle that can stop the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Blocks until the server stops (on a signal, or a handle's stop).
+    pub fn wait(self) -> io::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+}
+
+/// Loads the output directory and starts serving it on a new thread.
+/// With dynamic routes, the database is opened and migrated, and the route
+/// queries' plans checked, before the server listens.
+pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningServer> {
+    let server = settings.server();
+    let table = Table::load(settings)?;
+    let tls_config = match &settings.server.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
+    let dynamic = if settings.uses_database() {
+        Some(Arc::new(DynamicApp::open(
+            settings,
+            tls_config.is_some(),
+            Stores::Open,
+            options.clock.clone(),
+        )?))
+    } else {
+        None
+    };
+    let state = Arc::new(AppState {
+        table: ArcSwap::from_pointee(table),
+        metrics: Arc::new(Metrics::default()),
+        log: options
+            .access_log
+            .clone()
+            .unwrap_or_else(|| AccessLog::stdout(server.access_log)),
+        security: SecurityHeaders::new(settings, tls_config.is_some()),
+        request_limits: RequestLimits {
+            max_header_bytes: server.max_header_bytes,
+            max_body_bytes: server.max_body_bytes,
+        },
+        static_rules: StaticRules {
+            max_ranges: server.max_ranges,
+            paths: PathRules {
+                pretty_urls: server.pretty_urls,
+            },
+        },
+        metrics_access: server.metrics,
+        dynamic,
+    });
+    let addr = options.addr.unwrap_or(settings.server.addr);
+    let listener = TcpListener::bind(addr)
+        .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
+    let addr = listener.local_addr()?;
+    let workers = options.workers.unwrap_or(server.workers);
+    let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
+    let thread_state = Arc::clone(&state);
+    let thread_settings = settings.clone();
+    let tls = tls_config.is_some();
+    let handle_signals = options.handle_signals;
+    let live = options.live.clone();
+    let keep_alive = Duration::from_secs(server.keep_alive_secs);
+    let header_timeout = Duration::from_secs(server.header_timeout_secs);
+    let grace = server.shutdown_grace_secs;
+    let thread = std::thread::Builder::new()
+        .name("kiln-serve".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                if let Some(dynamic) = &thread_state.dynamic
+                    && let Err(err) = tasks::start_database(&thread_settings, dynamic).await
+                {
+                    let _ = handle_sender.send(Err(err));
+                    return Ok(());
+                }
+                let app_state = Arc::clone(&thread_state);
+                let metrics = Arc::clone(&thread_state.metrics);
+                let mut http = HttpServer::new(move || {
+                    App::new()
+                        .wrap(Concerns::new(Arc::clone(&app_state)))
+                        .configure(app::services(Arc::clone(&app_state), live.clone()))
+                })
+                // The guard lives in the connection's data and counts it until it closes.
+                .on_connect(move |_, data| {
+                    data.insert(metrics.connection());
+                })
+                .keep_alive(keep_alive)
+                .client_request_timeout(header_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .shutdown_timeout(grace)
+                .tcp_nodelay(true)
+                .backlog(2048);
+                if workers > 0 {
+                    http = http.workers(workers);
+                }
+                if !handle_signals {
+                    http = http.disable_signals();
+                }
+                let running = match tls_config {
+                    Some(config) => http.listen_rustls_0_23(listener, config)?.run(),
+                    None => http.listen(listener)?.run(),
+                };
+                let _ = handle_sender.send(Ok(running.handle()));
+                actix_web::rt::spawn(reload::watch(thread_settings, thread_state, handle_signals));
+                running.await
+            })
+        })?;
+    let handle = match handle_receiver.recv() {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(err)) => {
+            let _ = thread.join();
+            return Err(err);
+        }
+        Err(_) => return Err(io::Error::other("the server failed to start")),
+    };
+    Ok(RunningServer {
+        addr,
+        tls,
+        state,
+        handle,
+        thread,
+    })
+}

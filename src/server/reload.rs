@@ -1,0 +1,101 @@
+//! Picking up a new build without a restart. `kiln build` swaps a new
+//! output directory into place, so the directory's inode changes; the
+//! server polls for that (and reloads on SIGHUP), loads the new table off
+//! the workers, and replaces the old one in a single atomic store. A request
+//! sees one build from start to end: it holds the table it began with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::diagnostic::Diagnostic;
+use crate::http::table::{Table, TableStats, directory_identity};
+use crate::server::app::AppState;
+
+/// How often the output directory is checked for a new build.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Runs until the server's runtime stops.
+pub async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
+    let mut interval = tokio::time::interval(POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hangup = if signals {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    } else {
+        None
+    };
+    let mut failed_identity = None;
+    loop {
+        let forced = tokio::select! {
+            _ = interval.tick() => false,
+            Some(()) = next_signal(&mut hangup) => true,
+        };
+        // A missing directory is a build mid-swap (or a removed one): keep serving.
+        let Ok(on_disk) = directory_identity(&settings.out_dir) else {
+            continue;
+        };
+        let unchanged = on_disk == state.table.load().identity || Some(on_disk) == failed_identity;
+        if unchanged && !forced {
+            continue;
+        }
+        let load_settings = settings.clone();
+        let load_state = Arc::clone(&state);
+        match actix_web::rt::task::spawn_blocking(move || load(&load_settings, &load_state)).await {
+            Ok(Ok(loaded)) => {
+                failed_identity = None;
+                if let Err(problem) = loaded.views {
+                    eprintln!("kiln: keeping the previous route templates: {problem}");
+                }
+                eprintln!(
+                    "kiln: serving the new build ({} files, {} in memory)",
+                    loaded.stats.resources,
+                    crate::site::units::human_size(loaded.stats.memory_bytes)
+                );
+            }
+            Ok(Err(err)) => {
+                eprintln!("kiln: keeping the previous build; loading the new one failed: {err}");
+                failed_identity = Some(on_disk);
+            }
+            Err(_) => failed_identity = Some(on_disk),
+        }
+    }
+}
+
+/// What loading a new build did.
+pub struct Loaded {
+    pub stats: TableStats,
+    /// The route templates recompiled, or why the previous ones were kept.
+    pub views: Result<(), Diagnostic>,
+}
+
+/// Loads the output directory as it is now and swaps it in, with the route
+/// templates recompiled against it. Blocking; `kiln watch` calls it right
+/// after each build instead of waiting for the poll.
+pub fn load(settings: &Settings, state: &AppState) -> std::io::Result<Loaded> {
+    let table = Table::load(settings)?;
+    let stats = table.stats;
+    state.table.store(Arc::new(table));
+    state.metrics.reloaded();
+    Ok(Loaded {
+        stats,
+        views: reload_views(settings, state),
+    })
+}
+
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Route templates resolve asset URLs through the manifest: recompile them
+/// against the new build (keeping the old ones when that fails).
+fn reload_views(settings: &Settings, state: &AppState) -> Result<(), Diagnostic> {
+    let Some(dynamic) = &state.dynamic else {
+        return Ok(());
+    };
+    let views = crate::dynamic::views::Views::load(settings, &dynamic.routes.templates())?;
+    dynamic.views.store(Arc::new(views));
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! What runs beside the workers: migrations and plan checks before
+//! listening, then pool maintenance, the session pruner, the disk-cache
+//! sweep, the Redis invalidation listener and cache warming, each on the
+//! server's runtime until the server stops.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::dynamic::app::DynamicApp;
+use crate::dynamic::{cached, db, routes, session};
+
+/// Migrates, checks query plans (warnings go to standard error), opens
+/// `min_idle` connections and starts pool maintenance. Runs on the
+/// server's runtime, which outlives every pooled connection.
+pub async fn start_database(settings: &Settings, dynamic: &Arc<DynamicApp>) -> io::Result<()> {
+    let database = &dynamic.database;
+    let migrations = settings.root.join(&settings.database().migrations);
+    let applied = db::migrate::run(database, &migrations)
+        .await
+        .map_err(|err| io::Error::other(err.to_string()))?;
+    if !applied.is_empty() {
+        eprintln!(
+            "kiln: applied {} migration(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
+    }
+    if settings.database().plan_check {
+        let warnings = routes::plan::check(database, &dynamic.routes)
+            .await
+            .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    database.maintain().await;
+    database.spawn_maintenance();
+    if let Some(sessions) = &dynamic.sessions {
+        sessions.check().await.map_err(io::Error::other)?;
+        spawn_session_pruner(sessions, settings.session().prune_interval_secs);
+    }
+    if let Some(cache) = &dynamic.cache {
+        cache.check().await.map_err(io::Error::other)?;
+        spawn_disk_sweeper(dynamic);
+        if let Some(subscribed) = cache.listen().await {
+            // Subscribed before serving, so no invalidation is missed.
+            spawn_invalidation_listener(dynamic, subscribed.map_err(io::Error::other)?);
+        }
+        for url in &settings.cache().warm {
+            if let Err(problem) = cached::warm(dynamic, url).await {
+                eprintln!("warning: {problem}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How often expired entries are dropped from the disk level of the cache.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drops expired disk entries on a schedule, off the workers, until the
+/// server stops.
+fn spawn_disk_sweeper(dynamic: &Arc<DynamicApp>) {
+    let dynamic = Arc::downgrade(dynamic);
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            let Some(dynamic) = dynamic.upgrade() else {
+                break;
+            };
+            let _ = actix_web::rt::task::spawn_blocking(move || {
+                if let Some(disk) = dynamic.cache.as_ref().and_then(|cache| cache.disk.as_ref()) {
+                    disk.sweep();
+                }
+            })
+            .await;
+        }
+    });
+}
+
+/// Applies other servers' invalidations (from Redis) to this server's
+/// memory and disk levels; resubscribes when the connection drops.
+fn spawn_invalidation_listener(
+    dynamic: &Arc<DynamicApp>,
+    first: impl futures_util::Stream<Item = String> + Unpin + 'static,
+) {
+    use futures_util::StreamExt;
+    let dynamic = Arc::downgrade(dynamic);
+    actix_web::rt::spawn(async move {
+        let mut tags: std::pin::Pin<Box<dyn futures_util::Stream<Item = String>>> = Box::pin(first);
+        loop {
+            while let Some(tag) = tags.next().await {
+                let Some(dynamic) = dynamic.upgrade() else {
+                    return;
+                };
+                if let Some(cache) = &dynamic.cache {
+                    cache.invalidate_local(&tag);
+                }
+            }
+            eprintln!("kiln: lost the Redis invalidation channel; resubscribing");
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(dynamic) = dynamic.upgrade() else {
+                    return;
+                };
+                let Some(cache) = &dynamic.cache else {
+                    return;
+                };
+                if let Some(Ok(stream)) = cache.listen().await {
+                    tags = Box::pin(stream);
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// Removes expired sessions at start-up and then on a schedule, off the
+/// workers, until the server stops.
+fn spawn_session_pruner(sessions: &Arc<session::Sessions>, every_secs: u64) {
+    let sessions = Arc::downgrade(sessions);
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(every_secs));
+        loop {
+            interval.tick().await;
+            let Some(sessions) = sessions.upgrade() else {
+                break;
+            };
+            let _ = actix_web::rt::task::spawn_blocking(move || sessions.prune()).await;
+        }
+    });
+}
