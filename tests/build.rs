@@ -122,6 +122,67 @@ fn package_imports_and_their_urls_resolve_from_node_modules() {
     assert!(css.contains(&format!("url(/{font})")), "{css}");
 }
 
+/// A package whose stylesheets are reachable only through package.json
+/// `exports` under the `style` condition: no `style` field, a JavaScript
+/// `main`, no `index.css`.
+fn site_with_exports_only_package() -> Site {
+    let site = Site::empty();
+    site.write(
+        "node_modules/exports-only/package.json",
+        r#"{
+  "name": "exports-only",
+  "main": "index.js",
+  "exports": {
+    ".": { "style": "./dist/theme.css", "default": "./index.js" },
+    "./tokens": { "style": "./dist/tokens.css" }
+  }
+}"#,
+    );
+    site.write("node_modules/exports-only/index.js", "export {};\n");
+    site.write(
+        "node_modules/exports-only/dist/theme.css",
+        ".theme{color:red}\n",
+    );
+    site.write(
+        "node_modules/exports-only/dist/tokens.css",
+        ":root{--tone:blue}\n",
+    );
+    site
+}
+
+#[test]
+fn package_imports_honour_exports_with_the_style_condition() {
+    let site = site_with_exports_only_package();
+    site.write(
+        "assets/css/site.css",
+        "@import \"exports-only\";\n@import \"~exports-only/tokens\";\n.z{color:green}\n",
+    );
+    site.build().unwrap();
+    let css = site.read_dist_string(&site.output_of("css/site.css"));
+    assert_eq!(css, ".theme{color:red}:root{--tone:blue}.z{color:green}");
+}
+
+#[test]
+fn package_import_outside_exports_is_reported_at_its_line_and_column() {
+    let site = site_with_exports_only_package();
+    site.write(
+        "assets/css/site.css",
+        "/* tokens */\n@import \"exports-only/dist/theme.css\";\n",
+    );
+    let err = site.build().unwrap_err();
+    let diagnostic = &err.diagnostics[0];
+    assert!(
+        diagnostic
+            .message
+            .contains("cannot resolve @import \"exports-only/dist/theme.css\""),
+        "{}",
+        diagnostic.message
+    );
+    let location = diagnostic.location.as_ref().unwrap();
+    assert!(location.file.ends_with("assets/css/site.css"));
+    assert_eq!((location.line, location.column), (2, 1));
+}
+
 #[test]
 fn base_url_prefixes_urls_or_makes_them_relative() {
     let site = Site::fixture("basic");

@@ -22,6 +22,7 @@ use lightningcss::visitor::{Visit, VisitTypes, Visitor};
 use parcel_sourcemap::SourceMap;
 use serde::{Deserialize, Serialize};
 
+use crate::build::js::resolve::{Importer, node_resolver};
 use crate::diagnostic::{Diagnostic, SourceLocation, display_path};
 
 /// Options of the CSS stage that change its output.
@@ -30,7 +31,7 @@ pub struct CssOptions<'a> {
     pub targets: Targets,
     pub minify: bool,
     pub sourcemaps: bool,
-    /// The site root: source map paths and `node_modules/` lookups start here.
+    /// The site root: source map paths are relative to it.
     pub root: &'a Path,
     /// `url(/x.png)` and `@import "/x.css"` resolve against this directory.
     pub assets_dir: &'a Path,
@@ -167,6 +168,10 @@ enum ImportError {
     Read { path: String, message: String },
     #[error("cannot resolve @import {specifier:?}: no file at {tried}")]
     NotFound { specifier: String, tried: String },
+    /// The package is there, but does not lead to a stylesheet (a subpath
+    /// its `exports` leave out, a broken package.json).
+    #[error("cannot resolve @import {specifier:?}: {reason}")]
+    Package { specifier: String, reason: String },
     #[error("circular @import: {chain}")]
     Cycle { chain: String },
     #[error("{path}: file names must be UTF-8")]
@@ -179,6 +184,10 @@ enum ImportError {
 struct SiteProvider<'a> {
     root: &'a Path,
     assets_dir: &'a Path,
+    /// Resolves package imports: the resolver scripts use, with stylesheet
+    /// conditions. One per bundle, as it caches what it reads, so a rebuild
+    /// sees `node_modules/` as it is now.
+    packages: oxc_resolver::Resolver,
     /// Every file read: its path, its text (boxed so its address is stable
     /// while the vector grows) and the hash of its bytes.
     files: Mutex<Vec<(PathBuf, Box<str>, blake3::Hash)>>,
@@ -191,6 +200,7 @@ impl<'a> SiteProvider<'a> {
         SiteProvider {
             root,
             assets_dir,
+            packages: node_resolver(Importer::Stylesheet),
             files: Mutex::new(Vec::new()),
             imports: Mutex::new(HashMap::new()),
         }
@@ -262,7 +272,7 @@ impl<'a> SiteProvider<'a> {
         };
         if let Some(package_path) = specifier.strip_prefix('~') {
             return self
-                .locate_package(package_path, from)
+                .locate_package(package_path, from)?
                 .ok_or_else(|| not_found(Path::new(&format!("node_modules/{package_path}"))));
         }
         let path = if let Some(rooted) = specifier.strip_prefix('/') {
@@ -276,28 +286,26 @@ impl<'a> SiteProvider<'a> {
         }
         // `@import "normalize.css"` may name a package, as in postcss-import and Vite.
         let bare = !specifier.starts_with('.') && !specifier.starts_with('/');
-        if bare && let Some(found) = self.locate_package(specifier, from) {
+        if bare && let Some(found) = self.locate_package(specifier, from)? {
             return Ok(found);
         }
         Err(not_found(&path))
     }
 
-    /// Looks for `specifier` in `node_modules/` directories from `from` up to
-    /// the site root. A bare package name resolves through package.json's
-    /// `style` field, then a CSS `main`, then `index.css`.
-    fn locate_package(&self, specifier: &str, from: &Path) -> Option<PathBuf> {
-        let mut dir = from.parent();
-        while let Some(current) = dir {
-            let candidate = current.join("node_modules").join(specifier);
-            if let Some(found) = package_file(&candidate, specifier) {
-                return Some(found);
-            }
-            if current == self.root || !current.starts_with(self.root) {
-                break;
-            }
-            dir = current.parent();
+    /// Resolves `specifier` as a package import from `from`: package.json
+    /// `exports` (the `style` condition), the `style` field, a stylesheet
+    /// `main`, `index.css`, in `node_modules/` directories up the tree.
+    /// `None` when there is no such package or file.
+    fn locate_package(&self, specifier: &str, from: &Path) -> Result<Option<PathBuf>, ImportError> {
+        let dir = from.parent().unwrap_or(self.root);
+        match self.packages.resolve(dir, specifier) {
+            Ok(resolution) => Ok(Some(normalize(resolution.path()))),
+            Err(oxc_resolver::ResolveError::NotFound(_)) => Ok(None),
+            Err(err) => Err(ImportError::Package {
+                specifier: specifier.to_string(),
+                reason: err.to_string(),
+            }),
         }
-        None
     }
 
     /// Records `from → to` unless it closes a cycle.
@@ -351,33 +359,6 @@ fn path_between(
         }
     }
     None
-}
-
-fn package_file(candidate: &Path, specifier: &str) -> Option<PathBuf> {
-    if candidate.is_file() {
-        return Some(normalize(candidate));
-    }
-    let with_extension = candidate.with_extension("css");
-    if !specifier.ends_with(".css") && with_extension.is_file() {
-        return Some(normalize(&with_extension));
-    }
-    if !candidate.is_dir() {
-        return None;
-    }
-    let manifest = std::fs::read_to_string(candidate.join("package.json")).ok();
-    let fields: Option<serde_json::Value> =
-        manifest.and_then(|text| serde_json::from_str(&text).ok());
-    let from_manifest = fields.as_ref().and_then(|fields| {
-        ["style", "main"].iter().find_map(|field| {
-            let value = fields.get(field)?.as_str()?;
-            (value.ends_with(".css")).then(|| candidate.join(value))
-        })
-    });
-    [from_manifest, Some(candidate.join("index.css"))]
-        .into_iter()
-        .flatten()
-        .find(|path| path.is_file())
-        .map(|path| normalize(&path))
 }
 
 fn is_external(specifier: &str) -> bool {

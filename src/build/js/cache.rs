@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::build::js::parse::{JsContext, JsModule};
+use crate::build::js::module::{JsContext, JsModule};
 
 /// Path → (blake3 hex of the contents, the parsed module).
 type Entries = HashMap<PathBuf, (String, Arc<JsModule>)>;

@@ -21,7 +21,7 @@ use swc_core::ecma::minifier::option::{ExtraOptions, MangleOptions, MinifyOption
 use swc_core::ecma::transforms::base::{fixer::fixer, hygiene::hygiene, resolver};
 use swc_core::ecma::visit::{Visit, VisitMut, VisitMutWith, VisitWith};
 
-use crate::build::js::parse::{JsContext, JsModule, ModuleKind, merged_comments};
+use crate::build::js::module::{JsContext, JsModule, ModuleKind, merged_comments};
 use crate::config::LegalComments;
 use crate::diagnostic::Diagnostic;
 

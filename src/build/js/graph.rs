@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::build::cache::FileStamp;
 use crate::build::js::cache::ModuleCache;
-use crate::build::js::parse::{self, ImportKind, JsContext, JsModule, ParseOptions};
+use crate::build::js::module::{ImportKind, ImportRecord, JsContext, JsModule};
+use crate::build::js::parse::{self, ParseOptions};
 use crate::build::js::resolve::ModuleResolver;
 use crate::diagnostic::Diagnostic;
 
@@ -205,7 +206,7 @@ fn resolve_record(
     ctx: &JsContext,
     resolver: &ModuleResolver,
     from: &Path,
-    record: &parse::ImportRecord,
+    record: &ImportRecord,
 ) -> Result<Resolution, Diagnostic> {
     let specifier = record.specifier.as_ref();
     if specifier.starts_with("https://")

@@ -1,19 +1,24 @@
 //! The JavaScript/TypeScript stage: kiln's own bundler on swc.
 //!
-//! [`graph`] parses every reachable module ([`parse`] brings each to normal
-//! form, [`resolve`] finds files the way Node does, with browser
-//! conditions); [`link`] tree-shakes at module level, splits chunks and
-//! scope-hoists each chunk into one module; [`emit`] minifies and prints each
-//! chunk in parallel. Chunks refer to each other through fixed-length
+//! [`graph`] parses every reachable module ([`parse`] brings each to the
+//! normal form of [`module`], with [`define`] replacing configured globals
+//! and [`scan`] recording imports and exports; [`resolve`] finds files the
+//! way Node does, with browser conditions); [`link`] tree-shakes at module
+//! level, splits chunks and scope-hoists each chunk into one module;
+//! [`emit`] minifies and prints each chunk in parallel. Chunks refer to each other through fixed-length
 //! placeholders, replaced by content-hashed names at the end, so source maps
 //! stay exact.
 
+mod ast;
 pub mod cache;
+mod define;
 pub mod emit;
 pub mod graph;
 pub mod link;
+pub mod module;
 pub mod parse;
 pub mod resolve;
+mod scan;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -73,7 +78,7 @@ pub fn bundle(
     cache.use_options(serde_json::to_vec(&(&js.jsx_import_source, &js.define)).unwrap_or_default());
     let mut define = Vec::new();
     for (key, value) in &js.define {
-        let expr = parse::parse_define_value(ctx, key, value).map_err(|err| vec![err])?;
+        let expr = define::parse_define_value(ctx, key, value).map_err(|err| vec![err])?;
         define.push((key.split('.').map(Into::into).collect(), expr));
     }
     let options = ParseOptions {
@@ -103,7 +108,7 @@ pub fn bundle(
         .par_iter_mut()
         .zip(&plan.chunks)
         .map(|(chunk, chunk_plan)| {
-            let modules: Vec<&parse::JsModule> = chunk_plan
+            let modules: Vec<&module::JsModule> = chunk_plan
                 .modules
                 .iter()
                 .map(|id| &*graph.modules[*id])

@@ -1,18 +1,72 @@
-//! Module resolution: Node's algorithm with browser conditions (oxc_resolver,
-//! as rspack and rolldown use it), plus what a bundler needs beside the
-//! path — whether the file is free of side effects per its package.json.
+//! Module resolution: Node's algorithm (oxc_resolver, as rspack and
+//! rolldown use it), set up once for scripts (browser conditions) and once
+//! for stylesheets (`style` conditions), plus what a bundler needs beside
+//! the path — whether the file is free of side effects per its package.json.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use globset::{GlobBuilder, GlobMatcher};
-use oxc_resolver::{PackageJson, ResolveOptions, Resolver, SideEffects};
+use oxc_resolver::{PackageJson, ResolveOptions, Resolver, Restriction, SideEffects};
 
 /// Extensions tried for extensionless specifiers, in order.
 pub const EXTENSIONS: &[&str] = &[
     ".tsx", ".ts", ".jsx", ".js", ".mjs", ".cjs", ".mts", ".cts", ".json",
 ];
+
+/// What is importing. The algorithm is the same for both (package.json
+/// `exports`, main fields, `node_modules` up the tree); the conditions,
+/// fields and extensions differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Importer {
+    /// `import`, `import()` and `require` in a script bundled for browsers.
+    Script,
+    /// `@import` of a package in a stylesheet.
+    Stylesheet,
+}
+
+/// A Node resolver set up for `importer`: the one place kiln configures
+/// oxc_resolver.
+pub(crate) fn node_resolver(importer: Importer) -> Resolver {
+    let strings = |list: &[&str]| list.iter().map(|item| item.to_string()).collect();
+    let options = match importer {
+        Importer::Script => ResolveOptions {
+            condition_names: strings(&["browser", "import", "module", "default"]),
+            main_fields: strings(&["browser", "module", "main"]),
+            alias_fields: vec![vec!["browser".to_string()]],
+            extensions: strings(EXTENSIONS),
+            // `import "./util.js"` may name `util.ts` (TypeScript's convention).
+            extension_alias: vec![
+                (
+                    ".js".into(),
+                    vec![".ts".into(), ".tsx".into(), ".js".into()],
+                ),
+                (".mjs".into(), vec![".mts".into(), ".mjs".into()]),
+            ],
+            builtin_modules: true,
+            ..ResolveOptions::default()
+        },
+        // `exports` under the `style` condition (as Vite resolves CSS), else
+        // the `style` field, a stylesheet `main`, `index.css`.
+        Importer::Stylesheet => ResolveOptions {
+            condition_names: strings(&["style", "default"]),
+            main_fields: strings(&["style", "main"]),
+            extensions: strings(&[".css"]),
+            // A package's `main` is usually its JavaScript: only a
+            // stylesheet counts, and the search goes on past anything else.
+            restrictions: vec![Restriction::Fn(Arc::new(|path: &Path| {
+                path.extension().is_some_and(|extension| extension == "css")
+            }))],
+            // Paths stay as written, like those of relative `@import`s, so a
+            // symlinked `node_modules` stays under the site root (output
+            // names and source map paths are relative to it).
+            symlinks: false,
+            ..ResolveOptions::default()
+        },
+    };
+    Resolver::new(options)
+}
 
 /// A resolved import.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +76,7 @@ pub struct Resolved {
     pub side_effects: bool,
 }
 
-/// A resolver configured for browser bundles.
+/// The resolver of scripts, with `sideEffects` for tree shaking.
 pub struct ModuleResolver {
     resolver: Resolver,
     /// Compiled `sideEffects` globs by package directory: compiling a glob
@@ -38,26 +92,8 @@ impl Default for ModuleResolver {
 
 impl ModuleResolver {
     pub fn new() -> ModuleResolver {
-        let options = ResolveOptions {
-            condition_names: ["browser", "import", "module", "default"]
-                .map(String::from)
-                .to_vec(),
-            main_fields: ["browser", "module", "main"].map(String::from).to_vec(),
-            alias_fields: vec![vec!["browser".to_string()]],
-            extensions: EXTENSIONS.iter().map(|ext| ext.to_string()).collect(),
-            // `import "./util.js"` may name `util.ts` (TypeScript's convention).
-            extension_alias: vec![
-                (
-                    ".js".into(),
-                    vec![".ts".into(), ".tsx".into(), ".js".into()],
-                ),
-                (".mjs".into(), vec![".mts".into(), ".mjs".into()]),
-            ],
-            builtin_modules: true,
-            ..ResolveOptions::default()
-        };
         ModuleResolver {
-            resolver: Resolver::new(options),
+            resolver: node_resolver(Importer::Script),
             side_effect_globs: Mutex::new(HashMap::new()),
         }
     }
@@ -161,6 +197,57 @@ mod tests {
         assert!(resolver.has_side_effects(package, &pkg.join("polyfill.js")));
         assert!(resolver.has_side_effects(package, &pkg.join("style.css")));
         assert!(!resolver.has_side_effects(package, &pkg.join("esm.js")));
+    }
+
+    #[test]
+    fn stylesheets_resolve_through_style_exports_fields_and_index_css() {
+        let root = tempfile::tempdir().unwrap();
+        let modules = root.path().join("node_modules");
+        let files = [
+            (
+                "exported/package.json",
+                r#"{"exports":{".":{"style":"./dist/x.css","default":"./x.js"}}}"#,
+            ),
+            ("exported/dist/x.css", ""),
+            ("exported/x.js", ""),
+            ("styled/package.json", r#"{"main":"x.js","style":"s.css"}"#),
+            ("styled/s.css", ""),
+            ("styled/x.js", ""),
+            // A JavaScript `main` is passed over for `index.css`.
+            ("scripted/package.json", r#"{"main":"index.js"}"#),
+            ("scripted/index.js", ""),
+            ("scripted/index.css", ""),
+            ("plain/theme.css", ""),
+        ];
+        for (file, text) in files {
+            let path = modules.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let resolver = node_resolver(Importer::Stylesheet);
+        let resolve = |specifier: &str| {
+            resolver.resolve(root.path(), specifier).map(|resolution| {
+                resolution
+                    .path()
+                    .strip_prefix(&modules)
+                    .unwrap()
+                    .to_path_buf()
+            })
+        };
+        assert_eq!(
+            resolve("exported").unwrap(),
+            Path::new("exported/dist/x.css")
+        );
+        assert_eq!(resolve("styled").unwrap(), Path::new("styled/s.css"));
+        assert_eq!(
+            resolve("scripted").unwrap(),
+            Path::new("scripted/index.css")
+        );
+        assert_eq!(
+            resolve("plain/theme").unwrap(),
+            Path::new("plain/theme.css")
+        );
+        assert!(resolve("plain/missing").is_err());
     }
 
     #[test]
