@@ -26,7 +26,10 @@ def shared_dir():
 
 
 def kiln_binary():
-    """Builds kiln in release mode (the profile the README uses) and returns its path."""
+    """Builds kiln in release mode (the profile the README uses) and returns its path.
+    KILN_BINARY names a binary to measure instead (one built earlier, say)."""
+    if os.environ.get("KILN_BINARY"):
+        return Path(os.environ["KILN_BINARY"])
     env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET))
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, env=env, check=True)
     return TARGET / "release/kiln"

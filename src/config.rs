@@ -740,7 +740,9 @@ fn validate_out_dir(root: &Path, out_dir: &Path) -> Result<PathBuf, ConfigError>
 }
 
 /// Removes `.` and resolves `..` lexically, so overlap checks see real paths.
-fn normalize(path: &Path) -> PathBuf {
+/// `path` with `.` and `..` resolved lexically (no filesystem access, so
+/// symlinks are not followed).
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {
@@ -932,6 +934,14 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_resolves_dots() {
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d.css")),
+            PathBuf::from("/a/c/d.css")
+        );
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("build.toml"), &[])

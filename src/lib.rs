@@ -13,9 +13,9 @@ pub mod build;
 pub mod config;
 pub mod diagnostic;
 pub mod dynamic;
-pub mod http;
+pub(crate) mod http;
 pub mod server;
-pub mod site;
+pub(crate) mod site;
 pub mod watch;
 
 pub use build::report::{BuildReport, Progress, Silent};

@@ -227,7 +227,7 @@ fn serve(
         ExitCode::FAILURE
     };
     let server = kiln::server::start(settings, options).map_err(failed)?;
-    let stats = server.state.table.load().stats;
+    let stats = server.table_stats();
     eprintln!(
         "kiln: serving {} at {} ({} files, {} in memory); Ctrl-C stops",
         display_path(&settings.out_dir),

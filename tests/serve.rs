@@ -426,7 +426,7 @@ fn large_files_stream_from_disk_with_ranges() {
             .unwrap()
             .starts_with("multipart/byteranges")
     );
-    let stats = server.running().state.table.load().stats;
+    let stats = server.running().table_stats();
     assert!(stats.disk_variants >= 1, "{stats:?}");
 }
 
@@ -437,7 +437,7 @@ fn memory_budget_moves_files_to_disk() {
         &site,
         &["server.memory_budget=4096", "server.memory_file_limit=4096"],
     );
-    let stats = server.running().state.table.load().stats;
+    let stats = server.running().table_stats();
     assert!(stats.memory_bytes <= 4096, "{stats:?}");
     assert!(stats.disk_variants >= 2, "{stats:?}");
     // Served the same either way.

@@ -19,11 +19,11 @@ use crate::site::images::{EmittedVariant, Format, ImageOutputs};
 
 /// Output directory for referenced files that live outside `assets/`
 /// (for example fonts under `node_modules/`).
-pub const VENDOR_DIR: &str = "vendor";
+pub(crate) const VENDOR_DIR: &str = "vendor";
 
 /// One emitted static asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticAsset {
+pub(crate) struct StaticAsset {
     /// Absolute path of the source file.
     pub source: PathBuf,
     /// Manifest key: the path relative to `assets/` (or to the site root for
@@ -40,7 +40,7 @@ pub struct StaticAsset {
 type Slot = Arc<OnceLock<Result<Arc<StaticAsset>, String>>>;
 
 /// Memoised, thread-safe emission of static assets.
-pub struct AssetTable<'a> {
+pub(crate) struct AssetTable<'a> {
     settings: &'a Settings,
     cache: &'a Cache,
     stats: &'a CacheStats,
@@ -54,7 +54,7 @@ pub struct AssetTable<'a> {
 /// watcher reported changed, is reused without reading it (or its cached
 /// image variants) again. Disabled (keeping nothing) for one-shot builds.
 #[derive(Default)]
-pub struct AssetMemo {
+pub(crate) struct AssetMemo {
     enabled: bool,
     assets: Mutex<HashMap<PathBuf, (SourceStat, Arc<StaticAsset>)>>,
 }
@@ -68,7 +68,7 @@ fn source_stat(path: &Path) -> Option<SourceStat> {
 }
 
 impl AssetMemo {
-    pub fn enabled() -> AssetMemo {
+    pub(crate) fn enabled() -> AssetMemo {
         AssetMemo {
             enabled: true,
             assets: Mutex::default(),
@@ -76,7 +76,7 @@ impl AssetMemo {
     }
 
     /// Drops what was made from `path`.
-    pub fn forget(&self, path: &Path) {
+    pub(crate) fn forget(&self, path: &Path) {
         self.lock().remove(path);
     }
 
@@ -101,7 +101,7 @@ impl AssetMemo {
 }
 
 impl<'a> AssetTable<'a> {
-    pub fn new(
+    pub(crate) fn new(
         settings: &'a Settings,
         cache: &'a Cache,
         stats: &'a CacheStats,
@@ -121,7 +121,7 @@ impl<'a> AssetTable<'a> {
     /// Emits `path` (absolute, normalised) if it is not emitted yet, and
     /// returns the result. Errors are phrased without a location; the caller
     /// knows where the reference came from.
-    pub fn emit(&self, path: &Path) -> Result<Arc<StaticAsset>, String> {
+    pub(crate) fn emit(&self, path: &Path) -> Result<Arc<StaticAsset>, String> {
         let slot = {
             let mut slots = self
                 .slots
@@ -148,7 +148,7 @@ impl<'a> AssetTable<'a> {
     }
 
     /// Like [`AssetTable::emit`], for files the build found itself.
-    pub fn emit_discovered(&self, path: &Path) -> Result<Arc<StaticAsset>, Diagnostic> {
+    pub(crate) fn emit_discovered(&self, path: &Path) -> Result<Arc<StaticAsset>, Diagnostic> {
         self.emit(path).map_err(Diagnostic::new)
     }
 
@@ -290,7 +290,7 @@ impl<'a> AssetTable<'a> {
     }
 
     /// Every asset emitted so far, sorted by output path.
-    pub fn emitted(&self) -> Vec<Arc<StaticAsset>> {
+    pub(crate) fn emitted(&self) -> Vec<Arc<StaticAsset>> {
         let slots = self
             .slots
             .lock()

@@ -30,7 +30,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// result is still valid; size and modification time only let an untouched
 /// file be recognised with a `stat` instead of a read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     pub path: PathBuf,
     pub blake3: String,
     pub len: u64,
@@ -41,7 +41,7 @@ impl FileStamp {
     /// Reads `path` and stamps it. The metadata is taken before the read,
     /// so a write that races with the read leaves a stale time (and a
     /// re-hash next time), never a fresh time on old contents.
-    pub fn read(path: &Path) -> std::io::Result<(FileStamp, Vec<u8>)> {
+    pub(crate) fn read(path: &Path) -> std::io::Result<(FileStamp, Vec<u8>)> {
         let mut file = fs::File::open(path)?;
         let metadata = file.metadata()?;
         let mut bytes = Vec::with_capacity(metadata.len() as usize);
@@ -56,7 +56,7 @@ impl FileStamp {
     }
 
     /// Whether the file still has the contents it had when stamped.
-    pub fn unchanged(&self) -> bool {
+    pub(crate) fn unchanged(&self) -> bool {
         let Ok(metadata) = fs::metadata(&self.path) else {
             return false;
         };
@@ -102,25 +102,25 @@ impl Key {
 
 /// Hit and miss counts, for the build summary and tests.
 #[derive(Debug, Default)]
-pub struct CacheStats {
+pub(crate) struct CacheStats {
     pub hits: AtomicUsize,
     pub misses: AtomicUsize,
 }
 
 impl CacheStats {
-    pub fn hit(&self) {
+    pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn miss(&self) {
+    pub(crate) fn miss(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
     }
 
-    pub fn misses(&self) -> usize {
+    pub(crate) fn misses(&self) -> usize {
         self.misses.load(Ordering::Relaxed)
     }
 }
@@ -259,7 +259,7 @@ fn prune_older_than(dir: &Path, now: SystemTime, max_age: Duration) {
 
 /// Writes through a uniquely named temporary file in the same directory, then
 /// renames it into place: readers see the old file or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;

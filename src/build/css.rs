@@ -22,12 +22,13 @@ use lightningcss::visitor::{Visit, VisitTypes, Visitor};
 use parcel_sourcemap::SourceMap;
 use serde::{Deserialize, Serialize};
 
-use crate::build::js::resolve::{Importer, node_resolver};
+use crate::build::resolve::{Importer, node_resolver};
+use crate::config::normalize;
 use crate::diagnostic::{Diagnostic, SourceLocation, display_path};
 
 /// Options of the CSS stage that change its output.
 #[derive(Debug, Clone, Copy)]
-pub struct CssOptions<'a> {
+pub(crate) struct CssOptions<'a> {
     pub targets: Targets,
     pub minify: bool,
     pub sourcemaps: bool,
@@ -41,13 +42,13 @@ pub struct CssOptions<'a> {
 }
 
 /// Turns a local file named by `url()` into the URL to write instead.
-pub trait UrlResolver: Sync {
+pub(crate) trait UrlResolver: Sync {
     fn url_for(&self, file: &Path) -> Result<String, String>;
 }
 
 /// A `url()` that was rewritten, for the manifest and cache validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UrlReference {
+pub(crate) struct UrlReference {
     /// The local file the URL named (absolute).
     pub file: PathBuf,
     /// What the URL was rewritten to, without query or fragment.
@@ -56,14 +57,14 @@ pub struct UrlReference {
 
 /// A file the bundle read, with the hash of what was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     pub path: PathBuf,
     pub blake3: String,
 }
 
 /// The result of bundling one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CssBundle {
+pub(crate) struct CssBundle {
     /// The stylesheet, without a `sourceMappingURL` comment.
     pub code: String,
     /// The source map JSON, when enabled.
@@ -76,7 +77,7 @@ pub struct CssBundle {
 
 /// Bundles, rewrites, compiles and prints the stylesheet at `entry`.
 /// All problems found are returned together.
-pub fn bundle(
+pub(crate) fn bundle(
     entry: &Path,
     options: &CssOptions,
     urls: &dyn UrlResolver,
@@ -379,22 +380,6 @@ fn has_scheme(url: &str) -> bool {
     }
 }
 
-/// Removes `.` and resolves `..` lexically (symlinks are not followed, so a
-/// path names what the author wrote).
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 impl SourceProvider for SiteProvider<'_> {
     type Error = ImportError;
 
@@ -621,14 +606,6 @@ mod tests {
         );
         assert_eq!(crate::site::url::decode_lossy("100%"), "100%");
         assert_eq!(crate::site::url::decode_lossy("%zz"), "%zz");
-    }
-
-    #[test]
-    fn normalize_resolves_dots() {
-        assert_eq!(
-            normalize(Path::new("/a/b/../c/./d.css")),
-            PathBuf::from("/a/c/d.css")
-        );
     }
 
     #[test]

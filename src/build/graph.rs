@@ -10,7 +10,7 @@ use crate::diagnostic::Diagnostic;
 
 /// What kind of source a file is, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// A stylesheet: only reachable as an entry or through `@import`.
     Css,
     /// A script module: only reachable as an entry or through `import`.
@@ -20,7 +20,7 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    pub fn of(path: &Path) -> SourceKind {
+    pub(crate) fn of(path: &Path) -> SourceKind {
         let ext = path
             .extension()
             .and_then(|ext| ext.to_str())
@@ -35,7 +35,7 @@ impl SourceKind {
 
 /// A file that becomes an output of its own and a manifest entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Absolute path of the source.
     pub source: PathBuf,
     /// Path relative to `assets/`, with `/` separators: the manifest key.
@@ -45,14 +45,14 @@ pub struct Entry {
 
 /// Everything one build reads from `assets/`.
 #[derive(Debug, Clone, Default)]
-pub struct SiteGraph {
+pub(crate) struct SiteGraph {
     pub entries: Vec<Entry>,
     /// Absolute paths of the static assets, sorted.
     pub static_assets: Vec<PathBuf>,
 }
 
 /// Walks `assets/` and picks the entries. A missing `assets/` is an empty site.
-pub fn discover(settings: &Settings) -> Result<SiteGraph, Vec<Diagnostic>> {
+pub(crate) fn discover(settings: &Settings) -> Result<SiteGraph, Vec<Diagnostic>> {
     let files = list_sources(settings)?;
     let static_assets = files
         .iter()
@@ -102,7 +102,7 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|name| name.starts_with('.'))
 }
 
-pub use crate::site::manifest::key_of;
+pub(crate) use crate::site::manifest::key_of;
 
 /// Top-level files of `assets/css/` and `assets/js/` not starting with `_`.
 fn default_entries(settings: &Settings, files: &[PathBuf]) -> Vec<Entry> {

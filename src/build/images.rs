@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::svg;
 use crate::config::ImagesConfig;
-pub use crate::site::images::Format;
+pub(crate) use crate::site::images::Format;
 
 /// One extra file made from an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Variant {
+pub(crate) struct Variant {
     pub width: u32,
     pub height: u32,
     pub format: Format,
@@ -33,7 +33,7 @@ pub struct Variant {
 
 /// What the stage made of one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Processed {
+pub(crate) struct Processed {
     /// The optimised image in its own format.
     pub main: Vec<u8>,
     /// Its dimensions (after EXIF orientation); `None` for an SVG without a
@@ -44,7 +44,11 @@ pub struct Processed {
 }
 
 /// Optimises an image of `format` and makes its variants.
-pub fn process(format: Format, bytes: &[u8], config: &ImagesConfig) -> Result<Processed, String> {
+pub(crate) fn process(
+    format: Format,
+    bytes: &[u8],
+    config: &ImagesConfig,
+) -> Result<Processed, String> {
     match format {
         Format::Svg => Ok(process_svg(bytes)),
         Format::Png | Format::Jpeg | Format::Webp => process_raster(format, bytes, config),

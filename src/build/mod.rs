@@ -6,17 +6,18 @@
 //! [`output`] (staging + swap) with the [`crate::site::manifest`]. Every stage consults the [`cache`], so a rebuild with
 //! no changes reuses everything.
 
-pub mod assets;
-pub mod cache;
-pub mod css;
-pub mod graph;
+pub(crate) mod assets;
+pub(crate) mod cache;
+pub(crate) mod css;
+pub(crate) mod graph;
 pub mod hash;
-pub mod images;
-pub mod js;
-pub mod output;
-pub mod pages;
+pub(crate) mod images;
+pub(crate) mod js;
+pub(crate) mod output;
+pub(crate) mod pages;
 pub mod report;
-pub mod svg;
+pub(crate) mod resolve;
+pub(crate) mod svg;
 
 use std::collections::BTreeMap;
 use std::path::Path;

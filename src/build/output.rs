@@ -14,13 +14,13 @@ use crate::diagnostic::Diagnostic;
 /// An exclusive lock on building into one output directory, held for the
 /// life of the value.
 #[derive(Debug)]
-pub struct BuildLock {
+pub(crate) struct BuildLock {
     _file: fs::File,
 }
 
 impl BuildLock {
     /// Waits for, then takes, the lock beside `out_dir`.
-    pub fn acquire(out_dir: &Path) -> Result<BuildLock, Diagnostic> {
+    pub(crate) fn acquire(out_dir: &Path) -> Result<BuildLock, Diagnostic> {
         let path = sibling(out_dir, "lock");
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|err| Diagnostic::io(parent, &err))?;
@@ -48,7 +48,7 @@ fn sibling(out_dir: &Path, name: &str) -> PathBuf {
 /// A directory being filled with the next output. Dropped without
 /// [`Staging::commit`], it is removed and the output directory is untouched.
 #[derive(Debug)]
-pub struct Staging {
+pub(crate) struct Staging {
     dir: PathBuf,
     out_dir: PathBuf,
     committed: bool,
@@ -57,7 +57,7 @@ pub struct Staging {
 impl Staging {
     /// Creates an empty staging directory for `out_dir`, clearing any left
     /// by a build that crashed (the caller holds the [`BuildLock`]).
-    pub fn create(out_dir: &Path, _lock: &BuildLock) -> Result<Staging, Diagnostic> {
+    pub(crate) fn create(out_dir: &Path, _lock: &BuildLock) -> Result<Staging, Diagnostic> {
         let dir = sibling(out_dir, "staging");
         remove_dir_if_present(&dir).map_err(|err| Diagnostic::io(&dir, &err))?;
         fs::create_dir_all(&dir).map_err(|err| Diagnostic::io(&dir, &err))?;
@@ -68,12 +68,8 @@ impl Staging {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes one output file at `relative` (a `/`-separated path).
-    pub fn write(&self, relative: &str, bytes: &[u8]) -> Result<(), Diagnostic> {
+    pub(crate) fn write(&self, relative: &str, bytes: &[u8]) -> Result<(), Diagnostic> {
         let path = self.dir.join(relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|err| Diagnostic::io(parent, &err))?;
@@ -83,7 +79,7 @@ impl Staging {
 
     /// Hard-links `relative` from the current output directory, where the
     /// caller knows it holds exactly `bytes`; writes them when it cannot.
-    pub fn link_or_write(&self, relative: &str, bytes: &[u8]) -> Result<(), Diagnostic> {
+    pub(crate) fn link_or_write(&self, relative: &str, bytes: &[u8]) -> Result<(), Diagnostic> {
         let path = self.dir.join(relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|err| Diagnostic::io(parent, &err))?;
@@ -97,7 +93,7 @@ impl Staging {
     /// Swaps the staging directory in as the output directory. The previous
     /// output is removed afterwards; readers see either the old tree or the
     /// new one, never a mix.
-    pub fn commit(mut self) -> Result<(), Diagnostic> {
+    pub(crate) fn commit(mut self) -> Result<(), Diagnostic> {
         swap_into_place(&self.dir, &self.out_dir).map_err(|err| {
             Diagnostic::new(format!(
                 "replacing {} with the new build: {err}",

@@ -17,7 +17,7 @@ const TEXT_ELEMENTS: &[&str] = &[
 const EDITOR_PREFIXES: &[&str] = &["sodipodi:", "inkscape:", "sketch:", "serif:"];
 
 /// The minified SVG, or `None` when the input is not well-formed XML.
-pub fn minify(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn minify(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(false);
     let mut writer = Writer::new(Vec::with_capacity(bytes.len()));
@@ -123,7 +123,7 @@ fn well_formed(bytes: &[u8]) -> bool {
 
 /// The rendered size from the root's `width`/`height` (plain or `px`
 /// numbers), else its `viewBox`.
-pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+pub(crate) fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
     let mut reader = Reader::from_reader(bytes);
     let mut buffer = Vec::new();
     loop {

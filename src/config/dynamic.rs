@@ -226,7 +226,7 @@ pub enum SameSitePolicy {
 }
 
 /// Stage two for `[session]`.
-pub fn validate_session(session: &SessionConfig) -> Result<(), ConfigError> {
+pub(super) fn validate_session(session: &SessionConfig) -> Result<(), ConfigError> {
     if session.store == SessionStoreKind::Redis && !session.redis_url.starts_with("redis") {
         return Err(config_error(
             "session.store = \"redis\" needs session.redis_url = \"redis://HOST:PORT/DB\"",
@@ -369,7 +369,7 @@ pub enum ParamType {
 }
 
 /// Stage two for `[database]`.
-pub fn validate_database(database: &DatabaseConfig) -> Result<(), ConfigError> {
+pub(super) fn validate_database(database: &DatabaseConfig) -> Result<(), ConfigError> {
     if !(database.url.starts_with("sqlite://")
         || database.url.starts_with("postgres://")
         || database.url.starts_with("postgresql://"))
@@ -409,7 +409,7 @@ pub fn validate_database(database: &DatabaseConfig) -> Result<(), ConfigError> {
 }
 
 /// Stage two for `[cache]`.
-pub fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
+pub(super) fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
     if !(cache.redis_url.is_empty()
         || cache.redis_url.starts_with("redis://")
         || cache.redis_url.starts_with("rediss://"))
@@ -428,7 +428,7 @@ pub fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
 }
 
 /// Stage two for `[[route]]`: shapes that depend on the method.
-pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
+pub(super) fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
     for (index, route) in routes.iter().enumerate() {
         let key = format!("route[{index}] ({} {})", route.method, route.path);
         match route.method.as_str() {

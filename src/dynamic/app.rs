@@ -25,13 +25,13 @@ use crate::http::metrics::family;
 /// Which stores [`DynamicApp::open`] opens: a server opens them, `kiln
 /// check` does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stores {
+pub(crate) enum Stores {
     Open,
     Closed,
 }
 
 /// Everything dynamic routes need, shared by all workers.
-pub struct DynamicApp {
+pub(crate) struct DynamicApp {
     pub routes: Routes,
     pub database: Arc<Database>,
     /// Replaced when a new build is loaded.
@@ -57,7 +57,7 @@ pub struct DynamicApp {
 
 impl DynamicApp {
     /// Appends pool and per-route query series to a `/metrics` body.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub(crate) fn render_metrics(&self, out: &mut String) {
         self.database.render_metrics(out);
         if let Some(sessions) = &self.sessions {
             sessions.render_metrics(out);
@@ -92,7 +92,7 @@ impl DynamicApp {
     }
 
     /// Records a route's database time, logging it when slow.
-    pub fn observe(&self, route: &Route, what: &str, elapsed: Duration) {
+    pub(crate) fn observe(&self, route: &Route, what: &str, elapsed: Duration) {
         route.query_time.observe(elapsed);
         if self
             .slow_query
@@ -114,7 +114,7 @@ impl DynamicApp {
     /// connection yet) and, with [`Stores::Open`], opens the session store
     /// and the response cache: everything about the dynamic side that can
     /// fail without talking to the database.
-    pub fn open(
+    pub(crate) fn open(
         settings: &Settings,
         tls: bool,
         stores: Stores,

@@ -29,7 +29,7 @@ use crate::dynamic::views::CsrfSlot;
 use crate::site::codec::compress_fast;
 
 /// Answers a cached GET route.
-pub async fn respond(
+pub(crate) async fn respond(
     req: &HttpRequest,
     dynamic: &Arc<DynamicApp>,
     cache: &RouteCache,
@@ -68,7 +68,7 @@ pub async fn respond(
 }
 
 /// Renders a cache entry for `values`.
-pub async fn make_entry(
+pub(crate) async fn make_entry(
     dynamic: &DynamicApp,
     route: &Route,
     policy: &CachePolicy,
@@ -204,7 +204,7 @@ fn refresh_in_background(
 }
 
 /// Renders `url` (a path with an optional query) into the cache.
-pub async fn warm(dynamic: &DynamicApp, url: &str) -> Result<(), String> {
+pub(crate) async fn warm(dynamic: &DynamicApp, url: &str) -> Result<(), String> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let Selected::Route(index, mut values) = dynamic.routes.select(&Method::GET, path) else {
         return Err(format!("cache.warm: {url}: no GET route matches"));

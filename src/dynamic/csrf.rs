@@ -6,36 +6,39 @@
 //! copy it. A present `Origin` header must also name this server.
 
 use actix_web::HttpRequest;
+
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
 
 use crate::dynamic::secret::SecretKey;
 
 /// The cookie holding the token.
-pub const COOKIE: &str = "kiln_csrf";
+pub(crate) const COOKIE: &str = "kiln_csrf";
 /// The form field holding the token.
-pub const FIELD: &str = "csrf_token";
+pub(crate) const FIELD: &str = "csrf_token";
 /// The header scripts may send instead of the field.
-pub const HEADER: &str = "x-csrf-token";
+pub(crate) const HEADER: &str = "x-csrf-token";
 
 /// Issues and checks tokens.
 #[derive(Clone)]
-pub struct Csrf {
+pub(crate) struct Csrf {
     key: [u8; 32],
     secure: bool,
 }
 
 /// Why a POST was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     CrossOrigin,
     MissingCookie,
     BadToken,
 }
 
 impl Refusal {
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Refusal::CrossOrigin => "Forbidden: the form was posted from another origin\n",
             Refusal::MissingCookie => {
@@ -55,7 +58,7 @@ impl std::fmt::Debug for Csrf {
 }
 
 impl Csrf {
-    pub fn new(key: &SecretKey, secure: bool) -> Csrf {
+    pub(crate) fn new(key: &SecretKey, secure: bool) -> Csrf {
         Csrf {
             key: key.derive("csrf"),
             secure,
@@ -63,7 +66,7 @@ impl Csrf {
     }
 
     /// A fresh token: `NONCE.MAC`, URL-safe base64.
-    pub fn issue(&self) -> String {
+    pub(crate) fn issue(&self) -> String {
         let mut nonce = [0u8; 18];
         if getrandom::fill(&mut nonce).is_err() {
             // Unreachable on Linux; a unique-enough fallback keeps forms working.
@@ -84,7 +87,7 @@ impl Csrf {
     }
 
     /// Whether `token` was issued with this key.
-    pub fn is_valid(&self, token: &str) -> bool {
+    pub(crate) fn is_valid(&self, token: &str) -> bool {
         let Some((nonce, mac)) = token.split_once('.') else {
             return false;
         };
@@ -92,12 +95,12 @@ impl Csrf {
     }
 
     /// The request's cookie token when it is valid.
-    pub fn cookie_token(&self, req: &HttpRequest) -> Option<String> {
+    pub(crate) fn cookie_token(&self, req: &HttpRequest) -> Option<String> {
         cookie(req, COOKIE).filter(|token| self.is_valid(token))
     }
 
     /// Checks a POST: origin, cookie, and the submitted token.
-    pub fn verify(&self, req: &HttpRequest, submitted: Option<&str>) -> Result<(), Refusal> {
+    pub(crate) fn verify(&self, req: &HttpRequest, submitted: Option<&str>) -> Result<(), Refusal> {
         if !same_origin(req) {
             return Err(Refusal::CrossOrigin);
         }
@@ -115,9 +118,15 @@ impl Csrf {
     }
 
     /// The `Set-Cookie` value carrying `token`.
-    pub fn set_cookie(&self, token: &str) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!("{COOKIE}={token}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}")
+    pub(crate) fn set_cookie(&self, token: &str) -> String {
+        Cookie::build(COOKIE, token)
+            .path("/")
+            .max_age(time::Duration::days(365))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .finish()
+            .to_string()
     }
 }
 
@@ -139,7 +148,7 @@ fn same_origin(req: &HttpRequest) -> bool {
 }
 
 /// The value of cookie `name`.
-pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+pub(crate) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|value| value.to_str().ok())
@@ -149,8 +158,10 @@ pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim_matches('"').to_string())
 }
 
+/// Equal bytes, compared in time independent of where they differ (the
+/// length may show).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
@@ -167,5 +178,22 @@ mod tests {
         assert!(!csrf.is_valid("forged.token"));
         assert!(!csrf.is_valid(&token.replace('.', "")));
         assert_ne!(token, csrf.issue());
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_lax_and_secure_over_tls() {
+        let key = SecretKey::from_bytes([7; 32]);
+        let plain = Csrf::new(&key, false).set_cookie("abc");
+        for attribute in [
+            "kiln_csrf=abc",
+            "Path=/",
+            "Max-Age=31536000",
+            "HttpOnly",
+            "SameSite=Lax",
+        ] {
+            assert!(plain.contains(attribute), "{plain}");
+        }
+        assert!(!plain.contains("Secure"), "{plain}");
+        assert!(Csrf::new(&key, true).set_cookie("abc").contains("; Secure"));
     }
 }

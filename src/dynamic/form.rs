@@ -30,7 +30,7 @@ use crate::dynamic::session_use::{
 use crate::dynamic::views::CsrfSlot;
 use crate::http::pipeline::text;
 
-pub async fn post(
+pub(crate) async fn post(
     req: &HttpRequest,
     payload: Payload,
     app: &Arc<DynamicApp>,

@@ -21,7 +21,7 @@ use crate::dynamic::{cached, form};
 
 /// Answers a request selected for `route`. `not_found` renders the site's
 /// 404 page.
-pub async fn handle(
+pub(crate) async fn handle(
     req: &HttpRequest,
     payload: Payload,
     app: &Arc<DynamicApp>,

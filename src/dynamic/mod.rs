@@ -8,20 +8,22 @@
 //! (entity tag, preconditions, coding). [`routes`] compiles the
 //! declarations, [`views`] the route templates, [`csrf`] guards forms,
 //! [`session`] stores sessions and [`session_use`] applies them, [`db`]
-//! pools connections, [`secret`] keeps the key that signs cookies.
+//! pools connections, [`redis`] holds the Redis connection the cache and
+//! sessions share the code of, [`secret`] keeps the key that signs cookies.
 
-pub mod app;
-pub mod cached;
-pub mod csrf;
+pub(crate) mod app;
+pub(crate) mod cached;
+pub(crate) mod csrf;
 pub mod db;
-pub mod form;
-pub mod handle;
-pub mod page;
-pub mod produce;
-pub mod response;
-pub mod response_cache;
-pub mod routes;
-pub mod secret;
+pub(crate) mod form;
+pub(crate) mod handle;
+pub(crate) mod page;
+pub(crate) mod produce;
+pub(crate) mod redis;
+pub(crate) mod response;
+pub(crate) mod response_cache;
+pub(crate) mod routes;
+pub(crate) mod secret;
 pub mod session;
-pub mod session_use;
-pub mod views;
+pub(crate) mod session_use;
+pub(crate) mod views;

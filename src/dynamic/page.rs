@@ -16,7 +16,10 @@ use crate::dynamic::views::{CsrfSlot, csrf_variable};
 
 /// Query results by name: a list of rows, or one row for `one` queries.
 /// `None` when a `one` query found nothing (404).
-pub fn shape(route: &Route, results: Vec<Vec<Row>>) -> Option<BTreeMap<String, serde_json::Value>> {
+pub(crate) fn shape(
+    route: &Route,
+    results: Vec<Vec<Row>>,
+) -> Option<BTreeMap<String, serde_json::Value>> {
     let mut data = BTreeMap::new();
     for (query, rows) in route.queries.iter().zip(results) {
         let value = if query.one {
@@ -30,7 +33,7 @@ pub fn shape(route: &Route, results: Vec<Vec<Row>>) -> Option<BTreeMap<String, s
 }
 
 /// What a page is rendered from.
-pub struct Page<'a> {
+pub(crate) struct Page<'a> {
     pub status: StatusCode,
     pub data: BTreeMap<String, serde_json::Value>,
     pub values: &'a [(String, SqlValue)],
@@ -44,7 +47,7 @@ pub struct Page<'a> {
 
 /// What a template sees of the visitor's session.
 #[derive(Debug, Default)]
-pub struct SessionView {
+pub(crate) struct SessionView {
     /// Its values (internal ones, starting with `_`, left out).
     pub entries: serde_json::Map<String, serde_json::Value>,
     /// A message set by the previous form, shown once.
@@ -54,7 +57,7 @@ pub struct SessionView {
 impl SessionView {
     /// Only the session values among `values` (`session.KEY`): what a
     /// cached page may show, since its key varies on exactly those.
-    pub fn of_values(values: &[(String, SqlValue)]) -> SessionView {
+    pub(crate) fn of_values(values: &[(String, SqlValue)]) -> SessionView {
         let entries = values
             .iter()
             .filter_map(|(name, value)| {
@@ -73,7 +76,7 @@ impl SessionView {
 }
 
 /// A rendered body, before headers.
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub status: StatusCode,
     pub body: Vec<u8>,
     pub content_type: &'static str,
@@ -81,12 +84,12 @@ pub struct Rendered {
 
 /// A template failed to render (already logged with its file and line).
 #[derive(Debug)]
-pub struct TemplateFailed;
+pub(crate) struct TemplateFailed;
 
 /// Renders `page` with the route's template (printing `slot`'s token where
 /// the template asks for one), or as JSON. A template error is logged with
 /// its file and line; the caller answers 500.
-pub fn render(
+pub(crate) fn render(
     dynamic: &DynamicApp,
     route: &Route,
     page: Page<'_>,
@@ -164,7 +167,7 @@ pub fn render(
     }
 }
 
-pub fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
     bytes

@@ -20,14 +20,14 @@ use crate::dynamic::views::CsrfSlot;
 
 /// The path and query string a page is rendered for, and the session it sees.
 #[derive(Clone, Copy)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub session: &'a SessionView,
 }
 
 impl<'a> Target<'a> {
-    pub fn of(req: &'a HttpRequest, session: &'a SessionView) -> Target<'a> {
+    pub(crate) fn of(req: &'a HttpRequest, session: &'a SessionView) -> Target<'a> {
         Target {
             path: req.path(),
             query: req.query_string(),
@@ -37,7 +37,7 @@ impl<'a> Target<'a> {
 }
 
 /// Why a GET produced no page.
-pub enum Failure {
+pub(crate) enum Failure {
     /// A `one` query found no row.
     NotFound,
     /// A database or template failure, already answered.
@@ -45,7 +45,7 @@ pub enum Failure {
 }
 
 /// Runs a GET route's queries and renders the page.
-pub async fn produce(
+pub(crate) async fn produce(
     app: &DynamicApp,
     route: &Route,
     values: &Values,
@@ -70,7 +70,7 @@ pub async fn produce(
 }
 
 /// Runs the route's read queries on one connection.
-pub async fn read(
+pub(crate) async fn read(
     app: &DynamicApp,
     route: &Route,
     values: &Values,
@@ -97,7 +97,7 @@ pub async fn read(
 }
 
 /// Binds a statement's parameters, in placeholder order.
-pub fn args(params: &[String], values: &Values) -> Vec<SqlValue> {
+pub(crate) fn args(params: &[String], values: &Values) -> Vec<SqlValue> {
     params
         .iter()
         .map(|name| {

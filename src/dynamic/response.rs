@@ -21,7 +21,7 @@ use crate::http::pipeline::text;
 use crate::site::codec::compress_fast;
 
 /// A body, the compressed copies already made of it, and its entity tag.
-pub struct Body {
+pub(crate) struct Body {
     pub identity: Bytes,
     pub br: Option<Bytes>,
     pub gzip: Option<Bytes>,
@@ -29,7 +29,7 @@ pub struct Body {
 }
 
 impl Body {
-    pub fn plain(bytes: Vec<u8>) -> Body {
+    pub(crate) fn plain(bytes: Vec<u8>) -> Body {
         Body {
             tag: body_tag(&bytes),
             identity: Bytes::from(bytes),
@@ -40,7 +40,7 @@ impl Body {
 }
 
 /// How a response may be cached by browsers and proxies.
-pub enum Privacy {
+pub(crate) enum Privacy {
     /// The route's `cache_control`.
     Shared,
     /// The body is the visitor's own (their CSRF token, their flash
@@ -51,10 +51,10 @@ pub enum Privacy {
 
 /// Bodies below this are sent as they are: compressing them saves less
 /// than the headers it adds.
-pub const COMPRESS_MIN_BYTES: usize = 512;
+pub(crate) const COMPRESS_MIN_BYTES: usize = 512;
 
 /// The finished response; `extra` headers (`Age`, `X-Kiln-Cache`) are added as given.
-pub fn finish(
+pub(crate) fn finish(
     req: &HttpRequest,
     route: &Route,
     status: StatusCode,
@@ -150,7 +150,7 @@ fn choose_encoding(req: &HttpRequest, body: &Body) -> Option<Encoding> {
 }
 
 /// Sends a freshly rendered (uncached) page; `visitors_own` makes it private.
-pub fn send(
+pub(crate) fn send(
     req: &HttpRequest,
     app: &DynamicApp,
     route: &Route,
@@ -175,7 +175,7 @@ pub fn send(
 }
 
 /// Whether the rendered page carries the visitor's CSRF token.
-pub fn privacy(app: &DynamicApp, slot: &CsrfSlot) -> Privacy {
+pub(crate) fn privacy(app: &DynamicApp, slot: &CsrfSlot) -> Privacy {
     if slot.used() {
         Privacy::Private(slot.issued().map(|token| app.csrf.set_cookie(token)))
     } else {
@@ -183,7 +183,7 @@ pub fn privacy(app: &DynamicApp, slot: &CsrfSlot) -> Privacy {
     }
 }
 
-pub fn bad_query(errors: &FieldErrors) -> HttpResponse {
+pub(crate) fn bad_query(errors: &FieldErrors) -> HttpResponse {
     let mut message = String::from("Bad request:\n");
     for (name, problem) in errors {
         message.push_str(&format!("  {name} {problem}\n"));
@@ -194,11 +194,11 @@ pub fn bad_query(errors: &FieldErrors) -> HttpResponse {
         .body(message)
 }
 
-pub fn internal_error() -> HttpResponse {
+pub(crate) fn internal_error() -> HttpResponse {
     text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error\n")
 }
 
-pub fn database_failure(route: &Route, err: &DbError) -> HttpResponse {
+pub(crate) fn database_failure(route: &Route, err: &DbError) -> HttpResponse {
     eprintln!("kiln: route {}: {err}", route.label);
     if err.is_temporary() {
         let mut response = text(
@@ -213,7 +213,7 @@ pub fn database_failure(route: &Route, err: &DbError) -> HttpResponse {
     text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error\n")
 }
 
-pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -9,7 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The environment variable that supplies the key (any text of 32 bytes or more).
-pub const ENV: &str = "KILN_SECRET_KEY";
+pub(crate) const ENV: &str = "KILN_SECRET_KEY";
 
 /// A 256-bit key.
 #[derive(Clone)]
@@ -33,13 +33,13 @@ impl SecretKey {
 }
 
 /// Where the generated key is kept.
-pub fn key_path(root: &Path) -> PathBuf {
+pub(crate) fn key_path(root: &Path) -> PathBuf {
     root.join(".kiln").join("secret.key")
 }
 
 /// The key from the environment, else from the configured file, else
 /// from (or newly into) the generated key file.
-pub fn load(root: &Path, configured: Option<&Path>) -> io::Result<SecretKey> {
+pub(crate) fn load(root: &Path, configured: Option<&Path>) -> io::Result<SecretKey> {
     if let Ok(text) = std::env::var(ENV) {
         return from_material(ENV, text.as_bytes());
     }

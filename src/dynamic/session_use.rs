@@ -19,7 +19,7 @@ use crate::http::pipeline::text;
 /// in the cookie: when the store marks it due, changing the session makes
 /// the middleware re-issue the cookie with the time moved.
 /// Returns whether it will.
-pub fn refresh_cookie_session(session: &Session) -> bool {
+pub(crate) fn refresh_cookie_session(session: &Session) -> bool {
     // Removing even a missing key marks the session changed: check first.
     let due = session.contains_key(crate::dynamic::session::COOKIE_TOUCH);
     if due {
@@ -30,7 +30,7 @@ pub fn refresh_cookie_session(session: &Session) -> bool {
 
 /// The session values a route's `[route.session]` sets, filled from its
 /// inputs and RETURNING columns, as actix-session stores them (JSON).
-pub fn session_sets(
+pub(crate) fn session_sets(
     route: &Route,
     values: &[(String, SqlValue)],
     returned: &Row,
@@ -58,7 +58,7 @@ pub fn session_sets(
 
 /// Refuses (413) a form whose session changes would exceed
 /// `session.max_bytes`, before anything is written.
-pub fn oversized_session(
+pub(crate) fn oversized_session(
     dynamic: &DynamicApp,
     route: &Route,
     session: &Session,
@@ -86,7 +86,7 @@ pub fn oversized_session(
 /// Applies `[route.session]` after a successful write: sets, clears, the
 /// flash message, and a new id when the route rotates it (the old id is
 /// deleted from the store, so it cannot be replayed).
-pub fn apply_session_changes(
+pub(crate) fn apply_session_changes(
     route: &Route,
     session: &Session,
     values: &[(String, SqlValue)],
@@ -107,10 +107,10 @@ pub fn apply_session_changes(
 }
 
 /// The session key of the flash message.
-pub const FLASH: &str = "_flash";
+pub(crate) const FLASH: &str = "_flash";
 
 /// `session.KEY` values for the session keys the route reads.
-pub fn session_values(session: &Session, route: &Route) -> Values {
+pub(crate) fn session_values(session: &Session, route: &Route) -> Values {
     route
         .session_params
         .iter()
@@ -129,7 +129,7 @@ pub fn session_values(session: &Session, route: &Route) -> Values {
 }
 
 /// What a template sees of the session; the flash message is taken (shown once).
-pub fn session_view(session: &Session, take_flash: bool) -> SessionView {
+pub(crate) fn session_view(session: &Session, take_flash: bool) -> SessionView {
     let entries = session
         .entries()
         .iter()

@@ -24,7 +24,7 @@ use crate::site::templates::template_diagnostic;
 const CSRF_VARIABLE: &str = "__kiln_csrf";
 
 /// A compiled set of route templates.
-pub struct Views {
+pub(crate) struct Views {
     env: Environment<'static>,
     /// The files under `data/`, as pages see them.
     pub data: Value,
@@ -34,7 +34,7 @@ pub struct Views {
 /// one issued the first time the page asks. Whether the page used it
 /// decides whether the response sets the cookie and may be shared by caches.
 #[derive(Debug)]
-pub struct CsrfSlot {
+pub(crate) struct CsrfSlot {
     csrf: Csrf,
     existing: Option<String>,
     issued: OnceLock<String>,
@@ -42,7 +42,7 @@ pub struct CsrfSlot {
 }
 
 impl CsrfSlot {
-    pub fn new(csrf: &Csrf, existing: Option<String>) -> Arc<CsrfSlot> {
+    pub(crate) fn new(csrf: &Csrf, existing: Option<String>) -> Arc<CsrfSlot> {
         Arc::new(CsrfSlot {
             csrf: csrf.clone(),
             existing,
@@ -52,12 +52,12 @@ impl CsrfSlot {
     }
 
     /// The page rendered a token.
-    pub fn used(&self) -> bool {
+    pub(crate) fn used(&self) -> bool {
         self.used.load(Ordering::Relaxed)
     }
 
     /// A token issued for this response, which the cookie must carry.
-    pub fn issued(&self) -> Option<&str> {
+    pub(crate) fn issued(&self) -> Option<&str> {
         self.issued.get().map(String::as_str)
     }
 
@@ -75,7 +75,7 @@ impl Object for CsrfSlot {}
 impl Views {
     /// Loads the served build's manifest and compiles `templates`, so a
     /// template error stops start-up with its file, line and column.
-    pub fn load(settings: &Settings, templates: &[&str]) -> Result<Views, Diagnostic> {
+    pub(crate) fn load(settings: &Settings, templates: &[&str]) -> Result<Views, Diagnostic> {
         // Serving without a build: templates can still render, but asset()
         // will name the missing file.
         let manifest = crate::site::manifest::read(&settings.out_dir)?;
@@ -123,13 +123,13 @@ impl Views {
     }
 
     /// Renders `name` with `context` (which should carry the CSRF slot).
-    pub fn render(&self, name: &str, context: Value) -> Result<String, Error> {
+    pub(crate) fn render(&self, name: &str, context: Value) -> Result<String, Error> {
         self.env.get_template(name)?.render(context)
     }
 }
 
 /// Adds the CSRF slot to a template context.
-pub fn csrf_variable(slot: &Arc<CsrfSlot>) -> (&'static str, Value) {
+pub(crate) fn csrf_variable(slot: &Arc<CsrfSlot>) -> (&'static str, Value) {
     (CSRF_VARIABLE, Value::from_dyn_object(Arc::clone(slot)))
 }
 

@@ -20,7 +20,7 @@ const CHUNK: u64 = 256 * 1024;
 
 /// One piece of a body.
 #[derive(Debug, Clone)]
-pub enum Part {
+pub(crate) enum Part {
     Bytes(Bytes),
     File {
         file: Arc<File>,
@@ -31,7 +31,7 @@ pub enum Part {
 
 impl Part {
     /// `range` of `content` as a part.
-    pub fn slice(content: &Content, range: std::ops::Range<u64>) -> Part {
+    pub(crate) fn slice(content: &Content, range: std::ops::Range<u64>) -> Part {
         match content {
             Content::Memory(bytes) => {
                 Part::Bytes(bytes.slice(range.start as usize..range.end as usize))
@@ -44,28 +44,24 @@ impl Part {
         }
     }
 
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Part::Bytes(bytes) => bytes.len() as u64,
             Part::File { len, .. } => *len,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 /// A stream over parts. Disk reads are positional (`pread`) on the worker
 /// thread: the files are open already and usually in the page cache, where a
 /// read is a memory copy, which is what nginx does too.
-pub struct PartStream {
+pub(crate) struct PartStream {
     parts: VecDeque<Part>,
 }
 
 impl PartStream {
     /// A sized body (so `Content-Length` is set) over `parts`.
-    pub fn body(parts: Vec<Part>) -> SizedStream<PartStream> {
+    pub(crate) fn body(parts: Vec<Part>) -> SizedStream<PartStream> {
         let len = parts.iter().map(Part::len).sum();
         SizedStream::new(
             len,
@@ -78,7 +74,7 @@ impl PartStream {
 
 impl PartStream {
     /// A stream with nothing in it (HEAD responses keep their length).
-    pub fn empty() -> PartStream {
+    pub(crate) fn empty() -> PartStream {
         PartStream {
             parts: VecDeque::new(),
         }

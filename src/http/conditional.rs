@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderMap, HttpDate};
 
 /// The validators of the selected representation.
 #[derive(Debug, Clone, Copy)]
-pub struct Validators<'a> {
+pub(crate) struct Validators<'a> {
     /// The strong entity tag, quotes included (`"abc"`).
     pub etag: &'a str,
     /// Last modification, whole seconds; `None` for generated responses,
@@ -18,7 +18,7 @@ pub struct Validators<'a> {
 
 /// What the preconditions decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Serve the representation; `honour_range` says whether a `Range`
     /// header still applies (`If-Range` may have voided it).
     Proceed { honour_range: bool },
@@ -29,7 +29,7 @@ pub enum Outcome {
 }
 
 /// Evaluates the request's preconditions. `safe` is true for GET and HEAD.
-pub fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) -> Outcome {
+pub(crate) fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) -> Outcome {
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
     if let Some(value) = headers.get(header::IF_MATCH) {
         if !matches_any(value.as_bytes(), validators.etag, Comparison::Strong) {

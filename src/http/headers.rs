@@ -8,12 +8,12 @@ use crate::config::Settings;
 /// Content-hashed names never change content: cache for a year, never
 /// revalidate. (No `public`: these responses carry no Authorization, so it
 /// adds nothing, and REDbot warns about it.)
-pub const IMMUTABLE: &str = "max-age=31536000, immutable";
+pub(crate) const IMMUTABLE: &str = "max-age=31536000, immutable";
 /// HTML and other unhashed files: cacheable, but revalidated on every use.
-pub const REVALIDATE: &str = "no-cache";
+pub(crate) const REVALIDATE: &str = "no-cache";
 
 /// The Content-Type of a file, by extension, with `charset=utf-8` for text.
-pub fn content_type(path: &str) -> String {
+pub(crate) fn content_type(path: &str) -> String {
     let extension = path
         .rsplit('/')
         .next()
@@ -59,7 +59,7 @@ fn is_text(mime: &str) -> bool {
 /// revalidate (a dev build's files change under the same name when a source
 /// map or page is rebuilt), else a configured rule, else immutable for
 /// content-hashed outputs, else revalidate.
-pub fn cache_control(settings: &Settings, path: &str, hashed: bool) -> String {
+pub(crate) fn cache_control(settings: &Settings, path: &str, hashed: bool) -> String {
     if settings.dev {
         return REVALIDATE.to_string();
     }
@@ -73,12 +73,12 @@ pub fn cache_control(settings: &Settings, path: &str, hashed: bool) -> String {
 
 /// Headers added to every response, precomputed once.
 #[derive(Debug, Clone, Default)]
-pub struct SecurityHeaders {
+pub(crate) struct SecurityHeaders {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl SecurityHeaders {
-    pub fn new(settings: &Settings, tls: bool) -> SecurityHeaders {
+    pub(crate) fn new(settings: &Settings, tls: bool) -> SecurityHeaders {
         let server = settings.server();
         let mut headers = vec![(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -14,7 +14,7 @@ use crate::http::table::TableStats;
 
 /// What kind of request a response answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
+pub(crate) enum RouteClass {
     /// A content-hashed build output.
     Asset,
     /// An HTML page.
@@ -35,11 +35,9 @@ pub enum RouteClass {
     Dynamic,
     /// `kiln watch`'s live-reload client and event stream.
     Live,
-    /// An error raised inside the server before any route answered.
-    Error,
 }
 
-const CLASSES: [RouteClass; 11] = [
+const CLASSES: [RouteClass; 10] = [
     RouteClass::Asset,
     RouteClass::Page,
     RouteClass::File,
@@ -50,11 +48,10 @@ const CLASSES: [RouteClass; 11] = [
     RouteClass::Rejected,
     RouteClass::Dynamic,
     RouteClass::Live,
-    RouteClass::Error,
 ];
 
 impl RouteClass {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             RouteClass::Asset => "asset",
             RouteClass::Page => "page",
@@ -66,7 +63,6 @@ impl RouteClass {
             RouteClass::Rejected => "rejected",
             RouteClass::Dynamic => "dynamic",
             RouteClass::Live => "live",
-            RouteClass::Error => "error",
         }
     }
 
@@ -96,14 +92,14 @@ const BUCKETS: [f64; 14] = [
 
 /// A latency histogram over [`BUCKETS`], in atomics.
 #[derive(Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Some(slot) = BUCKETS.iter().position(|&bound| seconds <= bound) {
             self.buckets[slot].fetch_add(1, Ordering::Relaxed);
@@ -115,7 +111,7 @@ impl Histogram {
 }
 
 /// The server's counters.
-pub struct Metrics {
+pub(crate) struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; CLASSES.len()],
     latency: [Histogram; CLASSES.len()],
     bytes_sent: [AtomicU64; CLASSES.len()],
@@ -139,25 +135,31 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records one response.
-    pub fn observe(&self, class: RouteClass, status: u16, elapsed: Duration, body_bytes: u64) {
+    pub(crate) fn observe(
+        &self,
+        class: RouteClass,
+        status: u16,
+        elapsed: Duration,
+        body_bytes: u64,
+    ) {
         let class = class.index();
         self.requests[class][status_slot(status)].fetch_add(1, Ordering::Relaxed);
         self.latency[class].observe(elapsed);
         self.bytes_sent[class].fetch_add(body_bytes, Ordering::Relaxed);
     }
 
-    pub fn reloaded(&self) {
+    pub(crate) fn reloaded(&self) {
         self.reloads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection until the returned guard is dropped.
-    pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
+    pub(crate) fn connection(self: &Arc<Self>) -> ConnectionGuard {
         self.open_connections.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard(Arc::clone(self))
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, table: &TableStats) -> String {
+    pub(crate) fn render(&self, table: &TableStats) -> String {
         let mut out = String::with_capacity(8 * 1024);
         self.render_requests(&mut out);
         self.render_latency(&mut out);
@@ -272,7 +274,7 @@ impl Metrics {
 impl Histogram {
     /// Writes the `_bucket`, `_sum` and `_count` series of `name` with
     /// `labels` (`key="value"`, comma-separated; may be empty).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let count = self.count.load(Ordering::Relaxed);
         let separator = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
@@ -292,13 +294,13 @@ impl Histogram {
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 }
 
 /// Decrements the open-connection gauge when the connection closes.
-pub struct ConnectionGuard(Arc<Metrics>);
+pub(crate) struct ConnectionGuard(Arc<Metrics>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -306,11 +308,11 @@ impl Drop for ConnectionGuard {
     }
 }
 
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
     family(out, name, "gauge", help);
     let _ = writeln!(out, "{name} {value}");
 }

@@ -6,12 +6,12 @@
 //! policy of [`headers`] and a body from [`body`]. [`metrics`] counts what
 //! it answered.
 
-pub mod body;
-pub mod conditional;
-pub mod headers;
-pub mod metrics;
-pub mod negotiate;
-pub mod pipeline;
-pub mod range;
-pub mod resolve;
-pub mod table;
+pub(crate) mod body;
+pub(crate) mod conditional;
+pub(crate) mod headers;
+pub(crate) mod metrics;
+pub(crate) mod negotiate;
+pub(crate) mod pipeline;
+pub(crate) mod range;
+pub(crate) mod resolve;
+pub(crate) mod table;

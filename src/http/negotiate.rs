@@ -5,7 +5,7 @@ use crate::config::Encoding;
 
 /// Which stored variant answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
+pub(crate) enum Choice {
     /// The variant at this index of the resource's list.
     Variant(usize),
     /// The client refused every coding we have, identity included.
@@ -18,7 +18,7 @@ pub enum Choice {
 /// table orders smallest first. Identity that the client does not mention
 /// is acceptable (RFC 9110) but only chosen when no coding the client named
 /// is available: a browser that says `gzip` wants gzip.
-pub fn choose(accept_encoding: Option<&[u8]>, available: &[Option<Encoding>]) -> Choice {
+pub(crate) fn choose(accept_encoding: Option<&[u8]>, available: &[Option<Encoding>]) -> Choice {
     let identity_index = available.iter().position(Option::is_none);
     let Some(header) = accept_encoding else {
         return identity_index.map_or(Choice::NotAcceptable, Choice::Variant);

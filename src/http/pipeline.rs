@@ -19,7 +19,7 @@ use crate::http::table::{FileKind, Resource, Table, Variant};
 
 /// What the static pipeline is configured with.
 #[derive(Debug, Clone, Copy)]
-pub struct StaticRules {
+pub(crate) struct StaticRules {
     pub max_ranges: usize,
     pub paths: PathRules,
 }
@@ -27,7 +27,7 @@ pub struct StaticRules {
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 /// Answers a request from the file table, with the class it is counted as.
-pub fn serve_static(
+pub(crate) fn serve_static(
     req: &HttpRequest,
     table: &Table,
     rules: StaticRules,
@@ -62,7 +62,7 @@ pub fn serve_static(
 }
 
 /// Answers a method no route at this path accepts.
-pub fn wrong_method(req: &HttpRequest, allow: &str) -> HttpResponse {
+pub(crate) fn wrong_method(req: &HttpRequest, allow: &str) -> HttpResponse {
     let mut response = if req.method() == Method::OPTIONS {
         HttpResponse::NoContent()
             .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -97,7 +97,7 @@ fn refuse(req: &HttpRequest) -> Option<HttpResponse> {
 }
 
 /// The built 404 page with status 404, or a short text when there is none.
-pub fn not_found(req: &HttpRequest, table: &Table) -> HttpResponse {
+pub(crate) fn not_found(req: &HttpRequest, table: &Table) -> HttpResponse {
     let Some(page) = &table.not_found else {
         return text(StatusCode::NOT_FOUND, "Not found\n");
     };
@@ -268,7 +268,7 @@ fn partial(
 }
 
 /// A short plain-text response that no cache keeps.
-pub fn text(status: StatusCode, message: &'static str) -> HttpResponse {
+pub(crate) fn text(status: StatusCode, message: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -3,7 +3,7 @@
 
 /// What to send for a `Range` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RangeOutcome {
+pub(crate) enum RangeOutcome {
     /// Ignore the header and send the whole representation (status 200).
     Full,
     /// Send these half-open byte ranges (status 206).
@@ -18,7 +18,7 @@ pub enum RangeOutcome {
 /// ignore `Range`). More than `max_ranges` ranges, overlapping ranges, or
 /// ranges adding up to more than the whole are answered with the whole
 /// representation instead of amplifying the response.
-pub fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutcome {
+pub(crate) fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutcome {
     let Some(specs) = std::str::from_utf8(header)
         .ok()
         .and_then(|text| text.trim().strip_prefix("bytes="))

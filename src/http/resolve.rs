@@ -12,7 +12,7 @@ use crate::http::table::{Resource, Table};
 
 /// What a request path names.
 #[derive(Debug, Clone)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     File(Arc<Resource>),
     /// Redirect (308) to this location.
     Redirect(String),
@@ -23,12 +23,12 @@ pub enum Resolved {
 
 /// The path rules in force.
 #[derive(Debug, Clone, Copy)]
-pub struct PathRules {
+pub(crate) struct PathRules {
     pub pretty_urls: bool,
 }
 
 /// Resolves a request's raw (still percent-encoded) path and query.
-pub fn resolve(table: &Table, raw_path: &str, query: &str, rules: PathRules) -> Resolved {
+pub(crate) fn resolve(table: &Table, raw_path: &str, query: &str, rules: PathRules) -> Resolved {
     let decoded = match decode(raw_path) {
         Ok(path) => path,
         Err(Refusal::BadRequest) => return Resolved::BadRequest,

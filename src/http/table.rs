@@ -27,27 +27,23 @@ use crate::site::manifest::MANIFEST_FILE;
 
 /// Where a variant's bytes live.
 #[derive(Debug, Clone)]
-pub enum Content {
+pub(crate) enum Content {
     Memory(Bytes),
     Disk { file: Arc<File>, len: u64 },
 }
 
 impl Content {
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Content::Memory(bytes) => bytes.len() as u64,
             Content::Disk { len, .. } => *len,
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One stored encoding of a resource.
 #[derive(Debug, Clone)]
-pub struct Variant {
+pub(crate) struct Variant {
     /// `None` for the unencoded original.
     pub encoding: Option<Encoding>,
     pub content: Content,
@@ -63,7 +59,7 @@ pub struct Variant {
 
 /// What kind of file a resource is, for metrics and policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     /// A content-hashed build output (immutable).
     Asset,
     /// An HTML page.
@@ -74,7 +70,7 @@ pub enum FileKind {
 
 /// A servable file with its variants and precomputed headers.
 #[derive(Debug)]
-pub struct Resource {
+pub(crate) struct Resource {
     /// Path relative to the output directory.
     pub path: String,
     pub kind: FileKind,
@@ -84,13 +80,6 @@ pub struct Resource {
     pub variants: Vec<Variant>,
     /// Each variant's coding, in the same order, for negotiation.
     pub codings: Vec<Option<Encoding>>,
-}
-
-impl Resource {
-    /// Whether responses vary by `Accept-Encoding`.
-    pub fn negotiable(&self) -> bool {
-        self.variants.len() > 1
-    }
 }
 
 /// Counts for `/metrics` and the start-up line.
@@ -104,7 +93,7 @@ pub struct TableStats {
 
 /// The loaded output directory.
 #[derive(Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     resources: foldhash::HashMap<String, Arc<Resource>>,
     pub not_found: Option<Arc<Resource>>,
     pub spa_fallback: Option<Arc<Resource>>,
@@ -115,16 +104,16 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn get(&self, path: &str) -> Option<&Arc<Resource>> {
+    pub(crate) fn get(&self, path: &str) -> Option<&Arc<Resource>> {
         self.resources.get(path)
     }
 
-    pub fn contains(&self, path: &str) -> bool {
+    pub(crate) fn contains(&self, path: &str) -> bool {
         self.resources.contains_key(path)
     }
 
     /// Loads `settings.out_dir`.
-    pub fn load(settings: &Settings) -> io::Result<Table> {
+    pub(crate) fn load(settings: &Settings) -> io::Result<Table> {
         let root = std::fs::canonicalize(&settings.out_dir).map_err(|err| {
             io::Error::new(err.kind(), format!("{}: {err}", settings.out_dir.display()))
         })?;
@@ -181,7 +170,7 @@ impl Table {
 }
 
 /// Device and inode of a directory.
-pub fn directory_identity(dir: &Path) -> io::Result<(u64, u64)> {
+pub(crate) fn directory_identity(dir: &Path) -> io::Result<(u64, u64)> {
     let meta = std::fs::metadata(dir)?;
     Ok((meta.dev(), meta.ino()))
 }

@@ -1,11 +1,13 @@
 //! The app every worker runs, assembled in one place: the dynamic scope
 //! (declared routes behind the session middleware), the live-reload
 //! endpoints under `kiln watch`, and the default service — the server's
-//! own endpoints, then the static pipeline. [`crate::server::concerns`]
-//! wraps all of it.
+//! own endpoints, then the static pipeline. Every one of them answers
+//! inside [`crate::server::concerns`]: the scopes wrapped in its
+//! middleware, the default service through its function.
 
 use std::sync::Arc;
 
+use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse, fn_service};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
@@ -20,11 +22,11 @@ use crate::http::metrics::{Metrics, RouteClass};
 use crate::http::pipeline::{self, StaticRules};
 use crate::http::table::Table;
 use crate::server::access_log::AccessLog;
-use crate::server::concerns::{DynamicRequest, RequestLimits, classify};
+use crate::server::concerns::{self, Concerns, RequestLimits};
 use crate::server::{endpoints, live};
 
 /// Everything the app reads, shared by all workers.
-pub struct AppState {
+pub(crate) struct AppState {
     /// The current build; replaced whole when a new one is loaded, so each
     /// request sees exactly one build.
     pub table: ArcSwap<Table>,
@@ -39,7 +41,7 @@ pub struct AppState {
 }
 
 /// Registers the app's services (the order is the order they are tried).
-pub fn services(
+pub(crate) fn services(
     state: Arc<AppState>,
     live: Option<Arc<live::LiveReload>>,
 ) -> impl FnOnce(&mut ServiceConfig) {
@@ -48,24 +50,13 @@ pub fn services(
             config.service(dynamic_scope(Arc::clone(&state), Arc::clone(dynamic)));
         }
         if let Some(channel) = live {
-            config
-                .route(
-                    live::EVENTS_PATH,
-                    web::get().to(move || {
-                        let channel = Arc::clone(&channel);
-                        async move { classify(live::events(&channel), RouteClass::Live) }
-                    }),
-                )
-                .route(
-                    live::CLIENT_PATH,
-                    web::get().to(|| async { classify(live::client(), RouteClass::Live) }),
-                );
+            config.service(live_scope(Arc::clone(&state), channel));
         }
         config.default_service(fn_service(move |request: ServiceRequest| {
             let state = Arc::clone(&state);
             async move {
                 let (req, _payload) = request.into_parts();
-                let response = answer_static(&req, &state);
+                let response = concerns::around(&req, &state, |req| answer_static(req, &state));
                 Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
             }
         }));
@@ -73,17 +64,42 @@ pub fn services(
 }
 
 /// The server's own endpoints, then the file table.
-fn answer_static(req: &HttpRequest, state: &AppState) -> HttpResponse {
-    if let Some((response, class)) = endpoints::answer(req, state) {
-        return classify(response, class);
+fn answer_static(req: &HttpRequest, state: &AppState) -> (HttpResponse, RouteClass) {
+    if let Some(answered) = endpoints::answer(req, state) {
+        return answered;
     }
-    let table = state.table.load();
-    let (response, class) = pipeline::serve_static(req, &table, state.static_rules);
-    classify(response, class)
+    pipeline::serve_static(req, &state.table.load(), state.static_rules)
+}
+
+/// `kiln watch`'s client script and event stream.
+fn live_scope(
+    state: Arc<AppState>,
+    channel: Arc<live::LiveReload>,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (scope, [events, client]) = live::scope_paths();
+    web::scope(scope)
+        .wrap(Concerns::new(state, RouteClass::Live))
+        .route(
+            events,
+            web::get().to(move || {
+                let channel = Arc::clone(&channel);
+                async move { live::events(&channel) }
+            }),
+        )
+        .route(client, web::get().to(|| async { live::client() }))
 }
 
 /// The scope that answers dynamic routes: selected by a guard (so static
-/// requests never pass through it), wrapped in the session middleware.
+/// requests never pass through it), wrapped in the session middleware and,
+/// outside it, the concerns (which so see the session middleware's errors).
 fn dynamic_scope(
     state: Arc<AppState>,
     dynamic: Arc<DynamicApp>,
@@ -91,7 +107,7 @@ fn dynamic_scope(
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
         Config = (),
-        Response = ServiceResponse<actix_web::body::EitherBody<actix_web::body::BoxBody>>,
+        Response = ServiceResponse<BoxBody>,
         Error = actix_web::Error,
         InitError = (),
     >,
@@ -104,6 +120,7 @@ fn dynamic_scope(
         &dynamic.session_config,
         dynamic.tls,
     );
+    let concerns = Concerns::new(Arc::clone(&state), RouteClass::Dynamic);
     web::scope("")
         .guard(actix_web::guard::fn_guard(move |ctx| {
             let head = ctx.head();
@@ -111,12 +128,11 @@ fn dynamic_scope(
             if matches!(selected, Selected::None) {
                 return false;
             }
-            let mut data = ctx.req_data_mut();
-            data.insert(selected);
-            data.insert(DynamicRequest);
+            ctx.req_data_mut().insert(selected);
             true
         }))
         .wrap(middleware)
+        .wrap(concerns)
         .default_service(fn_service(move |request: ServiceRequest| {
             let state = Arc::clone(&state);
             let dynamic = Arc::clone(&dynamic);
@@ -130,16 +146,13 @@ fn dynamic_scope(
                     Selected::Route(index, values) => {
                         let route = &dynamic.routes.routes[index];
                         let not_found = || pipeline::not_found(&req, &state.table.load());
-                        let response = crate::dynamic::handle::handle(
+                        crate::dynamic::handle::handle(
                             &req, payload, &dynamic, route, values, not_found,
                         )
-                        .await;
-                        classify(response, RouteClass::Dynamic)
+                        .await
                     }
-                    Selected::WrongMethod(allow) => {
-                        classify(pipeline::wrong_method(&req, &allow), RouteClass::Dynamic)
-                    }
-                    Selected::None => answer_static(&req, &state),
+                    Selected::WrongMethod(allow) => pipeline::wrong_method(&req, &allow),
+                    Selected::None => answer_static(&req, &state).0,
                 };
                 Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
             }

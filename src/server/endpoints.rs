@@ -11,7 +11,7 @@ use crate::http::pipeline::text;
 use crate::server::app::AppState;
 
 /// The response for an endpoint of the server's own, if `req` asks for one.
-pub fn answer(req: &HttpRequest, state: &AppState) -> Option<(HttpResponse, RouteClass)> {
+pub(crate) fn answer(req: &HttpRequest, state: &AppState) -> Option<(HttpResponse, RouteClass)> {
     match req.uri().path() {
         "/healthz" => Some((text(StatusCode::OK, "ok\n"), RouteClass::Health)),
         "/metrics" if metrics_allowed(req, state.metrics_access) => {

@@ -27,6 +27,14 @@ use crate::diagnostic::{Diagnostic, display_path};
 pub use crate::site::live_reload::EVENTS_PATH;
 /// The client script; the build injects a tag loading it into every page.
 pub use crate::site::live_reload::LIVE_RELOAD_CLIENT as CLIENT_PATH;
+use crate::site::live_reload::SCOPE;
+
+/// The scope the endpoints are served under, and the event stream's and
+/// the client's paths within it.
+pub(crate) fn scope_paths() -> (&'static str, [&'static str; 2]) {
+    let within = |path: &'static str| path.strip_prefix(SCOPE).unwrap_or(path);
+    (SCOPE, [within(EVENTS_PATH), within(CLIENT_PATH)])
+}
 
 const CLIENT: &str = include_str!("live.js");
 /// A comment line every so often keeps proxies and idle timers from

@@ -7,14 +7,14 @@
 //! `kiln watch`'s event stream; [`check`] is `kiln check`.
 
 pub mod access_log;
-pub mod app;
-pub mod check;
-pub mod concerns;
-pub mod endpoints;
+pub(crate) mod app;
+pub(crate) mod check;
+pub(crate) mod concerns;
+pub(crate) mod endpoints;
 pub mod live;
-pub mod reload;
-pub mod tasks;
-pub mod tls;
+pub(crate) mod reload;
+pub(crate) mod tasks;
+pub(crate) mod tls;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -35,8 +35,9 @@ use crate::http::resolve::PathRules;
 use crate::http::table::Table;
 use access_log::AccessLog;
 use app::AppState;
-use concerns::{Concerns, RequestLimits};
+use concerns::RequestLimits;
 
+pub use crate::http::table::TableStats;
 pub use check::{CheckReport, check};
 
 /// Command-line choices that override `[server]`.
@@ -59,7 +60,7 @@ pub struct ServeOptions {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub tls: bool,
-    pub state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
     handle: ServerHandle,
     thread: std::thread::JoinHandle<io::Result<()>>,
 }
@@ -78,6 +79,11 @@ impl RunningServer {
         self.thread
             .join()
             .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+
+    /// What the file table of the build being served holds.
+    pub fn table_stats(&self) -> TableStats {
+        self.state.table.load().stats
     }
 
     /// A handle that can stop the server from another thread.
@@ -161,9 +167,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                 let app_state = Arc::clone(&thread_state);
                 let metrics = Arc::clone(&thread_state.metrics);
                 let mut http = HttpServer::new(move || {
-                    App::new()
-                        .wrap(Concerns::new(Arc::clone(&app_state)))
-                        .configure(app::services(Arc::clone(&app_state), live.clone()))
+                    App::new().configure(app::services(Arc::clone(&app_state), live.clone()))
                 })
                 // The guard lives in the connection's data and counts it until it closes.
                 .on_connect(move |_, data| {

@@ -16,7 +16,7 @@ use crate::server::app::AppState;
 const POLL: Duration = Duration::from_millis(250);
 
 /// Runs until the server's runtime stops.
-pub async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
+pub(crate) async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
     let mut interval = tokio::time::interval(POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hangup = if signals {
@@ -62,7 +62,7 @@ pub async fn watch(settings: Settings, state: Arc<AppState>, signals: bool) {
 }
 
 /// What loading a new build did.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub stats: TableStats,
     /// The route templates recompiled, or why the previous ones were kept.
     pub views: Result<(), Diagnostic>,
@@ -71,7 +71,7 @@ pub struct Loaded {
 /// Loads the output directory as it is now and swaps it in, with the route
 /// templates recompiled against it. Blocking; `kiln watch` calls it right
 /// after each build instead of waiting for the poll.
-pub fn load(settings: &Settings, state: &AppState) -> std::io::Result<Loaded> {
+pub(crate) fn load(settings: &Settings, state: &AppState) -> std::io::Result<Loaded> {
     let table = Table::load(settings)?;
     let stats = table.stats;
     state.table.store(Arc::new(table));

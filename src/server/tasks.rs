@@ -14,7 +14,10 @@ use crate::dynamic::{cached, db, routes, session};
 /// Migrates, checks query plans (warnings go to standard error), opens
 /// `min_idle` connections and starts pool maintenance. Runs on the
 /// server's runtime, which outlives every pooled connection.
-pub async fn start_database(settings: &Settings, dynamic: &Arc<DynamicApp>) -> io::Result<()> {
+pub(crate) async fn start_database(
+    settings: &Settings,
+    dynamic: &Arc<DynamicApp>,
+) -> io::Result<()> {
     let database = &dynamic.database;
     let migrations = settings.root.join(&settings.database().migrations);
     let applied = db::migrate::run(database, &migrations)

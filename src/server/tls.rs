@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A rustls server configuration from PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> io::Result<ServerConfig> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> io::Result<ServerConfig> {
     let invalid = |path: &Path, err: &dyn std::fmt::Display| {
         io::Error::new(
             io::ErrorKind::InvalidData,

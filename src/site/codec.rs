@@ -32,7 +32,7 @@ const COMPRESSIBLE_EXTENSIONS: &[&str] = &[
 const ZOPFLI_MAX_INPUT: usize = 32 * 1024;
 
 /// Whether an output with this path gets precompressed siblings.
-pub fn is_compressible(path: &str) -> bool {
+pub(crate) fn is_compressible(path: &str) -> bool {
     let file_name = path.rsplit('/').next().unwrap_or(path);
     file_name.rsplit_once('.').is_some_and(|(_, ext)| {
         COMPRESSIBLE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
@@ -40,7 +40,7 @@ pub fn is_compressible(path: &str) -> bool {
 }
 
 /// A stable description of the settings, so cached results are keyed by them.
-pub fn settings_fingerprint(encoding: Encoding) -> &'static str {
+pub(crate) fn settings_fingerprint(encoding: Encoding) -> &'static str {
     match encoding {
         Encoding::Brotli => "br:q11:auto-lgwin",
         Encoding::Gzip => "gzip:libdeflate12+zopfli15<=32k",
@@ -49,7 +49,7 @@ pub fn settings_fingerprint(encoding: Encoding) -> &'static str {
 }
 
 /// Compresses `data` with `encoding` at kiln's fixed high settings.
-pub fn compress(encoding: Encoding, data: &[u8]) -> Vec<u8> {
+pub(crate) fn compress(encoding: Encoding, data: &[u8]) -> Vec<u8> {
     match encoding {
         Encoding::Brotli => brotli(data),
         Encoding::Gzip => gzip(data),
@@ -60,7 +60,7 @@ pub fn compress(encoding: Encoding, data: &[u8]) -> Vec<u8> {
 /// Compresses a response generated per request: levels that cost well
 /// under a millisecond for a page (brotli 5, gzip 6, zstd 3), as nginx's
 /// on-the-fly `gzip` does, instead of the build's best-effort ones.
-pub fn compress_fast(encoding: Encoding, data: &[u8]) -> Vec<u8> {
+pub(crate) fn compress_fast(encoding: Encoding, data: &[u8]) -> Vec<u8> {
     match encoding {
         Encoding::Brotli => brotli_at(data, 5),
         Encoding::Gzip => libdeflate_gzip_at(data, 6),

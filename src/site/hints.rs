@@ -7,10 +7,10 @@ use std::path::Path;
 
 /// Per-page resource hints written by the build: output path of an HTML
 /// page → `Link` header values.
-pub const HINTS_FILE: &str = ".kiln/hints.json";
+pub(crate) const HINTS_FILE: &str = ".kiln/hints.json";
 
 /// The hints file's bytes, or `None` when no page has hints.
-pub fn to_json(hints: &BTreeMap<&str, &Vec<String>>) -> Option<Vec<u8>> {
+pub(crate) fn to_json(hints: &BTreeMap<&str, &Vec<String>>) -> Option<Vec<u8>> {
     if hints.is_empty() {
         return None;
     }
@@ -18,7 +18,7 @@ pub fn to_json(hints: &BTreeMap<&str, &Vec<String>>) -> Option<Vec<u8>> {
 }
 
 /// The hints of a loaded output directory (none when it has no file).
-pub fn read(root: &Path) -> HashMap<String, Vec<String>> {
+pub(crate) fn read(root: &Path) -> HashMap<String, Vec<String>> {
     std::fs::read(root.join(HINTS_FILE))
         .ok()
         .and_then(|text| serde_json::from_slice(&text).ok())

@@ -57,7 +57,7 @@ impl Format {
 
 /// What the image stage added to an image asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageOutputs {
+pub(crate) struct ImageOutputs {
     pub format: Format,
     /// Intrinsic size of the main file, when known.
     pub size: Option<(u32, u32)>,
@@ -67,7 +67,7 @@ pub struct ImageOutputs {
 
 /// One emitted image variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmittedVariant {
+pub(crate) struct EmittedVariant {
     /// Output path relative to the output directory.
     pub file: String,
     pub width: u32,

@@ -2,6 +2,8 @@
 //! live-reload client and its event stream are served, and how a page
 //! loads the client.
 
+/// The scope every live-reload endpoint is served under.
+pub(crate) const SCOPE: &str = "/__kiln";
 /// Where the client listens for Server-Sent Events.
 pub const EVENTS_PATH: &str = "/__kiln/events";
 
@@ -10,7 +12,7 @@ pub const LIVE_RELOAD_CLIENT: &str = "/__kiln/live.js";
 
 /// `html` with the live-reload client loaded at the end of its head (or,
 /// lacking one, its body or document).
-pub fn with_live_reload(html: &str) -> String {
+pub(crate) fn with_live_reload(html: &str) -> String {
     let tag = format!("<script type=\"module\" src=\"{LIVE_RELOAD_CLIENT}\"></script>");
     let lower = html.to_ascii_lowercase();
     let at = lower
@@ -22,4 +24,15 @@ pub fn with_live_reload(html: &str) -> String {
     out.push_str(&tag);
     out.push_str(&html[at..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoints_are_under_the_scope() {
+        assert!(EVENTS_PATH.starts_with(&format!("{SCOPE}/")));
+        assert!(LIVE_RELOAD_CLIENT.starts_with(&format!("{SCOPE}/")));
+    }
 }

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The manifest's file name in the output directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 
 /// Reads `OUT_DIR/manifest.json`; a directory with no build has an empty one.
-pub fn read(out_dir: &std::path::Path) -> Result<Manifest, crate::diagnostic::Diagnostic> {
+pub(crate) fn read(out_dir: &std::path::Path) -> Result<Manifest, crate::diagnostic::Diagnostic> {
     let path = out_dir.join(MANIFEST_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
@@ -79,17 +79,17 @@ fn is_false(value: &bool) -> bool {
 }
 
 /// The whole manifest; a sorted map so the JSON is byte-identical across builds.
-pub type Manifest = BTreeMap<String, ManifestChunk>;
+pub(crate) type Manifest = BTreeMap<String, ManifestChunk>;
 
 /// Serialises the manifest as pretty JSON with a trailing newline.
-pub fn to_json(manifest: &Manifest) -> Vec<u8> {
+pub(crate) fn to_json(manifest: &Manifest) -> Vec<u8> {
     let mut json = serde_json::to_vec_pretty(manifest).expect("manifest values are plain strings");
     json.push(b'\n');
     json
 }
 
 /// `path` relative to `base`, `/`-separated (manifest keys look the same on every OS).
-pub fn key_of(base: &std::path::Path, path: &std::path::Path) -> String {
+pub(crate) fn key_of(base: &std::path::Path, path: &std::path::Path) -> String {
     let relative = path.strip_prefix(base).unwrap_or(path);
     relative
         .components()

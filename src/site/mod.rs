@@ -8,11 +8,11 @@
 //! depend on this layer, never on each other (`watch` alone composes build
 //! and serve).
 
-pub mod codec;
-pub mod hints;
-pub mod images;
-pub mod live_reload;
-pub mod manifest;
-pub mod templates;
-pub mod units;
-pub mod url;
+pub(crate) mod codec;
+pub(crate) mod hints;
+pub(crate) mod images;
+pub(crate) mod live_reload;
+pub(crate) mod manifest;
+pub(crate) mod templates;
+pub(crate) mod units;
+pub(crate) mod url;

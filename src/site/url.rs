@@ -31,7 +31,7 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 /// The public URL of an output file, as referenced from another output in
 /// `from_dir` (relative to the output directory). With `base_url = "./"`
 /// URLs are relative, so the site works from any directory.
-pub fn public_url(base_url: &str, file: &str, from_dir: &str) -> String {
+pub(crate) fn public_url(base_url: &str, file: &str, from_dir: &str) -> String {
     let file = percent_encode_path(file);
     if base_url != "./" {
         return format!("{base_url}{file}");
@@ -42,14 +42,14 @@ pub fn public_url(base_url: &str, file: &str, from_dir: &str) -> String {
 
 /// Percent-encodes what may not appear literally in a URL path (spaces,
 /// `#`, `?`, `%`, non-ASCII, ...), keeping `/` and RFC 3986's safe characters.
-pub fn percent_encode_path(path: &str) -> String {
+pub(crate) fn percent_encode_path(path: &str) -> String {
     utf8_percent_encode(path, PATH).to_string()
 }
 
 /// Decodes `%XX` escapes strictly: `None` when an escape is malformed or
 /// the bytes are not UTF-8. For request paths, where an ambiguous byte must
 /// be refused rather than guessed.
-pub fn decode_strict(text: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn decode_strict(text: &str) -> Option<Cow<'_, str>> {
     let bytes = text.as_bytes();
     let well_formed = bytes.iter().enumerate().all(|(at, &byte)| {
         byte != b'%'
@@ -66,7 +66,7 @@ pub fn decode_strict(text: &str) -> Option<Cow<'_, str>> {
 /// Decodes `%XX` escapes leniently: a malformed escape stays as written and
 /// bytes that are not UTF-8 become U+FFFD. For references inside sources
 /// (`url(my%20photo.png)` names `my photo.png`).
-pub fn decode_lossy(text: &str) -> Cow<'_, str> {
+pub(crate) fn decode_lossy(text: &str) -> Cow<'_, str> {
     percent_decode_str(text).decode_utf8_lossy()
 }
 

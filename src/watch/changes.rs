@@ -28,7 +28,7 @@ const LONGEST: Duration = Duration::from_millis(600);
 const WATCHED_DIRS: [&str; 4] = ["assets", "templates", "data", "migrations"];
 
 /// What the watch loop receives.
-pub enum Message {
+pub(crate) enum Message {
     Files(notify::Result<notify::Event>),
     /// Ctrl-C or SIGTERM: stop watching.
     Stop,
@@ -36,7 +36,7 @@ pub enum Message {
 
 /// The changed source files of one batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub paths: BTreeSet<PathBuf>,
     root: PathBuf,
     migrations_dir: PathBuf,
@@ -44,17 +44,17 @@ pub struct Changes {
 
 impl Changes {
     /// The site root the paths are under.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// `build.toml` changed: everything is rebuilt and the server restarted.
-    pub fn touches_config(&self) -> bool {
+    pub(crate) fn touches_config(&self) -> bool {
         self.paths.contains(&self.root.join(CONFIG_FILE))
     }
 
     /// A migration was added or edited.
-    pub fn touches_migrations(&self) -> bool {
+    pub(crate) fn touches_migrations(&self) -> bool {
         self.paths
             .iter()
             .any(|path| path.starts_with(&self.migrations_dir))
@@ -62,7 +62,7 @@ impl Changes {
 
     /// Every change is a stylesheet under `assets/` (which may be swapped
     /// in place).
-    pub fn only_stylesheets(&self) -> bool {
+    pub(crate) fn only_stylesheets(&self) -> bool {
         let assets = self.root.join("assets");
         self.paths.iter().all(|path| {
             path.starts_with(&assets)
@@ -73,7 +73,7 @@ impl Changes {
     }
 
     /// `assets/css/site.css`, or `assets/css/a.css and 2 more`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut names = self.paths.iter().map(|path| {
             path.strip_prefix(&self.root)
                 .unwrap_or(path)
@@ -89,7 +89,7 @@ impl Changes {
 }
 
 /// The notify watcher and the batches it produces.
-pub struct SiteWatcher {
+pub(crate) struct SiteWatcher {
     watcher: RecommendedWatcher,
     receiver: Receiver<Message>,
     sender: Sender<Message>,
@@ -99,7 +99,7 @@ pub struct SiteWatcher {
 }
 
 impl SiteWatcher {
-    pub fn new(settings: &Settings) -> notify::Result<SiteWatcher> {
+    pub(crate) fn new(settings: &Settings) -> notify::Result<SiteWatcher> {
         let (sender, receiver) = channel();
         let events = sender.clone();
         let mut watcher = notify::recommended_watcher(move |event| {
@@ -121,12 +121,12 @@ impl SiteWatcher {
     }
 
     /// A sender for [`Message::Stop`].
-    pub fn sender(&self) -> Sender<Message> {
+    pub(crate) fn sender(&self) -> Sender<Message> {
         self.sender.clone()
     }
 
     /// Blocks until a batch of changes is complete; `None` when told to stop.
-    pub fn next_batch(&mut self) -> Option<Changes> {
+    pub(crate) fn next_batch(&mut self) -> Option<Changes> {
         let mut changes = Changes {
             paths: BTreeSet::new(),
             root: self.filter.root.clone(),

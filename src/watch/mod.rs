@@ -12,8 +12,8 @@
 //! the page. A `build.toml` or migration change restarts the server, once
 //! the new configuration has been checked, on the same address.
 
-pub mod changes;
-pub mod rebuild;
+pub(crate) mod changes;
+pub(crate) mod rebuild;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use crate::site::manifest::Manifest;
 use super::changes::Changes;
 
 /// The event for a successful rebuild, `None` when browsers need nothing.
-pub fn event_for(
+pub(crate) fn event_for(
     changes: &Changes,
     report: &BuildReport,
     before: &Manifest,
@@ -58,7 +58,7 @@ fn stylesheet_swaps(before: &Manifest, after: &Manifest) -> Vec<CssSwap> {
 }
 
 /// `21:04:09 assets/css/site.css → css/site.css swapped in place · 12 ms`
-pub fn summary_line(
+pub(crate) fn summary_line(
     changes: &Changes,
     report: &BuildReport,
     event: Option<&Event>,
@@ -90,7 +90,7 @@ pub fn summary_line(
 }
 
 /// `21:04:09 assets/css/site.css → build failed (2 errors); still serving the last good build · 9 ms`
-pub fn failure_line(changes: &Changes, problems: usize, took: Duration) -> String {
+pub(crate) fn failure_line(changes: &Changes, problems: usize, took: Duration) -> String {
     format!(
         "{} {} → build failed ({problems} error{}); still serving the last good build · {}",
         clock(),
@@ -100,7 +100,7 @@ pub fn failure_line(changes: &Changes, problems: usize, took: Duration) -> Strin
     )
 }
 
-pub fn milliseconds(took: Duration) -> String {
+pub(crate) fn milliseconds(took: Duration) -> String {
     let ms = took.as_secs_f64() * 1000.0;
     if ms < 10.0 {
         format!("{ms:.1} ms")
@@ -114,7 +114,7 @@ fn plural(count: usize) -> &'static str {
 }
 
 /// The local time of day, `HH:MM:SS`.
-pub fn clock() -> String {
+pub(crate) fn clock() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as libc::time_t)

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::http::{self, Response};
 
 /// The CSRF cookie (`kiln_csrf=…`) a form page sets and the token in its form.
-pub fn csrf(page: &Response) -> (String, String) {
+pub(crate) fn csrf(page: &Response) -> (String, String) {
     let cookie = page
         .header("set-cookie")
         .expect("the form page sets the CSRF cookie")
@@ -25,7 +25,7 @@ pub fn csrf(page: &Response) -> (String, String) {
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`.
-pub fn encode(pairs: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn encode(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut serializer = form_urlencoded::Serializer::new(String::new());
     for (name, value) in pairs {
         serializer.append_pair(name, value);
@@ -34,7 +34,7 @@ pub fn encode(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// POSTs `pairs` as a form, with extra headers.
-pub fn post(
+pub(crate) fn post(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
@@ -46,7 +46,7 @@ pub fn post(
 }
 
 /// The `NAME=value` pair of the cookie `name` a response sets.
-pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(response: &Response, name: &str) -> Option<String> {
     let prefix = format!("{name}=");
     response
         .headers

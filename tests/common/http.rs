@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -16,32 +16,37 @@ pub struct Response {
 
 impl Response {
     /// The first value of a header (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.header(name).is_some()
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// Sends `GET path` with extra headers and `Connection: close`.
-pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+pub(crate) fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     send(addr, "GET", path, headers)
 }
 
-pub fn head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+pub(crate) fn head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     send(addr, "HEAD", path, headers)
 }
 
-pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+pub(crate) fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
@@ -51,7 +56,7 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
 }
 
 /// Sends a request with a body (`Content-Length` is added).
-pub fn send_body(
+pub(crate) fn send_body(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -72,7 +77,7 @@ pub fn send_body(
 }
 
 /// Writes `request` as is and reads the response to the end of the connection.
-pub fn raw(addr: SocketAddr, request: &[u8], head: bool) -> Response {
+pub(crate) fn raw(addr: SocketAddr, request: &[u8], head: bool) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -84,7 +89,7 @@ pub fn raw(addr: SocketAddr, request: &[u8], head: bool) -> Response {
 }
 
 /// Parses one response (status line, headers, body by Content-Length or chunked).
-pub fn parse(bytes: &[u8], head: bool) -> Response {
+pub(crate) fn parse(bytes: &[u8], head: bool) -> Response {
     let end = bytes
         .windows(4)
         .position(|window| window == b"\r\n\r\n")

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use kiln::{BuildError, BuildReport, Override, Settings, Silent};
 
 /// A fixture site copied into its own temporary directory.
-pub struct Site {
+pub(crate) struct Site {
     pub dir: tempfile::TempDir,
 }
 
 impl Site {
     /// Copies `tests/fixtures/NAME` into a fresh temp dir.
-    pub fn fixture(name: &str) -> Site {
+    pub(crate) fn fixture(name: &str) -> Site {
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(name);
@@ -26,7 +26,7 @@ impl Site {
 
     /// The repository's demo site, copied so a test never touches its
     /// `dist/` or its database.
-    pub fn demo() -> Site {
+    pub(crate) fn demo() -> Site {
         let site = Site::empty();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         for dir in ["assets", "templates", "data", "migrations"] {
@@ -46,39 +46,39 @@ impl Site {
     }
 
     /// An empty site (no build.toml, no assets).
-    pub fn empty() -> Site {
+    pub(crate) fn empty() -> Site {
         Site {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root().join(relative)
     }
 
-    pub fn dist(&self) -> PathBuf {
+    pub(crate) fn dist(&self) -> PathBuf {
         self.path("dist")
     }
 
-    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) {
+    pub(crate) fn write(&self, relative: &str, contents: impl AsRef<[u8]>) {
         let path = self.path(relative);
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(path, contents).expect("write");
     }
 
-    pub fn read_dist(&self, relative: &str) -> Vec<u8> {
+    pub(crate) fn read_dist(&self, relative: &str) -> Vec<u8> {
         fs::read(self.dist().join(relative)).unwrap_or_else(|err| panic!("dist/{relative}: {err}"))
     }
 
-    pub fn read_dist_string(&self, relative: &str) -> String {
+    pub(crate) fn read_dist_string(&self, relative: &str) -> String {
         String::from_utf8(self.read_dist(relative)).expect("utf-8")
     }
 
-    pub fn settings(&self, overrides: &[&str]) -> Settings {
+    pub(crate) fn settings(&self, overrides: &[&str]) -> Settings {
         let overrides: Vec<Override> = overrides
             .iter()
             .map(|raw| raw.parse().expect("override"))
@@ -86,26 +86,26 @@ impl Site {
         Settings::load(self.root(), &overrides).expect("settings")
     }
 
-    pub fn build(&self) -> Result<BuildReport, BuildError> {
+    pub(crate) fn build(&self) -> Result<BuildReport, BuildError> {
         self.build_with(&[])
     }
 
-    pub fn build_with(&self, overrides: &[&str]) -> Result<BuildReport, BuildError> {
+    pub(crate) fn build_with(&self, overrides: &[&str]) -> Result<BuildReport, BuildError> {
         kiln::build(&self.settings(overrides), &Silent)
     }
 
     /// A build that reuses what `session` kept from earlier ones (watch mode).
-    pub fn build_in(&self, session: &kiln::BuildSession) -> Result<BuildReport, BuildError> {
+    pub(crate) fn build_in(&self, session: &kiln::BuildSession) -> Result<BuildReport, BuildError> {
         kiln::build_in(session, &self.settings(&[]), &Silent)
     }
 
     /// The manifest of the last build, as JSON.
-    pub fn manifest(&self) -> serde_json::Value {
+    pub(crate) fn manifest(&self) -> serde_json::Value {
         serde_json::from_slice(&self.read_dist("manifest.json")).expect("manifest parses")
     }
 
     /// The output path the manifest gives for a source key.
-    pub fn output_of(&self, key: &str) -> String {
+    pub(crate) fn output_of(&self, key: &str) -> String {
         self.manifest()[key]["file"]
             .as_str()
             .unwrap_or_else(|| panic!("{key} is not in the manifest"))
@@ -114,7 +114,7 @@ impl Site {
 }
 
 /// Every file under `dir` with its bytes, keyed by `/`-separated relative path.
-pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.expect("walk");
@@ -127,7 +127,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-pub fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.expect("walk fixture");
         let target = to.join(entry.path().strip_prefix(from).expect("prefix"));
@@ -140,7 +140,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The shared corpus directory (`../shared` beside the repository), if present.
-pub fn shared_dir() -> Option<PathBuf> {
+pub(crate) fn shared_dir() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("KILN_SHARED_DIR").map(PathBuf::from),
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")),
@@ -155,7 +155,7 @@ pub fn shared_dir() -> Option<PathBuf> {
 /// `node_modules/` of the pinned npm corpus, fetched once into a directory
 /// outside the repository. `Err` says why it is unavailable; in CI
 /// (`CI=true`) a missing corpus is a failure, not a skip.
-pub fn npm_corpus() -> Result<PathBuf, String> {
+pub(crate) fn npm_corpus() -> Result<PathBuf, String> {
     let dir = std::env::var_os("KILN_NPM_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("kiln-npm-corpus"));
@@ -175,7 +175,7 @@ pub fn npm_corpus() -> Result<PathBuf, String> {
 }
 
 /// Skips (with a printed reason) or, in CI, fails when a prerequisite is missing.
-pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
+pub(crate) fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
     match what {
         Ok(value) => Some(value),
         Err(reason) if std::env::var("CI").as_deref() == Ok("true") => {
@@ -188,14 +188,14 @@ pub fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
     }
 }
 
-pub mod forms;
-pub mod http;
-pub mod postgres;
-pub mod server;
-pub mod watch;
+pub(crate) mod forms;
+pub(crate) mod http;
+pub(crate) mod postgres;
+pub(crate) mod server;
+pub(crate) mod watch;
 
 /// Runs an ES module script in node from `dir` and returns its stdout.
-pub fn node(dir: &Path, script: &str) -> String {
+pub(crate) fn node(dir: &Path, script: &str) -> String {
     let path = dir.join("__test_runner.mjs");
     fs::write(&path, script).expect("write the runner");
     let output = std::process::Command::new("node")

@@ -7,13 +7,13 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// A schema of its own for one test, dropped afterwards.
-pub struct Schema {
+pub(crate) struct Schema {
     pub admin_url: String,
     pub name: String,
 }
 
 impl Schema {
-    pub fn create(test: &str) -> Option<Schema> {
+    pub(crate) fn create(test: &str) -> Option<Schema> {
         let url = super::require(
             std::env::var("KILN_TEST_POSTGRES_URL")
                 .map_err(|_| "KILN_TEST_POSTGRES_URL is not set".to_string()),
@@ -31,7 +31,7 @@ impl Schema {
     }
 
     /// The URL with this schema first on the search path.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         with_search_path(&self.admin_url, &self.name)
     }
 }
@@ -52,7 +52,7 @@ fn with_search_path(url: &str, schema: &str) -> String {
 
 /// Runs `sql` on a connection of its own (on a thread of its own, so
 /// tests can call it from inside their runtime).
-pub fn admin(url: &str, sql: &str) {
+pub(crate) fn admin(url: &str, sql: &str) {
     let sql = sql.to_string();
     let url = url.to_string();
     std::thread::spawn(move || {

@@ -10,17 +10,21 @@ use kiln::server::{RunningServer, ServeOptions};
 use super::Site;
 
 /// A running server that stops when dropped.
-pub struct TestServer {
+pub(crate) struct TestServer {
     server: Option<RunningServer>,
     pub addr: SocketAddr,
 }
 
 impl TestServer {
-    pub fn start(site: &Site, overrides: &[&str]) -> TestServer {
+    pub(crate) fn start(site: &Site, overrides: &[&str]) -> TestServer {
         TestServer::start_with_log(site, overrides, None)
     }
 
-    pub fn start_with_log(site: &Site, overrides: &[&str], log: Option<AccessLog>) -> TestServer {
+    pub(crate) fn start_with_log(
+        site: &Site,
+        overrides: &[&str],
+        log: Option<AccessLog>,
+    ) -> TestServer {
         let settings = site.settings(overrides);
         let options = ServeOptions {
             addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -40,7 +44,7 @@ impl TestServer {
     }
 
     /// Starts with options of the test's own (a clock, workers).
-    pub fn start_with_options(
+    pub(crate) fn start_with_options(
         site: &Site,
         overrides: &[&str],
         options: ServeOptions,
@@ -53,12 +57,12 @@ impl TestServer {
         }
     }
 
-    pub fn running(&self) -> &RunningServer {
+    pub(crate) fn running(&self) -> &RunningServer {
         self.server.as_ref().expect("running")
     }
 
     /// Stops gracefully and waits for the server thread.
-    pub fn stop(mut self, graceful: bool) {
+    pub(crate) fn stop(mut self, graceful: bool) {
         if let Some(server) = self.server.take() {
             server.stop(graceful).expect("server stops");
         }
@@ -74,7 +78,7 @@ impl Drop for TestServer {
 }
 
 /// Deterministic, poorly compressible bytes.
-pub fn noise(len: usize) -> Vec<u8> {
+pub(crate) fn noise(len: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..len)
         .map(|_| {
@@ -88,7 +92,7 @@ pub fn noise(len: usize) -> Vec<u8> {
 
 /// The basic fixture, built, with pages and extra files added to `dist/` the
 /// way later build stages and users put them there.
-pub fn site_with_pages() -> Site {
+pub(crate) fn site_with_pages() -> Site {
     let site = Site::fixture("basic");
     site.build().expect("fixture builds");
     let css = site.output_of("css/site.css");

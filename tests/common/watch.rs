@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 /// How long a test waits for a rebuild before failing (generous: CI
 /// machines are slow and shared).
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `kiln watch`, killed when dropped.
-pub struct WatchProcess {
+pub(crate) struct WatchProcess {
     child: Child,
     pub addr: SocketAddr,
     /// Standard output, line by line (the per-rebuild lines).
@@ -24,7 +24,7 @@ pub struct WatchProcess {
 }
 
 impl WatchProcess {
-    pub fn start(root: &Path, extra: &[&str]) -> WatchProcess {
+    pub(crate) fn start(root: &Path, extra: &[&str]) -> WatchProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["watch", "--root", root.to_str().unwrap()])
             .args(["--addr", "127.0.0.1:0"])
@@ -53,7 +53,7 @@ impl WatchProcess {
     }
 
     /// The next standard output line matching `wanted` (earlier ones are dropped).
-    pub fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
@@ -69,16 +69,16 @@ impl WatchProcess {
     }
 
     /// Standard error printed so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.errors.try_iter().collect::<Vec<_>>().join("\n")
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
     /// Waits for the process to exit (after a signal).
-    pub fn wait(mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait")
     }
 }
@@ -104,19 +104,19 @@ fn forward(stream: impl Read + Send + 'static) -> Receiver<String> {
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub name: String,
     pub data: serde_json::Value,
 }
 
 /// A connection to `/__kiln/events`, reading the chunked stream.
-pub struct EventStream {
+pub(crate) struct EventStream {
     reader: BufReader<TcpStream>,
     pending: String,
 }
 
 impl EventStream {
-    pub fn connect(addr: SocketAddr) -> EventStream {
+    pub(crate) fn connect(addr: SocketAddr) -> EventStream {
         let mut stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         write!(
@@ -150,7 +150,7 @@ impl EventStream {
 
     /// The next event that is not a heartbeat; `None` when the server closed
     /// the stream.
-    pub fn next(&mut self) -> Option<Event> {
+    pub(crate) fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let block: String = self.pending.drain(..end + 2).collect();
@@ -183,7 +183,7 @@ impl EventStream {
 
     /// The next event named `name`, skipping others (heartbeats arrive
     /// every 15 s, so the deadline is checked at least that often).
-    pub fn next_named(&mut self, name: &str) -> Event {
+    pub(crate) fn next_named(&mut self, name: &str) -> Event {
         let deadline = Instant::now() + PATIENCE;
         let mut skipped = Vec::new();
         while Instant::now() < deadline {

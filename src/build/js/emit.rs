@@ -27,7 +27,7 @@ use crate::diagnostic::Diagnostic;
 
 /// How chunks are printed.
 #[derive(Debug, Clone)]
-pub struct EmitOptions {
+pub(crate) struct EmitOptions {
     pub minify: bool,
     /// Run swc's compressor (dead code, constant folding). Off under
     /// `kiln watch` unless minifying: a development build wants speed, and
@@ -45,7 +45,7 @@ pub struct EmitOptions {
 
 /// A printed chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emitted {
+pub(crate) struct Emitted {
     pub code: String,
     pub map: Option<String>,
     /// License comments taken out of the code (`legal_comments = "external"`).
@@ -53,7 +53,7 @@ pub struct Emitted {
 }
 
 /// Hygiene, lowering, tree shaking, minification and printing of one chunk.
-pub fn emit(
+pub(crate) fn emit(
     ctx: &JsContext,
     module: Module,
     helper_ctxt: SyntaxContext,

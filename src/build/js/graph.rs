@@ -12,17 +12,17 @@ use crate::build::cache::FileStamp;
 use crate::build::js::cache::ModuleCache;
 use crate::build::js::module::{ImportKind, ImportRecord, JsContext, JsModule};
 use crate::build::js::parse::{self, ParseOptions};
-use crate::build::js::resolve::ModuleResolver;
+use crate::build::resolve::ModuleResolver;
 use crate::diagnostic::Diagnostic;
 
-pub type ModuleId = usize;
+pub(crate) type ModuleId = usize;
 
 /// A module read and parsed (or taken from the cache), with its contents hash.
 type Parsed = Result<(Arc<JsModule>, FileStamp), Vec<Diagnostic>>;
 
 /// What an import record points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Module(ModuleId),
     /// A stylesheet imported from JavaScript: built by the CSS stage.
     Css(PathBuf),
@@ -31,7 +31,7 @@ pub enum Target {
 }
 
 /// The parsed modules and how they import each other.
-pub struct Graph {
+pub(crate) struct Graph {
     pub modules: Vec<Arc<JsModule>>,
     /// Per module, per import record.
     pub targets: Vec<Vec<Target>>,
@@ -45,7 +45,7 @@ pub struct Graph {
 
 impl Graph {
     /// The module a record of `module` points at, if it is one.
-    pub fn module_target(&self, module: ModuleId, record: usize) -> Option<ModuleId> {
+    pub(crate) fn module_target(&self, module: ModuleId, record: usize) -> Option<ModuleId> {
         match self.targets[module].get(record) {
             Some(Target::Module(id)) => Some(*id),
             _ => None,
@@ -55,7 +55,7 @@ impl Graph {
 
 /// Reads, parses and resolves everything reachable from `entries`; modules
 /// unchanged since the cache saw them are not parsed again.
-pub fn build(
+pub(crate) fn build(
     cache: &ModuleCache,
     entries: &[PathBuf],
     options: &ParseOptions,
@@ -232,7 +232,7 @@ fn resolve_record(
     if extension.eq_ignore_ascii_case("css") {
         return Ok(Resolution::Css(resolved.path));
     }
-    let supported = crate::build::js::resolve::EXTENSIONS
+    let supported = crate::build::resolve::EXTENSIONS
         .iter()
         .any(|ext| ext.trim_start_matches('.').eq_ignore_ascii_case(extension));
     if !supported {

@@ -2,7 +2,7 @@
 //!
 //! [`graph`] parses every reachable module ([`parse`] brings each to the
 //! normal form of [`module`], with [`define`] replacing configured globals
-//! and [`scan`] recording imports and exports; [`resolve`] finds files the
+//! and [`scan`] recording imports and exports; [`crate::build::resolve`] finds files the
 //! way Node does, with browser conditions); [`link`] tree-shakes at module
 //! level, splits chunks and scope-hoists each chunk into one module;
 //! [`emit`] minifies and prints each chunk in parallel. Chunks refer to each other through fixed-length
@@ -10,14 +10,13 @@
 //! stay exact.
 
 mod ast;
-pub mod cache;
+pub(crate) mod cache;
 mod define;
-pub mod emit;
-pub mod graph;
-pub mod link;
-pub mod module;
-pub mod parse;
-pub mod resolve;
+pub(crate) mod emit;
+pub(crate) mod graph;
+pub(crate) mod link;
+pub(crate) mod module;
+pub(crate) mod parse;
 mod scan;
 
 use std::collections::HashSet;
@@ -37,14 +36,14 @@ use parse::ParseOptions;
 
 /// A script entry: its source and manifest key (`js/app.ts`).
 #[derive(Debug, Clone)]
-pub struct ScriptEntry {
+pub(crate) struct ScriptEntry {
     pub source: PathBuf,
     pub key: String,
 }
 
 /// One output file of the stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkOutput {
+pub(crate) struct ChunkOutput {
     /// Manifest key (Vite's conventions: the source for entries, `_file`
     /// for shared chunks).
     pub key: String,
@@ -60,14 +59,14 @@ pub struct ChunkOutput {
 
 /// Everything the stage produced, and the files it read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JsOutput {
+pub(crate) struct JsOutput {
     pub chunks: Vec<ChunkOutput>,
     /// Every module read.
     pub inputs: Vec<FileStamp>,
 }
 
 /// Bundles all script entries together (shared code is shared between them).
-pub fn bundle(
+pub(crate) fn bundle(
     cache: &ModuleCache,
     settings: &Settings,
     entries: &[ScriptEntry],
@@ -319,7 +318,7 @@ fn manifest_key(
 }
 
 /// Settings that change the stage's output, for the cache key.
-pub fn fingerprint(settings: &Settings) -> Vec<u8> {
+pub(crate) fn fingerprint(settings: &Settings) -> Vec<u8> {
     let js = settings.js();
     serde_json::to_vec(&(
         js,

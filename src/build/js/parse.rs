@@ -29,7 +29,7 @@ use crate::build::js::scan::into_normal_form;
 use crate::diagnostic::Diagnostic;
 
 /// Options of the per-module transforms.
-pub struct ParseOptions<'a> {
+pub(crate) struct ParseOptions<'a> {
     pub jsx_import_source: &'a str,
     /// `define` entries: dotted path → replacement expression.
     pub define: &'a [(Vec<Atom>, Expr)],
@@ -37,7 +37,7 @@ pub struct ParseOptions<'a> {
 
 /// Parses `text` (the contents of `path`) into normal form. All syntax
 /// errors are returned together.
-pub fn parse(
+pub(crate) fn parse(
     ctx: &JsContext,
     path: &Path,
     text: String,
@@ -210,7 +210,7 @@ fn parse_json(
 }
 
 /// `/*! … */`, or a comment saying `@license` or `@preserve`.
-pub fn is_legal(comment: &Comment) -> bool {
+pub(crate) fn is_legal(comment: &Comment) -> bool {
     (comment.kind == swc_core::common::comments::CommentKind::Block
         && comment.text.starts_with('!'))
         || comment.text.contains("@license")

@@ -12,11 +12,11 @@ use syntect::util::LinesWithEndings;
 use crate::site::templates::functions::escape;
 
 /// Class prefix of highlighted tokens (`hl-keyword`, ...).
-pub const HIGHLIGHT_PREFIX: &str = "hl-";
+pub(crate) const HIGHLIGHT_PREFIX: &str = "hl-";
 
 /// One heading, for the table of contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TocEntry {
+pub(crate) struct TocEntry {
     pub level: u8,
     pub id: String,
     pub title: String,
@@ -24,13 +24,13 @@ pub struct TocEntry {
 
 /// A rendered Markdown document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub html: String,
     pub toc: Vec<TocEntry>,
 }
 
 /// Renders Markdown. `syntaxes` highlights fenced code with a language tag.
-pub fn render(source: &str, syntaxes: &SyntaxSet) -> Rendered {
+pub(crate) fn render(source: &str, syntaxes: &SyntaxSet) -> Rendered {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_STRIKETHROUGH
@@ -119,7 +119,7 @@ fn plain_text(events: &[Event]) -> String {
 }
 
 /// `Getting Started!` → `getting-started`.
-pub fn slug(title: &str) -> String {
+pub(crate) fn slug(title: &str) -> String {
     let mut slug = String::with_capacity(title.len());
     for c in title.chars().flat_map(char::to_lowercase) {
         if c.is_alphanumeric() {

@@ -118,7 +118,7 @@ impl OutputNames {
 
 /// Every template under `templates/` with the templates it names, for the
 /// digest of a page's template closure.
-pub struct Templates {
+pub(crate) struct Templates {
     digests: BTreeMap<String, blake3::Hash>,
     names: HashMap<String, Named>,
 }
@@ -131,7 +131,7 @@ enum Named {
 }
 
 impl Templates {
-    pub fn read(templates_dir: &Path) -> Templates {
+    pub(crate) fn read(templates_dir: &Path) -> Templates {
         let mut digests = BTreeMap::new();
         let mut names = HashMap::new();
         for entry in walkdir::WalkDir::new(templates_dir)
@@ -152,7 +152,7 @@ impl Templates {
 
     /// Adds the names and contents of `root` and every template it reaches
     /// to `hasher`.
-    pub fn hash_closure(&self, root: &str, hasher: &mut blake3::Hasher) {
+    pub(crate) fn hash_closure(&self, root: &str, hasher: &mut blake3::Hasher) {
         let mut seen = BTreeSet::new();
         let mut stack = vec![root.to_string()];
         while let Some(name) = stack.pop() {

@@ -8,9 +8,9 @@
 //! Markdown `content` and `toc`), `pages` (every page's metadata, newest
 //! first), `data` (files under `data/`) and `site`.
 
-pub mod markdown;
-pub mod memo;
-pub mod postprocess;
+pub(crate) mod markdown;
+pub(crate) mod memo;
+pub(crate) mod postprocess;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ use memo::{OutputNames, PageMemo, Templates};
 use postprocess::{OutputIndex, PageRef, Rewrites};
 
 /// The layout Markdown pages use when their front matter names none.
-pub const DEFAULT_LAYOUT: &str = "layouts/page.html";
+pub(crate) const DEFAULT_LAYOUT: &str = "layouts/page.html";
 
 /// A rendered page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct Page {
 
 /// Every page of the site, and the warnings rendering produced.
 #[derive(Debug, Default)]
-pub struct Pages {
+pub(crate) struct Pages {
     pub pages: Vec<Page>,
     pub warnings: Vec<Diagnostic>,
     /// How many pages were rendered (the rest were reused from the memo).
@@ -69,7 +69,7 @@ struct Source {
 
 /// Renders every page (or reuses what `memo` kept of it). All template
 /// errors are reported together.
-pub fn build(
+pub(crate) fn build(
     settings: &Settings,
     cache: &Cache,
     memo: &PageMemo,
@@ -289,7 +289,7 @@ fn read_source(
 
 /// `about.html` → `about/index.html` with pretty URLs; `index` pages and
 /// `404` stay where they are.
-pub fn output_path(relative: &str, pretty: bool) -> String {
+pub(crate) fn output_path(relative: &str, pretty: bool) -> String {
     let stem = relative
         .strip_suffix(".html")
         .or_else(|| relative.strip_suffix(".htm"))

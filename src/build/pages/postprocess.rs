@@ -77,7 +77,7 @@ impl OutputIndex {
 
 /// Which rewrites to apply.
 #[derive(Debug, Clone, Copy)]
-pub struct Rewrites {
+pub(crate) struct Rewrites {
     pub lazy_loading: bool,
     pub sri: bool,
     pub resource_hints: bool,
@@ -85,7 +85,7 @@ pub struct Rewrites {
 }
 
 /// One page being post-processed.
-pub struct PageRef<'a> {
+pub(crate) struct PageRef<'a> {
     pub index: &'a OutputIndex,
     pub base_url: &'a str,
     /// The page's output directory (`about` for `about/index.html`).
@@ -119,7 +119,7 @@ impl PageRef<'_> {
 
 /// A rewritten page and its `Link` header values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rewritten {
+pub(crate) struct Rewritten {
     pub html: String,
     pub hints: Vec<String>,
 }
@@ -132,7 +132,7 @@ enum Hint {
     Script(String),
 }
 
-pub fn rewrite(html: &str, page: &PageRef, rewrites: Rewrites) -> Result<Rewritten, String> {
+pub(crate) fn rewrite(html: &str, page: &PageRef, rewrites: Rewrites) -> Result<Rewritten, String> {
     let hints = if rewrites.resource_hints {
         collect_hints(html, page)?
     } else {

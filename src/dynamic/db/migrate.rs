@@ -16,7 +16,7 @@ use crate::diagnostic::{Diagnostic, SourceLocation};
 
 /// One migration file.
 #[derive(Debug, Clone)]
-pub struct Migration {
+pub(crate) struct Migration {
     pub name: String,
     pub path: PathBuf,
     pub sql: String,
@@ -25,7 +25,7 @@ pub struct Migration {
 
 /// Why migrating stopped.
 #[derive(Debug)]
-pub enum MigrateError {
+pub(crate) enum MigrateError {
     /// Reading the folder or reaching the database failed.
     Setup(String),
     /// A migration failed or was changed; located in its file.
@@ -48,7 +48,7 @@ impl From<DbError> for MigrateError {
 }
 
 /// The migration files for `backend` under `dir`, in name order.
-pub fn discover(dir: &Path, backend: Backend) -> Result<Vec<Migration>, MigrateError> {
+pub(crate) fn discover(dir: &Path, backend: Backend) -> Result<Vec<Migration>, MigrateError> {
     let mut by_name = std::collections::BTreeMap::new();
     for folder in [dir.to_path_buf(), dir.join(backend.name())] {
         for migration in read_folder(&folder)? {
@@ -96,7 +96,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kiln_migrations (
 )";
 
 /// Applies every pending migration; returns the names applied.
-pub async fn run(database: &Database, dir: &Path) -> Result<Vec<String>, MigrateError> {
+pub(crate) async fn run(database: &Database, dir: &Path) -> Result<Vec<String>, MigrateError> {
     let migrations = discover(dir, database.backend())?;
     if migrations.is_empty() {
         return Ok(Vec::new());

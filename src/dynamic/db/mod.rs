@@ -8,11 +8,11 @@
 //! transactions that lose to another writer (SQLITE_BUSY, serialization
 //! failure, deadlock) are retried with jittered backoff.
 
-pub mod migrate;
-pub mod postgres;
-pub mod sql;
-pub mod sqlite;
-pub mod value;
+pub(crate) mod migrate;
+pub(crate) mod postgres;
+pub(crate) mod sql;
+pub(crate) mod sqlite;
+pub(crate) mod value;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

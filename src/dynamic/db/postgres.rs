@@ -18,7 +18,7 @@ use crate::config::Isolation;
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
 /// Tables with fewer rows are not reported by the plan check.
-pub const SMALL_TABLE_ROWS: f64 = 1000.0;
+pub(crate) const SMALL_TABLE_ROWS: f64 = 1000.0;
 
 /// How connections are opened and checked.
 #[derive(Debug)]

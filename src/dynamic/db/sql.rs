@@ -18,16 +18,11 @@ pub struct Statement {
     pub postgres: String,
 }
 
-/// Parses `sql`; the error says what is wrong and at which byte.
-pub fn parse(sql: &str) -> Result<Statement, String> {
-    parse_typed(sql, &|_| None)
-}
-
-/// Like [`parse`], casting each PostgreSQL placeholder to the SQL type
-/// `cast` gives for its name (`$1::int8`): PostgreSQL cannot infer a type
+/// Parses `sql` (the error says what is wrong and at which byte), casting
+/// each PostgreSQL placeholder to the SQL type `cast` gives for its name (`$1::int8`): PostgreSQL cannot infer a type
 /// for a parameter used only in `:q IS NULL` or `'%' || :q`, and the
 /// declared input type is the one the value is bound with.
-pub fn parse_typed(
+pub(crate) fn parse_typed(
     sql: &str,
     cast: &dyn Fn(&str) -> Option<&'static str>,
 ) -> Result<Statement, String> {
@@ -136,6 +131,11 @@ fn is_name_byte(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses with no declared types.
+    fn parse(sql: &str) -> Result<Statement, String> {
+        parse_typed(sql, &|_| None)
+    }
 
     #[test]
     fn numbers_each_distinct_name_once() {

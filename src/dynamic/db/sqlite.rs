@@ -130,7 +130,7 @@ impl managed::Manager for Manager {
 }
 
 /// Opens a connection the way every pooled one is set up.
-pub fn open(
+pub(crate) fn open(
     path: &std::path::Path,
     busy_timeout: Duration,
     statement_cache: usize,
@@ -159,7 +159,7 @@ impl rusqlite::ToSql for SqlValue {
 }
 
 /// Runs one read statement and collects its rows.
-pub fn query(conn: &Connection, sql: &str, args: &[SqlValue]) -> rusqlite::Result<Vec<Row>> {
+pub(crate) fn query(conn: &Connection, sql: &str, args: &[SqlValue]) -> rusqlite::Result<Vec<Row>> {
     let mut statement = conn.prepare_cached(sql)?;
     let names: Vec<String> = statement
         .column_names()
@@ -192,7 +192,7 @@ fn value_of(value: ValueRef<'_>) -> SqlValue {
 /// lock is taken up front, so a busy database fails before any work
 /// rather than at commit). Returns the first row each statement produced
 /// (`RETURNING`), merged.
-pub fn write(
+pub(crate) fn write(
     conn: &mut Connection,
     statements: &[(String, Vec<SqlValue>)],
 ) -> rusqlite::Result<Row> {
@@ -208,7 +208,7 @@ pub fn write(
 }
 
 /// Whether another writer held the lock (worth retrying).
-pub fn is_busy(err: &rusqlite::Error) -> bool {
+pub(crate) fn is_busy(err: &rusqlite::Error) -> bool {
     matches!(
         err.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
@@ -218,7 +218,7 @@ pub fn is_busy(err: &rusqlite::Error) -> bool {
 /// Tables a statement reads by scanning every row, from
 /// `EXPLAIN QUERY PLAN` (`SCAN products`, but not `SCAN products USING
 /// INDEX …` or scans of subqueries and constant rows).
-pub fn scanned_tables(
+pub(crate) fn scanned_tables(
     conn: &Connection,
     sql: &str,
     args: &[SqlValue],

@@ -48,7 +48,7 @@ pub type Row = IndexMap<String, SqlValue>;
 /// Microseconds since the Unix epoch as RFC 3339 UTC
 /// (`2026-11-27T18:30:00Z`, with a fraction when there is one); the bare
 /// number outside the years 1–9999 (PostgreSQL's `infinity`, say).
-pub fn rfc3339_from_micros(micros: i64) -> String {
+pub(crate) fn rfc3339_from_micros(micros: i64) -> String {
     let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) else {
         return micros.to_string();
     };
@@ -65,7 +65,7 @@ pub fn rfc3339_from_micros(micros: i64) -> String {
 
 /// Days since the Unix epoch as `YYYY-MM-DD` (the bare number outside the
 /// years 1–9999).
-pub fn date_from_days(days: i64) -> String {
+pub(crate) fn date_from_days(days: i64) -> String {
     const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
     let date = i32::try_from(days + UNIX_EPOCH_JULIAN_DAY)
         .ok()

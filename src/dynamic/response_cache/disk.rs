@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::entry::{Entry, Freshness, now_ms};
 
 /// The disk level.
-pub struct Disk {
+pub(crate) struct Disk {
     entries: sled::Tree,
     tags: sled::Tree,
     by_age: sled::Tree,
@@ -24,7 +24,7 @@ pub struct Disk {
 
 impl Disk {
     /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path, limit: u64) -> Result<Disk, String> {
+    pub(crate) fn open(dir: &Path, limit: u64) -> Result<Disk, String> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(16 * 1024 * 1024)
@@ -54,7 +54,7 @@ impl Disk {
     }
 
     /// The entry under `key`, unless it has expired (then it is removed).
-    pub fn get(&self, key: &str) -> Option<Entry> {
+    pub(crate) fn get(&self, key: &str) -> Option<Entry> {
         let value = self.entries.get(key).ok()??;
         match Entry::decode(&value) {
             Some(entry) if entry.freshness(now_ms()) != Freshness::Expired => Some(entry),
@@ -66,7 +66,7 @@ impl Disk {
     }
 
     /// Stores `entry`, evicting the oldest entries past the byte bound.
-    pub fn put(&self, key: &str, entry: &Entry) {
+    pub(crate) fn put(&self, key: &str, entry: &Entry) {
         let encoded = entry.encode();
         if encoded.len() as u64 > self.limit {
             return;
@@ -96,7 +96,7 @@ impl Disk {
     }
 
     /// Removes every entry tagged `tag`; returns how many.
-    pub fn invalidate(&self, tag: &str) -> usize {
+    pub(crate) fn invalidate(&self, tag: &str) -> usize {
         let prefix = tag_key(tag, "");
         let keys: Vec<String> = self
             .tags
@@ -116,7 +116,7 @@ impl Disk {
     }
 
     /// Drops every expired entry (run on a schedule).
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         let now = now_ms();
         let expired: Vec<String> = self
             .entries
@@ -134,20 +134,13 @@ impl Disk {
     }
 
     /// The byte bound.
-    pub fn limit(&self) -> u64 {
+    pub(crate) fn limit(&self) -> u64 {
         self.limit
     }
 
     /// Bytes of encoded entries stored.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Writes everything to disk now (at shutdown, and in tests).
-    pub fn flush(&self) {
-        let _ = self.entries.flush();
-        let _ = self.tags.flush();
-        let _ = self.by_age.flush();
     }
 
     fn remove(&self, key: &str) {
@@ -169,7 +162,7 @@ impl Disk {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens a sled database, waiting up to [`LOCK_WAIT`] for its lock.
-pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+pub(crate) fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 /// One rendered response of a cached route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub status: u16,
     pub content_type: String,
     /// Unix milliseconds.
@@ -31,30 +31,30 @@ pub struct Entry {
 }
 
 /// The entity tag of a body: 20 hex digits of its blake3.
-pub fn body_tag(body: &[u8]) -> String {
+pub(crate) fn body_tag(body: &[u8]) -> String {
     blake3::hash(body).to_hex()[..20].to_string()
 }
 
 /// Stands for the visitor's CSRF token in a cached body.
-pub const CSRF_PLACEHOLDER: &str = "kiln-csrf-placeholder-6f0e1c2b9a";
+pub(crate) const CSRF_PLACEHOLDER: &str = "kiln-csrf-placeholder-6f0e1c2b9a";
 
 /// How fresh an entry is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     Fresh,
     /// Servable while one request refreshes it.
     Stale,
     Expired,
 }
 
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 impl Entry {
-    pub fn freshness(&self, now_ms: u64) -> Freshness {
+    pub(crate) fn freshness(&self, now_ms: u64) -> Freshness {
         if now_ms < self.fresh_until_ms {
             Freshness::Fresh
         } else if now_ms < self.stale_until_ms {
@@ -65,20 +65,20 @@ impl Entry {
     }
 
     /// Bytes the entry occupies (bodies and headers), for the size bounds.
-    pub fn weight(&self) -> u64 {
+    pub(crate) fn weight(&self) -> u64 {
         let copies =
             self.br.as_ref().map_or(0, Bytes::len) + self.gzip.as_ref().map_or(0, Bytes::len);
         (self.body.len() + copies + self.content_type.len() + 64) as u64
     }
 
     /// Milliseconds until the entry may no longer be served at all.
-    pub fn remaining_ms(&self, now_ms: u64) -> u64 {
+    pub(crate) fn remaining_ms(&self, now_ms: u64) -> u64 {
         self.stale_until_ms.saturating_sub(now_ms)
     }
 
     /// The binary form: a version byte, then fixed fields and
     /// length-prefixed strings and bodies.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.weight() as usize + 64);
         out.push(VERSION);
         out.extend_from_slice(&self.status.to_le_bytes());
@@ -107,7 +107,7 @@ impl Entry {
 
     /// Reads [`Entry::encode`]'s output; `None` for anything else (another
     /// version, a truncated value).
-    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Entry> {
         let mut reader = Reader { bytes, at: 0 };
         if reader.byte()? != VERSION {
             return None;

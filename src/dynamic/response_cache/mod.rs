@@ -7,9 +7,9 @@
 //! for the same key ([`RouteCache::get_or_fill`]). Write routes drop
 //! entries by tag, through a tag index on every level (never a scan).
 
-pub mod disk;
-pub mod entry;
-pub mod redis;
+pub(crate) mod disk;
+pub(crate) mod entry;
+pub(crate) mod redis;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -28,7 +28,7 @@ use entry::{Entry, Freshness, now_ms};
 
 /// A cache level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Memory,
     Disk,
     Redis,
@@ -48,7 +48,7 @@ impl Level {
 
 /// Counters for `/metrics`.
 #[derive(Default)]
-pub struct CacheMetrics {
+pub(crate) struct CacheMetrics {
     hits: [AtomicU64; 3],
     misses: [AtomicU64; 3],
     memory_evictions: Arc<AtomicU64>,
@@ -66,7 +66,7 @@ impl CacheMetrics {
         self.misses[level as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn stale_served(&self) {
+    pub(crate) fn stale_served(&self) {
         self.stale_served.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -77,7 +77,7 @@ type Tags = Arc<Mutex<HashMap<String, HashSet<Arc<str>>>>>;
 type Inflight = Mutex<HashMap<Arc<str>, Arc<OnceCell<Arc<Entry>>>>>;
 
 /// Every level, the in-flight fills and the memory level's tag index.
-pub struct RouteCache {
+pub(crate) struct RouteCache {
     memory: moka::sync::Cache<Arc<str>, Arc<Entry>>,
     memory_tags: Tags,
     memory_bytes: u64,
@@ -115,7 +115,7 @@ impl moka::Expiry<Arc<str>, Arc<Entry>> for UntilUnservable {
 impl RouteCache {
     /// Opens the levels `config` asks for (`root` resolves the disk level's
     /// directory). Redis connects on first use; see [`RouteCache::check`].
-    pub fn open(config: &CacheConfig, root: &Path) -> Result<RouteCache, String> {
+    pub(crate) fn open(config: &CacheConfig, root: &Path) -> Result<RouteCache, String> {
         let metrics = CacheMetrics::default();
         let memory_tags: Tags = Arc::default();
         let evictions = Arc::clone(&metrics.memory_evictions);
@@ -158,7 +158,7 @@ impl RouteCache {
     }
 
     /// Reaches Redis, when configured, so a wrong URL stops start-up.
-    pub async fn check(&self) -> Result<(), String> {
+    pub(crate) async fn check(&self) -> Result<(), String> {
         match &self.redis {
             Some(redis) => redis.ping().await,
             None => Ok(()),
@@ -167,7 +167,7 @@ impl RouteCache {
 
     /// The entry under `key` from the highest level that has a servable
     /// one; levels above the one that had it are filled.
-    pub async fn lookup(&self, key: &Arc<str>) -> Option<Arc<Entry>> {
+    pub(crate) async fn lookup(&self, key: &Arc<str>) -> Option<Arc<Entry>> {
         let now = now_ms();
         if let Some(entry) = self.memory.get(key)
             && entry.freshness(now) != Freshness::Expired
@@ -205,7 +205,7 @@ impl RouteCache {
     }
 
     /// Stores `entry` in every level.
-    pub async fn store(&self, key: &Arc<str>, entry: &Arc<Entry>) {
+    pub(crate) async fn store(&self, key: &Arc<str>, entry: &Arc<Entry>) {
         self.remember(key, entry);
         if let Some(disk) = &self.disk {
             disk.put(key, entry);
@@ -218,7 +218,11 @@ impl RouteCache {
     /// The entry under `key`, or the one `fill` makes. Concurrent misses
     /// for one key wait for a single `fill`; when it fails, the next waiter
     /// tries its own.
-    pub async fn get_or_fill<F, Fut, E>(&self, key: &Arc<str>, fill: F) -> Result<Arc<Entry>, E>
+    pub(crate) async fn get_or_fill<F, Fut, E>(
+        &self,
+        key: &Arc<str>,
+        fill: F,
+    ) -> Result<Arc<Entry>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Entry, E>>,
@@ -260,7 +264,7 @@ impl RouteCache {
     }
 
     /// Runs `fill`, times it, and stores what it made.
-    pub async fn fill<F, Fut, E>(&self, key: &Arc<str>, fill: F) -> Result<Arc<Entry>, E>
+    pub(crate) async fn fill<F, Fut, E>(&self, key: &Arc<str>, fill: F) -> Result<Arc<Entry>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Entry, E>>,
@@ -274,14 +278,14 @@ impl RouteCache {
 
     /// Claims the background refresh of a stale `key`; `false` when one
     /// is already running.
-    pub fn begin_refresh(&self, key: &Arc<str>) -> bool {
+    pub(crate) fn begin_refresh(&self, key: &Arc<str>) -> bool {
         self.refreshing
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .insert(Arc::clone(key))
     }
 
-    pub fn end_refresh(&self, key: &Arc<str>) {
+    pub(crate) fn end_refresh(&self, key: &Arc<str>) {
         self.refreshing
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -290,7 +294,7 @@ impl RouteCache {
 
     /// Drops every entry carrying one of `tags`, on every level (and, through
     /// Redis, on every other server's memory and disk levels).
-    pub async fn invalidate(&self, tags: &[String]) {
+    pub(crate) async fn invalidate(&self, tags: &[String]) {
         for tag in tags {
             let mut dropped = self.invalidate_local(tag);
             if let Some(redis) = &self.redis {
@@ -303,7 +307,7 @@ impl RouteCache {
     }
 
     /// Drops `tag` from this server's memory and disk levels.
-    pub fn invalidate_local(&self, tag: &str) -> usize {
+    pub(crate) fn invalidate_local(&self, tag: &str) -> usize {
         let keys = self
             .memory_tags
             .lock()
@@ -321,7 +325,7 @@ impl RouteCache {
     }
 
     /// The tags other servers invalidate, when the cache uses Redis.
-    pub async fn listen(
+    pub(crate) async fn listen(
         &self,
     ) -> Option<Result<impl futures_util::Stream<Item = String> + use<>, String>> {
         Some(self.redis.as_ref()?.listen().await)
@@ -342,17 +346,12 @@ impl RouteCache {
     }
 
     /// Applies moka's pending evictions (so sizes are exact), for metrics and tests.
-    pub fn settle(&self) {
+    pub(crate) fn settle(&self) {
         self.memory.run_pending_tasks();
     }
 
-    /// Bytes the memory level holds.
-    pub fn memory_bytes(&self) -> u64 {
-        self.memory.weighted_size()
-    }
-
     /// Appends the cache's series to a `/metrics` body.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub(crate) fn render_metrics(&self, out: &mut String) {
         self.settle();
         let levels: Vec<Level> = LEVELS
             .into_iter()

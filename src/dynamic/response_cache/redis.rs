@@ -13,62 +13,42 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use super::entry::{Entry, now_ms};
+use crate::dynamic::redis::RedisConnection;
 
 /// Longest a cache call may take before it counts as a miss.
 const TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The Redis level.
-pub struct Redis {
-    client: redis::Client,
-    /// Opened on first use; it reconnects by itself afterwards.
-    connection: tokio::sync::OnceCell<ConnectionManager>,
-    prefix: String,
+pub(crate) struct Redis {
+    connection: RedisConnection,
     pub errors: AtomicU64,
 }
 
 impl Redis {
     /// Checks the URL; the connection opens on first use (or [`Redis::ping`]).
-    pub fn new(url: &str, prefix: &str) -> Result<Redis, String> {
-        let client = redis::Client::open(url).map_err(|err| format!("cache.redis_url: {err}"))?;
+    pub(crate) fn new(url: &str, prefix: &str) -> Result<Redis, String> {
         Ok(Redis {
-            client,
-            connection: tokio::sync::OnceCell::new(),
-            prefix: prefix.to_string(),
+            connection: RedisConnection::new("cache.redis_url", url, prefix, TIMEOUT)?,
             errors: AtomicU64::new(0),
         })
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        self.connection
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
-            .await
-            .cloned()
-    }
-
     /// Connects and pings, so a wrong URL stops start-up.
-    pub async fn ping(&self) -> Result<(), String> {
-        let call = async {
-            let mut connection = self.connection().await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut connection)
-                .await
-        };
-        match tokio::time::timeout(Duration::from_secs(5), call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(format!("cache.redis_url: {err}")),
-            Err(_) => Err("cache.redis_url: no answer within 5 s".into()),
-        }
+    pub(crate) async fn ping(&self) -> Result<(), String> {
+        self.connection.ping().await
     }
 
     fn channel(&self) -> String {
-        format!("{}invalidations", self.prefix)
+        self.connection.key("invalidations")
     }
 
     /// Subscribes to the tags other servers invalidate.
-    pub async fn listen(&self) -> Result<impl futures_util::Stream<Item = String> + use<>, String> {
+    pub(crate) async fn listen(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = String> + use<>, String> {
         use futures_util::StreamExt;
         let subscribe = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = self.connection.client().get_async_pubsub().await?;
             pubsub.subscribe(self.channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
@@ -82,11 +62,11 @@ impl Redis {
     }
 
     fn entry_key(&self, key: &str) -> String {
-        format!("{}e:{key}", self.prefix)
+        self.connection.key(&format!("e:{key}"))
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}t:{tag}", self.prefix)
+        self.connection.key(&format!("t:{tag}"))
     }
 
     /// Runs a call on the connection with the timeout; a failure is
@@ -96,17 +76,16 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let attempt = async { call(self.connection().await?).await };
-        match tokio::time::timeout(TIMEOUT, attempt).await {
-            Ok(Ok(value)) => Some(value),
-            _ => {
+        match self.connection.call(call).await {
+            Ok(value) => Some(value),
+            Err(_) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
     }
 
-    pub async fn get(&self, key: &str) -> Option<Entry> {
+    pub(crate) async fn get(&self, key: &str) -> Option<Entry> {
         let entry_key = self.entry_key(key);
         let value: Option<Vec<u8>> = self
             .bounded(|mut connection| async move { connection.get(entry_key).await })
@@ -115,7 +94,7 @@ impl Redis {
         Entry::decode(&value?)
     }
 
-    pub async fn put(&self, key: &str, entry: &Entry) {
+    pub(crate) async fn put(&self, key: &str, entry: &Entry) {
         let ttl = entry.remaining_ms(now_ms());
         if ttl == 0 {
             return;
@@ -149,7 +128,7 @@ impl Redis {
     }
 
     /// Deletes every entry tagged `tag`; returns how many.
-    pub async fn invalidate(&self, tag: &str) -> usize {
+    pub(crate) async fn invalidate(&self, tag: &str) -> usize {
         let tag_key = self.tag_key(tag);
         let members = tag_key.clone();
         let keys: Vec<String> = self

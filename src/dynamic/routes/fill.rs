@@ -6,7 +6,7 @@ use crate::dynamic::db::{Row, SqlValue};
 /// `template` (a redirect or a cache tag) with each `{name}` replaced by an
 /// input or a RETURNING column (percent-encoded for a URL); the error names
 /// the placeholder it could not fill.
-pub fn fill_template(
+pub(crate) fn fill_template(
     template: &str,
     values: &[(String, SqlValue)],
     returned: &Row,
@@ -46,7 +46,7 @@ pub fn fill_template(
 }
 
 /// The `{name}` placeholders of a template string.
-pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn placeholders(template: &str) -> impl Iterator<Item = &str> {
     template
         .split('{')
         .skip(1)

@@ -8,10 +8,10 @@
 //! redirect and tag templates, and [`plan`] warns about queries that scan
 //! whole tables.
 
-pub mod fill;
-pub mod params;
-pub mod pattern;
-pub mod plan;
+pub(crate) mod fill;
+pub(crate) mod params;
+pub(crate) mod pattern;
+pub(crate) mod plan;
 
 use std::collections::HashMap;
 
@@ -26,7 +26,7 @@ use params::Input;
 use pattern::PathPattern;
 
 /// One read query of a route.
-pub struct Query {
+pub(crate) struct Query {
     pub name: String,
     pub statement: Statement,
     pub one: bool,
@@ -34,7 +34,7 @@ pub struct Query {
 }
 
 /// A compiled route.
-pub struct Route {
+pub(crate) struct Route {
     /// `GET /products/{id:int}`, for logs and metrics.
     pub label: String,
     pub method: Method,
@@ -60,7 +60,7 @@ pub struct Route {
 }
 
 /// A cached route's policy.
-pub struct CachePolicy {
+pub(crate) struct CachePolicy {
     pub ttl: std::time::Duration,
     pub stale: std::time::Duration,
     /// Tag templates (`product:{id}`).
@@ -72,7 +72,7 @@ pub struct CachePolicy {
 impl CachePolicy {
     /// The cache key: the route and the typed values of the inputs it
     /// varies on, so `?page=01` and `?page=1` share an entry.
-    pub fn key(&self, label: &str, values: &[(String, SqlValue)]) -> std::sync::Arc<str> {
+    pub(crate) fn key(&self, label: &str, values: &[(String, SqlValue)]) -> std::sync::Arc<str> {
         let mut hasher = blake3::Hasher::new();
         hasher.update(label.as_bytes());
         for name in &self.vary {
@@ -91,11 +91,11 @@ impl CachePolicy {
 
 /// Named input values of one request: path parameters, query parameters,
 /// form fields.
-pub type Values = Vec<(String, SqlValue)>;
+pub(crate) type Values = Vec<(String, SqlValue)>;
 
 /// What a request's method and path select: owned, so the scope's guard
 /// can keep it in the request for the handler instead of matching twice.
-pub enum Selected {
+pub(crate) enum Selected {
     /// The index in [`Routes::routes`], and the path parameters' values.
     Route(usize, Vec<(String, SqlValue)>),
     /// The path matches routes, none with this method.
@@ -104,28 +104,28 @@ pub enum Selected {
 }
 
 /// Every route, in declaration order (the first match wins).
-pub struct Routes {
+pub(crate) struct Routes {
     pub routes: Vec<Route>,
 }
 
 /// A route problem, naming the route.
 #[derive(Debug, thiserror::Error)]
 #[error("build.toml: route[{index}] ({label}): {message}")]
-pub struct RouteError {
+pub(crate) struct RouteError {
     pub index: usize,
     pub label: String,
     pub message: String,
 }
 
 /// SQL parameters with this prefix read the visitor's session.
-pub const SESSION_PREFIX: &str = "session.";
+pub(crate) const SESSION_PREFIX: &str = "session.";
 
 /// Paths the server answers itself.
 const RESERVED: [&str; 2] = ["/healthz", "/metrics"];
 
 impl Routes {
     /// Compiles `[[route]]`.
-    pub fn compile(settings: &Settings) -> Result<Routes, RouteError> {
+    pub(crate) fn compile(settings: &Settings) -> Result<Routes, RouteError> {
         let mut routes: Vec<Route> = Vec::new();
         for (index, config) in settings.routes().iter().enumerate() {
             let label = format!("{} {}", config.method, config.path);
@@ -151,25 +151,21 @@ impl Routes {
 
     /// Removes every route's cache policy: for an app assembled without a
     /// response cache, so "is this route cached?" has one answer.
-    pub fn drop_cache_policies(&mut self) {
+    pub(crate) fn drop_cache_policies(&mut self) {
         for route in &mut self.routes {
             route.cache = None;
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
-
     /// Whether any route reads or changes the session.
-    pub fn use_sessions(&self) -> bool {
+    pub(crate) fn use_sessions(&self) -> bool {
         self.routes
             .iter()
             .any(|route| route.session.is_some() || !route.session_params.is_empty())
     }
 
     /// Templates the routes render.
-    pub fn templates(&self) -> Vec<&str> {
+    pub(crate) fn templates(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
             .routes
             .iter()
@@ -181,7 +177,7 @@ impl Routes {
     }
 
     /// The route for a request. HEAD selects GET routes.
-    pub fn select(&self, method: &Method, path: &str) -> Selected {
+    pub(crate) fn select(&self, method: &Method, path: &str) -> Selected {
         let wanted = if method == Method::HEAD {
             &Method::GET
         } else {

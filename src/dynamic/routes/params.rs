@@ -9,7 +9,7 @@ use crate::dynamic::db::SqlValue;
 
 /// A declared input with its default already converted.
 #[derive(Debug, Clone)]
-pub struct Input {
+pub(crate) struct Input {
     pub name: String,
     pub spec: ParamConfig,
     /// The value when the input is absent or empty.
@@ -18,7 +18,7 @@ pub struct Input {
 
 impl Input {
     /// Compiles a declaration; the error names what is wrong with the default.
-    pub fn new(name: &str, spec: &ParamConfig) -> Result<Input, String> {
+    pub(crate) fn new(name: &str, spec: &ParamConfig) -> Result<Input, String> {
         let default = match &spec.default {
             None => None,
             Some(value) => {
@@ -41,7 +41,7 @@ impl Input {
     }
 
     /// A value the plan check can bind: the default, or a typical one.
-    pub fn sample(&self) -> SqlValue {
+    pub(crate) fn sample(&self) -> SqlValue {
         self.default.clone().unwrap_or(match self.spec.kind {
             ParamType::Int => SqlValue::Int(1),
             ParamType::Float => SqlValue::Float(1.0),
@@ -58,11 +58,11 @@ impl Input {
 }
 
 /// Field name → what is wrong with it.
-pub type FieldErrors = BTreeMap<String, String>;
+pub(crate) type FieldErrors = BTreeMap<String, String>;
 
 /// Parses `application/x-www-form-urlencoded` text (a query string or a
 /// form body); the first occurrence of a name wins.
-pub fn parse_pairs(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_pairs(text: &str) -> BTreeMap<String, String> {
     let mut pairs = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(text.as_bytes()) {
         pairs
@@ -73,7 +73,7 @@ pub fn parse_pairs(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Checks each declared input against the submitted pairs.
-pub fn bind(
+pub(crate) fn bind(
     inputs: &[Input],
     pairs: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, SqlValue)>, FieldErrors> {

@@ -8,7 +8,7 @@ use crate::dynamic::db::SqlValue;
 
 /// The type of a path parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegmentType {
+pub(crate) enum SegmentType {
     /// A signed 64-bit integer.
     Int,
     /// Any non-empty segment (percent-decoded).
@@ -25,7 +25,7 @@ enum Segment {
 
 impl SegmentType {
     /// The SQL type the value is bound as.
-    pub fn sql_type(self) -> &'static str {
+    pub(crate) fn sql_type(self) -> &'static str {
         match self {
             SegmentType::Int => "int8",
             SegmentType::Str | SegmentType::Slug => "text",
@@ -35,13 +35,13 @@ impl SegmentType {
 
 /// A parsed route path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathPattern {
+pub(crate) struct PathPattern {
     segments: Vec<Segment>,
 }
 
 impl PathPattern {
     /// Parses `path`; the error says what is wrong with it.
-    pub fn parse(path: &str) -> Result<PathPattern, String> {
+    pub(crate) fn parse(path: &str) -> Result<PathPattern, String> {
         let rest = path
             .strip_prefix('/')
             .ok_or_else(|| format!("{path:?} must start with /"))?;
@@ -86,7 +86,7 @@ impl PathPattern {
     }
 
     /// The path's parameters and their types.
-    pub fn param_types(&self) -> impl Iterator<Item = (&str, SegmentType)> {
+    pub(crate) fn param_types(&self) -> impl Iterator<Item = (&str, SegmentType)> {
         self.segments.iter().filter_map(|segment| match segment {
             Segment::Param { name, kind } => Some((name.as_str(), *kind)),
             Segment::Literal(_) => None,
@@ -94,7 +94,7 @@ impl PathPattern {
     }
 
     /// A typical value of path parameter `name`, for the plan check.
-    pub fn sample(&self, name: &str) -> Option<SqlValue> {
+    pub(crate) fn sample(&self, name: &str) -> Option<SqlValue> {
         self.segments.iter().find_map(|segment| match segment {
             Segment::Param { name: known, kind } if known == name => Some(match kind {
                 SegmentType::Int => SqlValue::Int(1),
@@ -105,7 +105,7 @@ impl PathPattern {
     }
 
     /// The parameters' typed values when `path` matches.
-    pub fn matches(&self, path: &str) -> Option<Vec<(String, SqlValue)>> {
+    pub(crate) fn matches(&self, path: &str) -> Option<Vec<(String, SqlValue)>> {
         let rest = path.strip_prefix('/')?;
         let mut values = Vec::new();
         let mut parts = rest.split('/');
@@ -153,7 +153,7 @@ fn typed(part: &str, kind: SegmentType) -> Option<SqlValue> {
 
 /// Percent-decodes a path segment; `None` for malformed escapes or
 /// bytes that are not UTF-8.
-pub fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     crate::site::url::decode_strict(text).map(std::borrow::Cow::into_owned)
 }
 

@@ -9,7 +9,7 @@ use crate::dynamic::db::{Database, DbError, SqlValue};
 
 /// One query that scans whole tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanWarning {
+pub(crate) struct ScanWarning {
     pub route: String,
     pub query: String,
     pub tables: Vec<String>,
@@ -29,7 +29,10 @@ impl std::fmt::Display for ScanWarning {
 }
 
 /// Explains every route query that has not opted out.
-pub async fn check(database: &Database, routes: &Routes) -> Result<Vec<ScanWarning>, DbError> {
+pub(crate) async fn check(
+    database: &Database,
+    routes: &Routes,
+) -> Result<Vec<ScanWarning>, DbError> {
     let mut warnings = Vec::new();
     for route in &routes.routes {
         for query in route.queries.iter().filter(|query| !query.allow_scan) {

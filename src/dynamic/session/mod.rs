@@ -6,7 +6,7 @@
 //! expire by TTL. Only dynamic routes are wrapped by the middleware, so a
 //! static request never touches the store.
 
-pub mod record;
+pub(crate) mod record;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::{SessionConfig, SessionStoreKind};
+use crate::dynamic::redis::RedisConnection;
 use crate::http::metrics::{Histogram, family, gauge};
 use record::{Lifetime, Record, State, state_bytes};
 
@@ -58,7 +59,7 @@ enum Backend {
         tree: sled::Tree,
         _db: sled::Db,
     },
-    Redis(Redis),
+    Redis(Box<RedisConnection>),
     /// The "id" is the record itself, encrypted by the middleware.
     Cookie,
 }
@@ -69,12 +70,6 @@ pub const COOKIE_TOUCH: &str = "_kiln.touch";
 
 /// Cookies larger than this are refused by browsers.
 const COOKIE_LIMIT: usize = 4000;
-
-struct Redis {
-    client: redis::Client,
-    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
-    prefix: String,
-}
 
 /// The session store.
 pub struct Sessions {
@@ -110,12 +105,12 @@ impl Sessions {
                 Backend::Sled { tree, _db: db }
             }
             SessionStoreKind::Cookie => Backend::Cookie,
-            SessionStoreKind::Redis => Backend::Redis(Redis {
-                client: redis::Client::open(config.redis_url.as_str())
-                    .map_err(|err| format!("session.redis_url: {err}"))?,
-                connection: tokio::sync::OnceCell::new(),
-                prefix: config.redis_prefix.clone(),
-            }),
+            SessionStoreKind::Redis => Backend::Redis(Box::new(RedisConnection::new(
+                "session.redis_url",
+                &config.redis_url,
+                &config.redis_prefix,
+                REDIS_TIMEOUT,
+            )?)),
         };
         Ok(Sessions {
             backend,
@@ -143,17 +138,7 @@ impl Sessions {
     pub async fn check(&self) -> Result<(), String> {
         match &self.backend {
             Backend::Sled { .. } | Backend::Cookie => Ok(()),
-            Backend::Redis(redis) => {
-                let mut connection = redis
-                    .connection()
-                    .await
-                    .map_err(|err| format!("session.redis_url: {err}"))?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut connection)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| format!("session.redis_url: {err}"))
-            }
+            Backend::Redis(redis) => redis.ping().await,
         }
     }
 
@@ -248,7 +233,8 @@ impl Sessions {
                             .query_async::<Option<Vec<u8>>>(&mut connection)
                             .await
                     })
-                    .await?
+                    .await
+                    .map_err(store_error)?
             }
         };
         self.observe(started);
@@ -286,7 +272,8 @@ impl Sessions {
                             .query_async::<()>(&mut connection)
                             .await
                     })
-                    .await?;
+                    .await
+                    .map_err(store_error)?;
             }
         }
         self.observe(started);
@@ -311,7 +298,8 @@ impl Sessions {
                             .query_async::<()>(&mut connection)
                             .await
                     })
-                    .await?;
+                    .await
+                    .map_err(store_error)?;
             }
         }
         self.observe(started);
@@ -432,29 +420,8 @@ impl Sessions {
     }
 }
 
-impl Redis {
-    fn key(&self, id: &str) -> String {
-        format!("{}{id}", self.prefix)
-    }
-
-    async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
-        self.connection
-            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
-            .await
-            .cloned()
-    }
-
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, String>
-    where
-        F: FnOnce(redis::aio::ConnectionManager) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let attempt = async { call(self.connection().await?).await };
-        match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
-            Ok(result) => result.map_err(|err| format!("session store: {err}")),
-            Err(_) => Err("session store: Redis did not answer in time".into()),
-        }
-    }
+fn store_error(err: crate::dynamic::redis::CallError) -> String {
+    format!("session store: {err}")
 }
 
 /// A cookie session's value: the record as JSON (the middleware encrypts it).

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 /// A session's values, as actix-session keeps them (JSON per value).
-pub type State = HashMap<String, String>;
+pub(crate) type State = HashMap<String, String>;
 
 /// One stored session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,20 +19,20 @@ pub struct Record {
 
 /// The idle and absolute limits.
 #[derive(Debug, Clone, Copy)]
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     pub idle_ms: u64,
     pub max_ms: u64,
 }
 
 impl Lifetime {
     /// Whether `record` may no longer be used at `now_ms`.
-    pub fn expired(&self, record: &Record, now_ms: u64) -> bool {
+    pub(crate) fn expired(&self, record: &Record, now_ms: u64) -> bool {
         now_ms.saturating_sub(record.seen_ms) >= self.idle_ms
             || now_ms.saturating_sub(record.created_ms) >= self.max_ms
     }
 
     /// Milliseconds until `record` expires (for store TTLs).
-    pub fn remaining_ms(&self, record: &Record, now_ms: u64) -> u64 {
+    pub(crate) fn remaining_ms(&self, record: &Record, now_ms: u64) -> u64 {
         let idle_end = record.seen_ms + self.idle_ms;
         let max_end = record.created_ms + self.max_ms;
         idle_end.min(max_end).saturating_sub(now_ms)
@@ -41,7 +41,7 @@ impl Lifetime {
     /// Whether `record` should be marked used again: often enough that
     /// the idle timeout counts from real use, rarely enough that reading a
     /// session seldom writes.
-    pub fn needs_touch(&self, record: &Record, now_ms: u64) -> bool {
+    pub(crate) fn needs_touch(&self, record: &Record, now_ms: u64) -> bool {
         now_ms.saturating_sub(record.seen_ms) >= (self.idle_ms / 8).min(60_000)
     }
 }
@@ -50,7 +50,7 @@ const VERSION: u8 = 1;
 const COMPRESSED: u8 = 1;
 
 /// The serialized values' size, which `session.max_bytes` bounds.
-pub fn state_bytes(state: &State) -> usize {
+pub(crate) fn state_bytes(state: &State) -> usize {
     serde_json::to_vec(state).map_or(0, |bytes| bytes.len())
 }
 

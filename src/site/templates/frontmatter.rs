@@ -4,14 +4,14 @@
 /// matter's lines as blank lines, so template errors report the line
 /// numbers of the file as written.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Split {
+pub(crate) struct Split {
     pub front_matter: toml::Table,
     pub body: String,
 }
 
 /// Splits `source`; `Err` is the TOML error with the line it refers to in
 /// the file.
-pub fn split(source: &str) -> Result<Split, (String, u32)> {
+pub(crate) fn split(source: &str) -> Result<Split, (String, u32)> {
     let Some(rest) = source.strip_prefix("+++") else {
         return Ok(Split {
             front_matter: toml::Table::new(),
@@ -62,7 +62,7 @@ fn find_closing(text: &str) -> Option<usize> {
 
 /// TOML → JSON, with datetimes as their RFC 3339 text (serde would turn them
 /// into a private wrapper object).
-pub fn to_json(value: &toml::Value) -> serde_json::Value {
+pub(crate) fn to_json(value: &toml::Value) -> serde_json::Value {
     match value {
         toml::Value::String(text) => text.clone().into(),
         toml::Value::Integer(number) => (*number).into(),
@@ -76,7 +76,7 @@ pub fn to_json(value: &toml::Value) -> serde_json::Value {
     }
 }
 
-pub fn table_to_json(table: &toml::Table) -> serde_json::Value {
+pub(crate) fn table_to_json(table: &toml::Table) -> serde_json::Value {
     table
         .iter()
         .map(|(key, value)| (key.clone(), to_json(value)))

@@ -19,7 +19,7 @@ use crate::site::url::public_url;
 
 /// What templates can look up: the manifest, image details, and where
 /// warnings go. Shared by every page of a build.
-pub struct Catalog {
+pub(crate) struct Catalog {
     pub base_url: String,
     pub sri: bool,
     pub manifest: Manifest,
@@ -107,7 +107,7 @@ fn find(source: &str, needle: &str) -> Option<(u32, u32)> {
 }
 
 /// A template environment over `templates_dir` with kiln's functions.
-pub fn environment(templates_dir: &Path, catalog: Arc<Catalog>) -> Environment<'static> {
+pub(crate) fn environment(templates_dir: &Path, catalog: Arc<Catalog>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     let dir = templates_dir.to_path_buf();
@@ -287,7 +287,7 @@ fn picture(catalog: &Catalog, state: &State, path: &str, kwargs: &Kwargs) -> Res
 }
 
 /// Escapes text for an HTML attribute value or text node.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

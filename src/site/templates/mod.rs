@@ -3,8 +3,8 @@
 //! ([`frontmatter`]), the `data/` tree every template sees, and template
 //! errors located at file, line and column.
 
-pub mod frontmatter;
-pub mod functions;
+pub(crate) mod frontmatter;
+pub(crate) mod functions;
 
 use std::path::Path;
 
@@ -13,7 +13,7 @@ use crate::site::manifest::key_of;
 
 /// `data/**/*.toml|json` as a nested object: `data/team/people.toml` is
 /// `data.team.people`.
-pub fn read_data(dir: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
+pub(crate) fn read_data(dir: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
     let mut root = serde_json::Map::new();
     if !dir.is_dir() {
         return Ok(root.into());
@@ -85,7 +85,7 @@ fn parse_data(path: &Path, extension: &str) -> Result<serde_json::Value, Diagnos
 
 /// A template error at the file and line where it happened: for an error
 /// inside an included or extended template, the innermost one.
-pub fn template_diagnostic(
+pub(crate) fn template_diagnostic(
     templates_dir: &Path,
     rendering: &str,
     template: &str,

@@ -15,7 +15,7 @@ use super::include::{execution_order, include};
 
 /// One output chunk.
 #[derive(Debug, Clone)]
-pub struct ChunkPlan {
+pub(crate) struct ChunkPlan {
     pub kind: ChunkKind,
     /// The module whose exports the chunk exports (entries).
     pub entry: Option<ModuleId>,
@@ -26,7 +26,7 @@ pub struct ChunkPlan {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkKind {
+pub(crate) enum ChunkKind {
     /// A configured entry (index into the entries).
     Entry(usize),
     /// The target of a dynamic `import()`.
@@ -36,7 +36,7 @@ pub enum ChunkKind {
 }
 
 /// Which modules are bundled and into which chunks.
-pub struct Plan {
+pub(crate) struct Plan {
     pub included: Vec<bool>,
     pub chunks: Vec<ChunkPlan>,
     /// The chunk that holds each module (with splitting, exactly one).
@@ -47,7 +47,7 @@ pub struct Plan {
 }
 
 /// Decides what is bundled and how it is split.
-pub fn plan(
+pub(crate) fn plan(
     graph: &Graph,
     splitting: bool,
     entry_names: &[String],
@@ -188,7 +188,7 @@ fn dynamic_edges(graph: &Graph, module: ModuleId) -> Vec<ModuleId> {
 }
 
 /// Placeholder for chunk `index`'s file path, as long as the final one.
-pub fn placeholder(index: usize, name: &str, hash_length: usize) -> String {
+pub(crate) fn placeholder(index: usize, name: &str, hash_length: usize) -> String {
     let width = hash_length.saturating_sub(2).max(1);
     format!("{name}.~{index:0width$}~.js")
 }

@@ -34,7 +34,7 @@ use super::exports::{Binding, Resolver};
 use super::runtime::{Helper, helper_statements};
 
 /// A linked chunk, ready for hygiene, minification and printing.
-pub struct LinkedChunk {
+pub(crate) struct LinkedChunk {
     pub module: Module,
     /// Other chunks this one imports statically (for the manifest).
     pub static_imports: Vec<usize>,

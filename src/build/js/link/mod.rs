@@ -23,8 +23,8 @@ mod hoist;
 mod include;
 mod runtime;
 
-pub use chunks::{ChunkKind, ChunkPlan, Plan, placeholder, plan};
-pub use hoist::LinkedChunk;
+pub(crate) use chunks::{ChunkKind, Plan, placeholder, plan};
+pub(crate) use hoist::LinkedChunk;
 
 use crate::build::js::graph::Graph;
 use crate::build::js::module::JsContext;
@@ -33,7 +33,7 @@ use crate::diagnostic::Diagnostic;
 use hoist::Linker;
 
 /// Links every chunk of the plan.
-pub fn link(
+pub(crate) fn link(
     ctx: &JsContext,
     graph: &Graph,
     plan: &Plan,

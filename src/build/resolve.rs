@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use oxc_resolver::{PackageJson, ResolveOptions, Resolver, Restriction, SideEffects};
 
 /// Extensions tried for extensionless specifiers, in order.
-pub const EXTENSIONS: &[&str] = &[
+pub(crate) const EXTENSIONS: &[&str] = &[
     ".tsx", ".ts", ".jsx", ".js", ".mjs", ".cjs", ".mts", ".cts", ".json",
 ];
 
@@ -70,14 +70,14 @@ pub(crate) fn node_resolver(importer: Importer) -> Resolver {
 
 /// A resolved import.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub path: PathBuf,
     /// `false` when the package declares this file free of side effects.
     pub side_effects: bool,
 }
 
 /// The resolver of scripts, with `sideEffects` for tree shaking.
-pub struct ModuleResolver {
+pub(crate) struct ModuleResolver {
     resolver: Resolver,
     /// Compiled `sideEffects` globs by package directory: compiling a glob
     /// costs far more than matching it.
@@ -91,7 +91,7 @@ impl Default for ModuleResolver {
 }
 
 impl ModuleResolver {
-    pub fn new() -> ModuleResolver {
+    pub(crate) fn new() -> ModuleResolver {
         ModuleResolver {
             resolver: node_resolver(Importer::Script),
             side_effect_globs: Mutex::new(HashMap::new()),
@@ -99,7 +99,7 @@ impl ModuleResolver {
     }
 
     /// Resolves `specifier` as written in the file `from`.
-    pub fn resolve(&self, from: &Path, specifier: &str) -> Result<Resolved, String> {
+    pub(crate) fn resolve(&self, from: &Path, specifier: &str) -> Result<Resolved, String> {
         let dir = from.parent().unwrap_or(Path::new("/"));
         let resolution = self
             .resolver
