@@ -22,7 +22,8 @@ import time
 
 from common import SCRATCH, kiln_binary
 import dynamic_routes
-from serve_static import SERVER_CPU, wait_for, wrk
+from serve_static import SERVER_CPU, wrk
+from common import wait_for_port
 
 KILN_PORT, DJANGO_PORT = 18094, 18095
 CASES = {"uncached JSON": "/api/products/42", "cached page": "/catalogue/42"}
@@ -137,7 +138,7 @@ def main():
     dynamic_routes.make_site(root)
     # kiln creates and migrates the database the two servers share.
     server = start_kiln(root)
-    wait_for(KILN_PORT)
+    wait_for_port(KILN_PORT)
     server.terminate()
     server.wait()
     project = django_project(root)
@@ -147,7 +148,7 @@ def main():
                                   ("django", lambda: start_django(gunicorn, project), DJANGO_PORT)]:
             server = start()
             try:
-                wait_for(port)
+                wait_for_port(port)
                 time.sleep(0.5)
                 for case, path in CASES.items():
                     result = wrk(port, path, seconds, ["Accept-Encoding: gzip"])

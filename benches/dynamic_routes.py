@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from common import REPO, SCRATCH, fresh_dir, kiln_binary
-from serve_static import CLIENT_CPU, SERVER_CPU, wait_for, wrk
+from serve_static import CLIENT_CPU, SERVER_CPU, wrk
+from common import wait_for_port
 
 PORT = 18090
 POOL_SIZES = [1, 4, 16]
@@ -69,7 +70,7 @@ def main():
         for pool in POOL_SIZES:
             server = start(root, pool)
             try:
-                wait_for(PORT)
+                wait_for_port(PORT)
                 time.sleep(0.5)
                 for case, path in CASES.items():
                     result = wrk(PORT, path, seconds, HEADERS)

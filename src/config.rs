@@ -6,7 +6,6 @@
 //! its line. Stage two ([`Config::validate`]) checks what serde cannot: value
 //! ranges, browserslist queries, paths that must not overlap.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -16,8 +15,8 @@ use serde::{Deserialize, Serialize};
 mod dynamic;
 pub use dynamic::{
     CacheConfig, CookieSecure, DatabaseConfig, Isolation, ParamConfig, ParamType, QueryConfig,
-    QueueOrder, RouteCacheConfig, RouteConfig, RouteSessionConfig, SameSitePolicy, SessionConfig,
-    SessionStoreKind, is_identifier,
+    QueueOrder, RouteCacheConfig, RouteConfig, RouteMethod, RouteSessionConfig, SameSitePolicy,
+    SessionConfig, SessionStoreKind, is_identifier,
 };
 
 /// The name of the configuration file at the site root.
@@ -382,17 +381,11 @@ impl Encoding {
     }
 }
 
-/// A configuration problem, phrased for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A configuration problem, phrased for the user (it names the file and
+/// the key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct ConfigError(String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 fn config_error(message: impl Into<String>) -> ConfigError {
     ConfigError(message.into())
@@ -934,6 +927,18 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsupported_route_method_is_refused_naming_the_key() {
+        let text = "[[route]]\npath = \"/x\"\nmethod = \"PUT\"\n";
+        let err = Config::parse(text, Path::new("build.toml"), &[]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("build.toml"), "{message}");
+        assert!(
+            message.contains("PUT") && message.contains("POST"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn normalize_resolves_dots() {

@@ -92,13 +92,37 @@ pub enum Isolation {
     Serializable,
 }
 
+/// What a route answers: pages and JSON, or forms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RouteMethod {
+    #[default]
+    Get,
+    Post,
+}
+
+impl RouteMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteMethod::Get => "GET",
+            RouteMethod::Post => "POST",
+        }
+    }
+}
+
+impl std::fmt::Display for RouteMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One `[[route]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// `GET` (pages and JSON) or `POST` (forms).
-    #[serde(default = "default_method")]
-    pub method: String,
+    #[serde(default)]
+    pub method: RouteMethod,
     /// `/products/{id:int}`: literal segments and typed parameters
     /// (`int`, `str`, `slug`).
     pub path: String,
@@ -311,10 +335,6 @@ impl Default for CacheConfig {
     }
 }
 
-fn default_method() -> String {
-    "GET".into()
-}
-
 fn default_route_cache_control() -> String {
     "no-cache".into()
 }
@@ -431,8 +451,8 @@ pub(super) fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
 pub(super) fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
     for (index, route) in routes.iter().enumerate() {
         let key = format!("route[{index}] ({} {})", route.method, route.path);
-        match route.method.as_str() {
-            "GET" => {
+        match route.method {
+            RouteMethod::Get => {
                 if !route.exec.is_empty()
                     || !route.fields.is_empty()
                     || route.redirect.is_some()
@@ -456,7 +476,7 @@ pub(super) fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError>
                     )));
                 }
             }
-            "POST" => {
+            RouteMethod::Post => {
                 if route.cache.is_some() {
                     return Err(config_error(format!(
                         "{key}: POST responses are not cached; list the tags it changes in invalidates"
@@ -483,11 +503,6 @@ pub(super) fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError>
                         "{key}: a POST route needs redirect (post/redirect/get)"
                     )));
                 }
-            }
-            other => {
-                return Err(config_error(format!(
-                    "{key}: method {other:?} is not supported; use GET or POST"
-                )));
             }
         }
         let mut names = std::collections::HashSet::new();

@@ -11,34 +11,15 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse, fn_service};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use arc_swap::ArcSwap;
 
-use crate::config::MetricsAccess;
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::routes::Selected;
 use crate::dynamic::session;
-use crate::http::headers::SecurityHeaders;
-use crate::http::metrics::{Metrics, RouteClass};
-use crate::http::pipeline::{self, StaticRules};
-use crate::http::table::Table;
-use crate::server::access_log::AccessLog;
-use crate::server::concerns::{self, Concerns, RequestLimits};
+use crate::http::metrics::RouteClass;
+use crate::http::pipeline;
+use crate::server::concerns::{self, Concerns};
+use crate::server::state::AppState;
 use crate::server::{endpoints, live};
-
-/// Everything the app reads, shared by all workers.
-pub(crate) struct AppState {
-    /// The current build; replaced whole when a new one is loaded, so each
-    /// request sees exactly one build.
-    pub table: ArcSwap<Table>,
-    pub metrics: Arc<Metrics>,
-    pub log: AccessLog,
-    pub security: SecurityHeaders,
-    pub request_limits: RequestLimits,
-    pub static_rules: StaticRules,
-    pub metrics_access: MetricsAccess,
-    /// Declared routes and their database, when the site has any.
-    pub dynamic: Option<Arc<DynamicApp>>,
-}
 
 /// Registers the app's services (the order is the order they are tried).
 pub(crate) fn services(

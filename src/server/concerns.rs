@@ -39,14 +39,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::http::metrics::RouteClass;
 use crate::http::pipeline::text;
 use crate::server::access_log::{AccessLog, LogEntry};
-use crate::server::app::AppState;
-
-/// Size limits on what a client sends.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestLimits {
-    pub max_header_bytes: usize,
-    pub max_body_bytes: u64,
-}
+use crate::server::state::{AppState, RequestLimits};
 
 /// Answers `req` with `answer` inside the concerns: the static pipeline's
 /// path, with no middleware in the way.

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::config::MetricsAccess;
 use crate::http::metrics::RouteClass;
 use crate::http::pipeline::text;
-use crate::server::app::AppState;
+use crate::server::state::AppState;
 
 /// The response for an endpoint of the server's own, if `req` asks for one.
 pub(crate) fn answer(req: &HttpRequest, state: &AppState) -> Option<(HttpResponse, RouteClass)> {

@@ -13,6 +13,7 @@ pub(crate) mod concerns;
 pub(crate) mod endpoints;
 pub mod live;
 pub(crate) mod reload;
+pub(crate) mod state;
 pub(crate) mod tasks;
 pub(crate) mod tls;
 
@@ -34,8 +35,7 @@ use crate::http::pipeline::StaticRules;
 use crate::http::resolve::PathRules;
 use crate::http::table::Table;
 use access_log::AccessLog;
-use app::AppState;
-use concerns::RequestLimits;
+use state::{AppState, RequestLimits};
 
 pub use crate::http::table::TableStats;
 pub use check::{CheckReport, check};

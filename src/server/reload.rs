@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
 use crate::http::table::{Table, TableStats, directory_identity};
-use crate::server::app::AppState;
+use crate::server::state::AppState;
 
 /// How often the output directory is checked for a new build.
 const POLL: Duration = Duration::from_millis(250);

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use actix_web::http::Method;
 use actix_web::http::header::HeaderValue;
 
-use crate::config::{Isolation, ParamType, RouteConfig, Settings};
+use crate::config::{Isolation, ParamType, RouteConfig, RouteMethod, Settings};
 use crate::dynamic::db::SqlValue;
 use crate::dynamic::db::sql::{self, Statement};
 use crate::http::metrics::Histogram;
@@ -284,7 +284,10 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         session: config.session.clone(),
         session_params,
         label,
-        method: Method::from_bytes(config.method.as_bytes()).map_err(|err| err.to_string())?,
+        method: match config.method {
+            RouteMethod::Get => Method::GET,
+            RouteMethod::Post => Method::POST,
+        },
         pattern,
         params,
         fields,

@@ -1,0 +1,131 @@
+//! The write step: every output and its precompressed variants into the
+//! staging directory (hard-linking those a watch session's previous build
+//! wrote with the same bytes), with the manifest and the hints file, then
+//! the swap.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::output::{BuildLock, Staging};
+use super::pages::Pages;
+use super::report::{OutputSize, Progress};
+use super::{Context, OutputFile, Variants};
+use crate::config::Encoding;
+use crate::diagnostic::Diagnostic;
+use crate::site::manifest::{self, MANIFEST_FILE, Manifest};
+
+/// Writes the build and swaps it in; returns the outputs that changed since
+/// the session's previous build (none recorded for a one-shot build).
+pub(super) fn commit(
+    context: &Context,
+    lock: &BuildLock,
+    files: &[OutputFile],
+    variants: &Variants,
+    manifest: &Manifest,
+    rendered: &Pages,
+) -> Result<Vec<String>, Diagnostic> {
+    let (settings, session, progress) = (context.settings, context.session, context.progress);
+    progress.stage("write", files.len());
+    // Only a persistent session has a previous build to compare with.
+    let digests = session
+        .previous_outputs()
+        .is_some()
+        .then(|| digest_outputs(files));
+    let staging = Staging::create(&settings.out_dir, lock)?;
+    let unchanged = {
+        let previous = session.previous_outputs();
+        match (previous.as_ref(), &digests) {
+            (Some(previous), Some(digests)) => files
+                .iter()
+                .zip(digests)
+                .map(|(file, digest)| previous.get(&file.path) == Some(digest))
+                .collect(),
+            _ => vec![false; files.len()],
+        }
+    };
+    write_outputs(&staging, files, variants, &unchanged, progress)?;
+    staging.write(MANIFEST_FILE, &manifest::to_json(manifest))?;
+    let hints: BTreeMap<&str, &Vec<String>> = rendered
+        .pages
+        .iter()
+        .filter(|page| !page.hints.is_empty())
+        .map(|page| (page.output.as_str(), &page.hints))
+        .collect();
+    if let Some(json) = crate::site::hints::to_json(&hints) {
+        staging.write(crate::site::hints::HINTS_FILE, &json)?;
+    }
+    staging.commit()?;
+    let Some(digests) = digests else {
+        return Ok(Vec::new());
+    };
+    let changed = files
+        .iter()
+        .zip(&unchanged)
+        .filter(|(_, unchanged)| !**unchanged)
+        .map(|(file, _)| file.path.clone())
+        .collect();
+    let paths = files.iter().map(|file| file.path.clone());
+    *session.previous_outputs() = Some(paths.zip(digests).collect());
+    Ok(changed)
+}
+
+/// Writes every output and its variants into staging; an output the
+/// previous build of this session wrote with the same bytes (`unchanged`)
+/// is hard-linked from the current output directory instead.
+fn write_outputs(
+    staging: &Staging,
+    files: &[OutputFile],
+    variants: &Variants,
+    unchanged: &[bool],
+    progress: &dyn Progress,
+) -> Result<(), Diagnostic> {
+    files
+        .par_iter()
+        .zip(variants)
+        .zip(unchanged)
+        .try_for_each(|((file, packed), &unchanged)| {
+            let put = |path: &str, bytes: &[u8]| {
+                if unchanged {
+                    staging.link_or_write(path, bytes)
+                } else {
+                    staging.write(path, bytes)
+                }
+            };
+            put(&file.path, &file.bytes)?;
+            for (encoding, bytes) in packed {
+                put(&format!("{}.{}", file.path, encoding.extension()), bytes)?;
+            }
+            progress.advance();
+            Ok(())
+        })
+}
+
+fn digest_outputs(files: &[OutputFile]) -> Vec<blake3::Hash> {
+    files
+        .par_iter()
+        .map(|file| blake3::hash(&file.bytes))
+        .collect()
+}
+
+pub(super) fn output_sizes(files: &[OutputFile], variants: &Variants) -> Vec<OutputSize> {
+    files
+        .iter()
+        .zip(variants)
+        .map(|(file, packed)| {
+            let size_of = |wanted: Encoding| {
+                packed
+                    .iter()
+                    .find(|(encoding, _)| *encoding == wanted)
+                    .map(|(_, bytes)| bytes.len() as u64)
+            };
+            OutputSize {
+                file: file.path.clone(),
+                bytes: file.bytes.len() as u64,
+                gzip: size_of(Encoding::Gzip),
+                brotli: size_of(Encoding::Brotli),
+                zstd: size_of(Encoding::Zstd),
+            }
+        })
+        .collect()
+}
