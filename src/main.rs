@@ -85,6 +85,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log_to_stderr();
     let result = match cli.command {
         Command::Build {
             root,
@@ -236,4 +237,50 @@ fn serve(
         human_size(stats.memory_bytes)
     );
     server.wait().map_err(failed)
+}
+
+/// The library logs through `tracing`; the binary prints its events on
+/// standard error as it always has: `warning: …` for warnings, `kiln: …`
+/// for the rest (no timestamps: a service manager adds its own). Only
+/// kiln's own events: actix-server's (workers starting, signals) are not
+/// part of kiln's output.
+fn log_to_stderr() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let ours = tracing_subscriber::filter::filter_fn(|metadata| {
+        metadata.target().starts_with("kiln") && *metadata.level() <= tracing::Level::INFO
+    });
+    // A closed standard error must not bring the server down (the layer
+    // would report the failed write on standard error, and that panics).
+    let lines = tracing_subscriber::fmt::layer()
+        .event_format(LogLine)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::Layer::with_filter(lines, ours))
+        .init();
+}
+
+struct LogLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let prefix = if *event.metadata().level() == tracing::Level::WARN {
+            "warning"
+        } else {
+            "kiln"
+        };
+        write!(writer, "{prefix}: ")?;
+        tracing_subscriber::fmt::FormatFields::format_fields(context, writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }

@@ -120,6 +120,15 @@ fn tls_with_a_bad_key_fails_to_start_with_the_path() {
 
 /// Runs `kiln serve` and returns the child and the address it printed.
 fn spawn_serve(root: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    let (child, address, _before) = spawn_serve_logging(root, extra);
+    (child, address)
+}
+
+/// [`spawn_serve`], with the standard error lines printed before the address.
+fn spawn_serve_logging(
+    root: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
             "serve",
@@ -136,6 +145,7 @@ fn spawn_serve(root: &std::path::Path, extra: &[&str]) -> (std::process::Child, 
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = Vec::new();
     let address = loop {
         let line = lines
             .next()
@@ -145,8 +155,25 @@ fn spawn_serve(root: &std::path::Path, extra: &[&str]) -> (std::process::Child, 
             let rest = &line[at + "http://".len()..];
             break rest.split_whitespace().next().unwrap().to_string();
         }
+        before.push(line);
     };
-    (child, address)
+    (child, address, before)
+}
+
+/// The library logs through `tracing`; the binary prints its events as
+/// lines of their own, `kiln: …` (and `warning: …`), as before.
+#[test]
+fn kiln_serve_prints_the_server_log_on_standard_error() {
+    let site = common::Site::fixture("shop");
+    let (mut child, _address, before) = spawn_serve_logging(site.root(), &[]);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        before
+            .iter()
+            .any(|line| line.starts_with("kiln: applied ") && line.contains("migration(s): ")),
+        "{before:#?}"
+    );
 }
 
 #[test]

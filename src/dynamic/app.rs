@@ -100,8 +100,8 @@ impl DynamicApp {
         {
             self.slow_queries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            eprintln!(
-                "kiln: slow query: route {} ({what}) took {:.1} ms",
+            tracing::warn!(
+                "slow query: route {} ({what}) took {:.1} ms",
                 route.label,
                 elapsed.as_secs_f64() * 1000.0
             );

@@ -193,8 +193,8 @@ fn refresh_in_background(
                 })
                 .await;
             if refreshed.is_err() {
-                eprintln!(
-                    "kiln: route {}: refreshing a stale cache entry failed",
+                tracing::error!(
+                    "route {}: refreshing a stale cache entry failed",
                     route.label
                 );
             }

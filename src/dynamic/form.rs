@@ -117,8 +117,8 @@ pub(crate) async fn post(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish(),
         Err(name) => {
-            eprintln!(
-                "kiln: route {}: redirect {template:?} names {{{name}}}, which is neither an input nor a RETURNING column",
+            tracing::error!(
+                "route {}: redirect {template:?} names {{{name}}}, which is neither an input nor a RETURNING column",
                 route.label
             );
             text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error\n")

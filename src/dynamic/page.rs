@@ -161,7 +161,7 @@ pub(crate) fn render(
                 template,
                 &err,
             );
-            eprintln!("kiln: route {}: {diagnostic}", route.label);
+            tracing::error!("route {}: {diagnostic}", route.label);
             Err(TemplateFailed)
         }
     }

@@ -199,7 +199,7 @@ pub(crate) fn internal_error() -> HttpResponse {
 }
 
 pub(crate) fn database_failure(route: &Route, err: &DbError) -> HttpResponse {
-    eprintln!("kiln: route {}: {err}", route.label);
+    tracing::error!("route {}: {err}", route.label);
     if err.is_temporary() {
         let mut response = text(
             StatusCode::SERVICE_UNAVAILABLE,

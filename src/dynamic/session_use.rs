@@ -73,9 +73,10 @@ pub(crate) fn oversized_session(
     if bytes <= sessions.max_bytes {
         return None;
     }
-    eprintln!(
-        "kiln: route {}: the session would hold {bytes} bytes, over session.max_bytes = {}",
-        route.label, sessions.max_bytes
+    tracing::warn!(
+        "route {}: the session would hold {bytes} bytes, over session.max_bytes = {}",
+        route.label,
+        sessions.max_bytes
     );
     Some(text(
         StatusCode::PAYLOAD_TOO_LARGE,

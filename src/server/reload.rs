@@ -44,16 +44,16 @@ pub(crate) async fn watch(settings: Settings, state: Arc<AppState>, signals: boo
             Ok(Ok(loaded)) => {
                 failed_identity = None;
                 if let Err(problem) = loaded.views {
-                    eprintln!("kiln: keeping the previous route templates: {problem}");
+                    tracing::warn!("keeping the previous route templates: {problem}");
                 }
-                eprintln!(
-                    "kiln: serving the new build ({} files, {} in memory)",
+                tracing::info!(
+                    "serving the new build ({} files, {} in memory)",
                     loaded.stats.resources,
                     crate::site::units::human_size(loaded.stats.memory_bytes)
                 );
             }
             Ok(Err(err)) => {
-                eprintln!("kiln: keeping the previous build; loading the new one failed: {err}");
+                tracing::error!("keeping the previous build; loading the new one failed: {err}");
                 failed_identity = Some(on_disk);
             }
             Err(_) => failed_identity = Some(on_disk),

@@ -24,8 +24,8 @@ pub(crate) async fn start_database(
         .await
         .map_err(|err| io::Error::other(err.to_string()))?;
     if !applied.is_empty() {
-        eprintln!(
-            "kiln: applied {} migration(s): {}",
+        tracing::info!(
+            "applied {} migration(s): {}",
             applied.len(),
             applied.join(", ")
         );
@@ -35,7 +35,7 @@ pub(crate) async fn start_database(
             .await
             .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
         for warning in warnings {
-            eprintln!("warning: {warning}");
+            tracing::warn!("{warning}");
         }
     }
     database.maintain().await;
@@ -53,7 +53,7 @@ pub(crate) async fn start_database(
         }
         for url in &settings.cache().warm {
             if let Err(problem) = cached::warm(dynamic, url).await {
-                eprintln!("warning: {problem}");
+                tracing::warn!("{problem}");
             }
         }
     }
@@ -103,7 +103,7 @@ fn spawn_invalidation_listener(
                     cache.invalidate_local(&tag);
                 }
             }
-            eprintln!("kiln: lost the Redis invalidation channel; resubscribing");
+            tracing::warn!("lost the Redis invalidation channel; resubscribing");
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let Some(dynamic) = dynamic.upgrade() else {

@@ -146,7 +146,7 @@ impl SiteWatcher {
             };
             match message {
                 Message::Stop => return None,
-                Message::Files(Err(err)) => eprintln!("kiln: watching files: {err}"),
+                Message::Files(Err(err)) => tracing::error!("watching files: {err}"),
                 Message::Files(Ok(event)) => {
                     if matches!(event.kind, EventKind::Access(_)) {
                         continue;

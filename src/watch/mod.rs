@@ -138,7 +138,7 @@ fn first_build(session: &BuildSession, settings: &Settings, channel: &LiveReload
                 let written = std::fs::create_dir_all(&settings.out_dir)
                     .and_then(|()| std::fs::write(settings.out_dir.join("index.html"), page));
                 if let Err(err) = written {
-                    eprintln!("kiln: {}: {err}", display_path(&settings.out_dir));
+                    tracing::error!("{}: {err}", display_path(&settings.out_dir));
                 }
             }
             channel.send(&Event::Problem(err.diagnostics));
@@ -231,7 +231,7 @@ impl Watching {
         let checked = crate::server::check(&settings)
             .map_err(|err| BuildError::single(Diagnostic::new(err.to_string())))?;
         for warning in &checked.warnings {
-            eprintln!("warning: {warning}");
+            tracing::warn!("{warning}");
         }
         let session = BuildSession::persistent();
         let report = build_in(&session, &settings, &Silent)?;
@@ -311,6 +311,6 @@ fn spawn_signal_listener(stop: std::sync::mpsc::Sender<Message>) {
         Ok(_) => {
             let _ = wait_installed.recv_timeout(std::time::Duration::from_secs(5));
         }
-        Err(err) => eprintln!("kiln: cannot listen for Ctrl-C: {err}"),
+        Err(err) => tracing::error!("cannot listen for Ctrl-C: {err}"),
     }
 }
