@@ -53,7 +53,7 @@ pub(crate) fn around(
         Some(refusal) => (refusal, RouteClass::Rejected),
         None => answer(req),
     };
-    finish(req, state, response, class, started)
+    finish(req, state, response, class, started, None)
 }
 
 /// The middleware: the concerns around a scope whose responses are all
@@ -111,7 +111,7 @@ where
         let state = Arc::clone(&self.state);
         if let Some(refusal) = oversized(request.request(), state.request_limits) {
             let (req, _payload) = request.into_parts();
-            let response = finish(&req, &state, refusal, RouteClass::Rejected, started);
+            let response = finish(&req, &state, refusal, RouteClass::Rejected, started, None);
             return Box::pin(ready(Ok(ServiceResponse::new(req, response))));
         }
         // The request cannot be kept (actix's router needs it unshared), so
@@ -124,7 +124,7 @@ where
             match service.call(request).await {
                 Ok(answered) => {
                     let (req, response) = answered.map_into_boxed_body().into_parts();
-                    let response = finish(&req, &state, response, class, started);
+                    let response = finish(&req, &state, response, class, started, summary);
                     Ok(ServiceResponse::new(req, response))
                 }
                 Err(error) => Err(failed(&state, summary, error, class, started)),
@@ -140,6 +140,7 @@ fn finish(
     mut response: HttpResponse,
     class: RouteClass,
     started: Instant,
+    summary: Option<Summary>,
 ) -> HttpResponse {
     add_security_headers(state, response.headers_mut());
     let body_bytes = match (req.method() == Method::HEAD, response.body().size()) {
@@ -150,7 +151,9 @@ fn finish(
     let elapsed = started.elapsed();
     state.metrics.observe(class, status, elapsed, body_bytes);
     if state.log.enabled() {
-        log(&state.log, &Summary::of(req), status, body_bytes, elapsed);
+        // The middleware copied the summary already, for its error path.
+        let summary = summary.unwrap_or_else(|| Summary::of(req));
+        log(&state.log, &summary, status, body_bytes, elapsed);
     }
     response
 }

@@ -5,8 +5,6 @@
 use swc_core::common::{FileName, GLOBALS, SyntaxContext};
 use swc_core::ecma::ast::*;
 use swc_core::ecma::atoms::Atom;
-use swc_core::ecma::parser::lexer::Lexer;
-use swc_core::ecma::parser::{Parser, StringInput, Syntax};
 use swc_core::ecma::visit::{VisitMut, VisitMutWith};
 
 use crate::build::js::module::JsContext;
@@ -69,13 +67,7 @@ pub(crate) fn parse_define_value(
             FileName::Custom(format!("define:{key}")).into(),
             value.to_string(),
         );
-        let lexer = Lexer::new(
-            Syntax::Es(Default::default()),
-            EsVersion::latest(),
-            StringInput::from(&*file),
-            None,
-        );
-        let mut parser = Parser::new_from(lexer);
+        let mut parser = crate::build::js::parse::plain_parser(&file);
         parser.parse_expr().map(|expr| *expr).map_err(|err| {
             Diagnostic::new(format!(
                 "js.define {key:?} = {value:?}: {}",

@@ -172,6 +172,17 @@ fn move_export_annotations(module: &Module, comments: &SingleThreadedComments) {
     }
 }
 
+/// A parser of plain JavaScript (no TypeScript or JSX) over `file`: for
+/// JSON, `define` values and the linker's runtime helpers.
+pub(crate) fn plain_parser(file: &SourceFile) -> Parser<Lexer<'_>> {
+    Parser::new_from(Lexer::new(
+        Syntax::Es(Default::default()),
+        EsVersion::latest(),
+        StringInput::from(file),
+        None,
+    ))
+}
+
 /// A JSON file as a module whose default export is its value.
 fn parse_json(
     ctx: &JsContext,
@@ -179,13 +190,7 @@ fn parse_json(
     file: Lrc<SourceFile>,
     top_level_mark: Mark,
 ) -> Result<JsModule, Vec<Diagnostic>> {
-    let lexer = Lexer::new(
-        Syntax::Es(Default::default()),
-        EsVersion::latest(),
-        StringInput::from(&*file),
-        None,
-    );
-    let mut parser = Parser::new_from(lexer);
+    let mut parser = plain_parser(&file);
     let expr = parser.parse_expr().map_err(|err| {
         vec![ctx.diagnostic(format!("invalid JSON: {}", err.kind().msg()), err.span())]
     })?;

@@ -72,19 +72,11 @@ pub(super) fn helper_statements(ctx: &JsContext, helper: Helper, ctxt: SyntaxCon
 
 /// Parses trusted JavaScript (runtime helpers) into resolved statements.
 fn parse_statements(ctx: &JsContext, source: &str) -> Vec<Stmt> {
-    use swc_core::ecma::parser::lexer::Lexer;
-    use swc_core::ecma::parser::{Parser, StringInput, Syntax};
     let file = ctx.cm.new_source_file(
         swc_core::common::FileName::Custom("kiln:runtime".into()).into(),
         source.to_string(),
     );
-    let lexer = Lexer::new(
-        Syntax::Es(Default::default()),
-        EsVersion::latest(),
-        StringInput::from(&*file),
-        None,
-    );
-    let mut parser = Parser::new_from(lexer);
+    let mut parser = crate::build::js::parse::plain_parser(&file);
     let module = parser
         .parse_module()
         .expect("runtime helpers are valid JavaScript");
