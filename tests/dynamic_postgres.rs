@@ -173,8 +173,7 @@ fn conflicting_serializable_writers_are_retried_until_all_land() {
             .await
             .unwrap();
         assert_eq!(rows[0][0].get("value"), Some(&SqlValue::Int(8)));
-        let mut metrics = String::new();
-        database.render_metrics(&mut metrics);
+        let metrics = std::sync::Arc::new(database).metrics_text();
         let retries: f64 = metrics
             .lines()
             .find_map(|line| line.strip_prefix("kiln_db_write_retries_total "))

@@ -644,7 +644,7 @@ fn health_and_metrics_endpoints() {
     for expected in [
         "kiln_http_requests_total{class=\"asset\",status=\"200\"} 1",
         "kiln_http_requests_total{class=\"not_found\",status=\"404\"} 1",
-        "kiln_http_request_duration_seconds_bucket{class=\"asset\",le=\"+Inf\"} 1",
+        "kiln_http_request_duration_seconds_bucket{le=\"+Inf\",class=\"asset\"} 1",
         "kiln_http_response_body_bytes_total{class=\"asset\"} ",
         "kiln_open_connections 1",
         "kiln_static_memory_bytes ",

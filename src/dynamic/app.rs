@@ -7,6 +7,7 @@
 //! cache policy removed, so no request can reach the cached path without a
 //! cache.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::dynamic::response_cache::RouteCache;
 use crate::dynamic::routes::{Route, Routes};
 use crate::dynamic::views::Views;
 use crate::dynamic::{secret, session};
-use crate::http::metrics::family;
+use crate::http::metrics::{Exposition, label_value};
 
 /// Which stores [`DynamicApp::open`] opens: a server opens them, `kiln
 /// check` does not.
@@ -56,39 +57,29 @@ pub(crate) struct DynamicApp {
 }
 
 impl DynamicApp {
-    /// Appends pool and per-route query series to a `/metrics` body.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
-        self.database.render_metrics(out);
+    /// The pool, session, route cache and per-route query series.
+    pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> fmt::Result {
+        self.database.encode_metrics(out)?;
         if let Some(sessions) = &self.sessions {
-            sessions.render_metrics(out);
+            sessions.encode_metrics(out)?;
         }
         if let Some(cache) = &self.cache {
-            cache.render_metrics(out);
+            cache.encode_metrics(out)?;
         }
-        let name = "kiln_route_query_duration_seconds";
-        family(
-            out,
-            name,
-            "histogram",
+        out.histograms(
+            "kiln_route_query_duration_seconds",
             "Database time per request of each dynamic route.",
-        );
-        for route in &self.routes.routes {
-            if route.query_time.count() > 0 {
-                let label = route.label.replace('\\', "\\\\").replace('"', "\\\"");
-                route
-                    .query_time
-                    .render(out, name, &format!("route=\"{label}\""));
-            }
-        }
-        let name = "kiln_slow_queries_total";
-        family(
-            out,
-            name,
-            "counter",
+            self.routes
+                .routes
+                .iter()
+                .filter(|route| route.query_time.count() > 0)
+                .map(|route| ([("route", label_value(&route.label))], &route.query_time)),
+        )?;
+        out.counter(
+            "kiln_slow_queries",
             "Route database calls slower than database.slow_query_ms.",
-        );
-        let count = self.slow_queries.load(std::sync::atomic::Ordering::Relaxed);
-        out.push_str(&format!("{name} {count}\n"));
+            self.slow_queries.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Records a route's database time, logging it when slow.

@@ -1,16 +1,26 @@
-//! Prometheus metrics at `/metrics`: requests and latency by route class and
-//! status, bytes sent, the file table's size, open connections, and the
-//! process's CPU time, resident memory and open file descriptors.
+//! Metrics: the HTTP server's counters (requests and latency by route
+//! class and status, bytes sent, open connections, reloads) and the
+//! [`Exposition`] writer every subsystem's collector uses. The registry that
+//! gathers the collectors and encodes `/metrics` is `server::metrics`.
 //!
 //! Counters are plain atomics indexed by (class, status), so recording a
-//! request costs a few uncontended atomic adds and no allocation.
+//! request costs a few uncontended atomic adds and no allocation; they are
+//! read into prometheus-client's encoder only when `/metrics` is scraped.
 
-use std::fmt::Write;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::http::table::TableStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, MetricEncoder,
+    NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::exemplar::Exemplar;
 
 /// What kind of request a response answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,27 +120,14 @@ impl Histogram {
     }
 }
 
-/// The server's counters.
+/// The HTTP server's counters.
+#[derive(Default)]
 pub(crate) struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; CLASSES.len()],
     latency: [Histogram; CLASSES.len()],
     bytes_sent: [AtomicU64; CLASSES.len()],
     open_connections: AtomicI64,
     reloads: AtomicU64,
-    started: SystemTime,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            requests: Default::default(),
-            latency: Default::default(),
-            bytes_sent: Default::default(),
-            open_connections: AtomicI64::new(0),
-            reloads: AtomicU64::new(0),
-            started: SystemTime::now(),
-        }
-    }
 }
 
 impl Metrics {
@@ -158,144 +155,67 @@ impl Metrics {
         ConnectionGuard(Arc::clone(self))
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn render(&self, table: &TableStats) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        self.render_requests(&mut out);
-        self.render_latency(&mut out);
-        family(
-            &mut out,
-            "kiln_http_response_body_bytes_total",
-            "counter",
-            "Response body bytes sent.",
-        );
-        for class in CLASSES {
-            let value = self.bytes_sent[class.index()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "kiln_http_response_body_bytes_total{{class=\"{}\"}} {value}",
-                class.name()
-            );
-        }
-        gauge(
-            &mut out,
-            "kiln_open_connections",
-            "Open client connections.",
-            self.open_connections.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "kiln_static_resources",
-            "Files in the served table.",
-            table.resources,
-        );
-        gauge(
-            &mut out,
-            "kiln_static_memory_bytes",
-            "Bytes of file contents held in memory.",
-            table.memory_bytes,
-        );
-        family(
-            &mut out,
-            "kiln_static_variants",
-            "gauge",
-            "Stored variants (encodings) by where they live.",
-        );
-        let _ = writeln!(
-            out,
-            "kiln_static_variants{{storage=\"memory\"}} {}",
-            table.memory_variants
-        );
-        let _ = writeln!(
-            out,
-            "kiln_static_variants{{storage=\"disk\"}} {}",
-            table.disk_variants
-        );
-        family(
-            &mut out,
-            "kiln_reloads_total",
-            "counter",
-            "New builds picked up without a restart.",
-        );
-        let _ = writeln!(
-            out,
-            "kiln_reloads_total {}",
-            self.reloads.load(Ordering::Relaxed)
-        );
-        render_process(&mut out, self.started);
-        out
-    }
-
-    fn render_requests(&self, out: &mut String) {
-        family(
-            out,
-            "kiln_http_requests_total",
-            "counter",
-            "Requests by route class and status.",
-        );
+    fn encode_requests(&self, out: &mut Exposition<'_>) -> fmt::Result {
+        let mut samples = Vec::new();
         for class in CLASSES {
             for (slot, status) in STATUSES.iter().enumerate() {
                 let count = self.requests[class.index()][slot].load(Ordering::Relaxed);
                 if count > 0 {
-                    let status = if *status == 0 {
-                        "other".to_string()
-                    } else {
-                        status.to_string()
+                    let status = match status {
+                        0 => Cow::Borrowed("other"),
+                        code => Cow::Owned(code.to_string()),
                     };
-                    let _ = writeln!(
-                        out,
-                        "kiln_http_requests_total{{class=\"{}\",status=\"{status}\"}} {count}",
-                        class.name()
-                    );
+                    samples.push((
+                        [("class", Cow::Borrowed(class.name())), ("status", status)],
+                        count,
+                    ));
                 }
             }
         }
-    }
-
-    fn render_latency(&self, out: &mut String) {
-        let name = "kiln_http_request_duration_seconds";
-        family(
-            out,
-            name,
-            "histogram",
-            "Time to produce a response (headers ready).",
-        );
-        for class in CLASSES {
-            let histogram = &self.latency[class.index()];
-            let count = histogram.count.load(Ordering::Relaxed);
-            if count == 0 {
-                continue;
-            }
-            histogram.render(out, name, &format!("class=\"{}\"", class.name()));
-        }
+        out.counters(
+            "kiln_http_requests",
+            "Requests by route class and status.",
+            samples,
+        )
     }
 }
 
-impl Histogram {
-    /// Writes the `_bucket`, `_sum` and `_count` series of `name` with
-    /// `labels` (`key="value"`, comma-separated; may be empty).
-    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let count = self.count.load(Ordering::Relaxed);
-        let separator = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
-        );
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
 
-    pub(crate) fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+impl Collector for Metrics {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let mut out = Exposition::new(encoder);
+        self.encode_requests(&mut out)?;
+        out.histograms(
+            "kiln_http_request_duration_seconds",
+            "Time to produce a response (headers ready).",
+            CLASSES
+                .iter()
+                .map(|class| ([("class", class.name())], &self.latency[class.index()]))
+                .filter(|(_, histogram)| histogram.count() > 0),
+        )?;
+        out.counters(
+            "kiln_http_response_body_bytes",
+            "Response body bytes sent.",
+            CLASSES.iter().map(|class| {
+                let sent = self.bytes_sent[class.index()].load(Ordering::Relaxed);
+                ([("class", class.name())], sent)
+            }),
+        )?;
+        out.gauge(
+            "kiln_open_connections",
+            "Open client connections.",
+            self.open_connections.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_reloads",
+            "New builds picked up without a restart.",
+            self.reloads.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -308,119 +228,146 @@ impl Drop for ConnectionGuard {
     }
 }
 
-pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-pub(crate) fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
-    family(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// The standard `process_*` metrics, read from `/proc/self`.
-fn render_process(out: &mut String, started: SystemTime) {
-    if let Some((cpu_seconds, rss_bytes)) = process_stat() {
-        family(
-            out,
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time.",
-        );
-        let _ = writeln!(out, "process_cpu_seconds_total {cpu_seconds}");
-        gauge(
-            out,
-            "process_resident_memory_bytes",
-            "Resident memory.",
-            rss_bytes,
-        );
+impl Histogram {
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
-    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
-        gauge(
-            out,
-            "process_open_fds",
-            "Open file descriptors.",
-            entries.count(),
-        );
+
+    fn encode(&self, metric: &mut MetricEncoder<'_>) -> fmt::Result {
+        // prometheus-client takes per-bucket counts and accumulates them;
+        // the last bucket (`+Inf`) holds what fell above every bound.
+        let mut buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, bucket)| (*bound, bucket.load(Ordering::Relaxed)))
+            .collect();
+        let count = self.count();
+        let bounded: u64 = buckets.iter().map(|(_, n)| n).sum();
+        buckets.push((f64::MAX, count.saturating_sub(bounded)));
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        metric.encode_histogram::<NoLabelSet>(sum, count, &buckets, None::<&NoExemplars>)
     }
-    let start = started
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    gauge(
-        out,
-        "process_start_time_seconds",
-        "Start time since the Unix epoch.",
-        start,
-    );
 }
 
-/// CPU seconds and resident bytes from `/proc/self/stat`.
-fn process_stat() -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name, which may contain spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index)?.parse::<f64>().ok();
-    // SAFETY: sysconf only reads configuration values.
-    let (ticks_per_second, page_size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    // utime and stime are fields 14 and 15 of stat(5); index 0 here is field 3.
-    let cpu = (ticks(11)? + ticks(12)?) / ticks_per_second.max(1) as f64;
-    let rss_pages: u64 = fields.get(21)?.parse().ok()?;
-    Some((cpu, rss_pages * page_size.max(1) as u64))
+type NoExemplars = HashMap<usize, Exemplar<NoLabelSet, f64>>;
+
+/// One scrape's writer, given to each subsystem's collector: families of
+/// values read at scrape time, encoded (OpenMetrics text) by prometheus-client.
+///
+/// Names are given without the `_total` suffix of counters, which the
+/// encoder appends to each sample, so the series keep their names.
+pub(crate) struct Exposition<'e> {
+    encoder: DescriptorEncoder<'e>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counts_and_histograms() {
-        let metrics = Arc::new(Metrics::default());
-        metrics.observe(RouteClass::Asset, 200, Duration::from_micros(80), 2048);
-        metrics.observe(RouteClass::Asset, 304, Duration::from_millis(3), 0);
-        metrics.observe(RouteClass::NotFound, 404, Duration::from_micros(10), 100);
-        let guard = metrics.connection();
-        let text = metrics.render(&TableStats {
-            resources: 3,
-            memory_bytes: 4096,
-            memory_variants: 5,
-            disk_variants: 1,
-        });
-        assert!(
-            text.contains("kiln_http_requests_total{class=\"asset\",status=\"200\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kiln_http_requests_total{class=\"asset\",status=\"304\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "kiln_http_request_duration_seconds_bucket{class=\"asset\",le=\"0.0001\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("kiln_http_request_duration_seconds_count{class=\"asset\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kiln_http_response_body_bytes_total{class=\"asset\"} 2048"),
-            "{text}"
-        );
-        assert!(text.contains("kiln_open_connections 1"), "{text}");
-        assert!(text.contains("kiln_static_memory_bytes 4096"), "{text}");
-        assert!(text.contains("process_resident_memory_bytes "), "{text}");
-        assert!(text.contains("process_open_fds "), "{text}");
-        drop(guard);
-        assert!(
-            metrics
-                .render(&TableStats::default())
-                .contains("kiln_open_connections 0")
-        );
+impl<'e> Exposition<'e> {
+    pub(crate) fn new(encoder: DescriptorEncoder<'e>) -> Self {
+        Exposition { encoder }
     }
+
+    pub(crate) fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl EncodeCounterValue,
+    ) -> fmt::Result {
+        self.encoder
+            .encode_descriptor(name, help, None, MetricType::Counter)?
+            .encode_counter::<NoLabelSet, _, u64>(&value, None)
+    }
+
+    pub(crate) fn counters<L: EncodeLabelSet, V: EncodeCounterValue>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, V)>,
+    ) -> fmt::Result {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, value) in samples {
+            family
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl EncodeGaugeValue,
+    ) -> fmt::Result {
+        self.encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?
+            .encode_gauge(&value)
+    }
+
+    pub(crate) fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, V)>,
+    ) -> fmt::Result {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, value) in samples {
+            family.encode_family(&labels)?.encode_gauge(&value)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        histogram: &Histogram,
+    ) -> fmt::Result {
+        let mut metric = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Histogram)?;
+        histogram.encode(&mut metric)
+    }
+
+    pub(crate) fn histograms<'h, L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, &'h Histogram)>,
+    ) -> fmt::Result {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for (labels, histogram) in samples {
+            histogram.encode(&mut family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The series of one subsystem alone, as OpenMetrics text (tests read
+/// one subsystem's counters this way).
+pub(crate) fn text_of(collector: impl Collector) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut text = String::new();
+    // Writing to a String fails only if a collector fails, and ours do not.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// `value` as an OpenMetrics label value: the encoder writes label values
+/// as given, so backslashes, quotes and newlines are escaped here.
+pub(crate) fn label_value(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }

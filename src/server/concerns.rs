@@ -357,6 +357,7 @@ mod tests {
         Arc::new(AppState {
             table: Default::default(),
             metrics: Arc::new(Metrics::default()),
+            registry: Default::default(),
             log,
             security: SecurityHeaders {
                 headers: vec![(
@@ -436,7 +437,8 @@ mod tests {
                     .contains_key(header::X_CONTENT_TYPE_OPTIONS)
             );
         });
-        let metrics = state.metrics.render(&Default::default());
+        let registry = crate::server::metrics::registry(&state.metrics, &state.table, None);
+        let metrics = crate::server::metrics::encode(&registry).expect("encodes");
         for counted in [
             "kiln_http_requests_total{class=\"dynamic\",status=\"500\"} 1",
             "kiln_http_requests_total{class=\"rejected\",status=\"413\"} 1",

@@ -1,5 +1,5 @@
-//! The server's own endpoints: `/healthz` and `/metrics` (Prometheus text,
-//! every subsystem's series), answered before the file table.
+//! The server's own endpoints: `/healthz` and `/metrics` (OpenMetrics
+//! text, every subsystem's series), answered before the file table.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::config::MetricsAccess;
 use crate::http::metrics::RouteClass;
 use crate::http::pipeline::text;
+use crate::server::metrics;
 use crate::server::state::AppState;
 
 /// The response for an endpoint of the server's own, if `req` asks for one.
@@ -22,17 +23,18 @@ pub(crate) fn answer(req: &HttpRequest, state: &AppState) -> Option<(HttpRespons
 }
 
 fn metrics(state: &AppState) -> HttpResponse {
-    let mut body = state.metrics.render(&state.table.load().stats);
-    if let Some(dynamic) = &state.dynamic {
-        dynamic.render_metrics(&mut body);
+    match metrics::encode(&state.registry) {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, metrics::CONTENT_TYPE))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(body),
+        // Only a collector's formatting error gets here; a partial body
+        // would be misread by the scraper.
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded\n",
+        ),
     }
-    HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body)
 }
 
 fn metrics_allowed(req: &HttpRequest, access: MetricsAccess) -> bool {

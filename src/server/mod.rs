@@ -12,6 +12,7 @@ pub(crate) mod check;
 pub(crate) mod concerns;
 pub(crate) mod endpoints;
 pub mod live;
+pub(crate) mod metrics;
 pub(crate) mod reload;
 pub(crate) mod state;
 pub(crate) mod tasks;
@@ -119,9 +120,12 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
     } else {
         None
     };
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let http_metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
-        table: ArcSwap::from_pointee(table),
-        metrics: Arc::new(Metrics::default()),
+        registry: metrics::registry(&http_metrics, &table, dynamic.as_ref()),
+        table,
+        metrics: http_metrics,
         log: options
             .access_log
             .clone()

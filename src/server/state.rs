@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
 
 use crate::config::MetricsAccess;
 use crate::dynamic::app::DynamicApp;
@@ -18,8 +19,10 @@ use crate::server::access_log::AccessLog;
 pub(crate) struct AppState {
     /// The current build; replaced whole when a new one is loaded, so each
     /// request sees exactly one build.
-    pub table: ArcSwap<Table>,
+    pub table: Arc<ArcSwap<Table>>,
     pub metrics: Arc<Metrics>,
+    /// Every subsystem's collector, encoded at `/metrics`.
+    pub registry: Registry,
     pub log: AccessLog,
     pub security: SecurityHeaders,
     pub request_limits: RequestLimits,

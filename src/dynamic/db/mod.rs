@@ -14,7 +14,6 @@ pub(crate) mod sql;
 pub(crate) mod sqlite;
 pub(crate) mod value;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -24,7 +23,7 @@ use deadpool::Runtime;
 use deadpool::managed::{self, Object, PoolError, QueueMode, Timeouts};
 
 use crate::config::{DatabaseConfig, Isolation, QueueOrder};
-use crate::http::metrics::{Histogram, family, gauge};
+use crate::http::metrics::{Exposition, Histogram};
 pub use sql::Statement;
 pub use value::{Row, SqlValue};
 
@@ -371,62 +370,74 @@ impl Database {
         }
     }
 
-    /// Appends the pool's series to a `/metrics` body.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// The pool's series alone, as OpenMetrics text.
+    pub fn metrics_text(self: &Arc<Self>) -> String {
+        struct Pool(Arc<Database>);
+        impl std::fmt::Debug for Pool {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Pool")
+            }
+        }
+        impl prometheus_client::collector::Collector for Pool {
+            fn encode(
+                &self,
+                encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+            ) -> std::fmt::Result {
+                self.0.encode_metrics(&mut Exposition::new(encoder))
+            }
+        }
+        crate::http::metrics::text_of(Pool(Arc::clone(self)))
+    }
+
+    /// The pool's series.
+    pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let status = self.status();
         let in_use = status.size.saturating_sub(status.available);
-        gauge(
-            out,
+        out.gauge(
             "kiln_db_connections_in_use",
             "Connections checked out.",
             in_use,
-        );
-        gauge(
-            out,
+        )?;
+        out.gauge(
             "kiln_db_connections_idle",
             "Open connections waiting in the pool.",
             status.available,
-        );
-        gauge(
-            out,
+        )?;
+        out.gauge(
             "kiln_db_connections_max",
             "The pool's max_size.",
             status.max_size,
-        );
-        gauge(
-            out,
+        )?;
+        out.gauge(
             "kiln_db_waiters",
             "Requests waiting for a connection.",
             status.waiting,
-        );
-        let name = "kiln_db_acquire_wait_seconds";
-        family(
-            out,
-            name,
-            "histogram",
+        )?;
+        out.histogram(
+            "kiln_db_acquire_wait_seconds",
             "Time to check a connection out of the pool.",
-        );
-        self.metrics.acquire_wait.render(out, name, "");
+            &self.metrics.acquire_wait,
+        )?;
         for (name, help, counter) in [
             (
-                "kiln_db_acquire_timeouts_total",
+                "kiln_db_acquire_timeouts",
                 "Requests that gave up waiting for a connection (503).",
                 &self.metrics.acquire_timeouts,
             ),
             (
-                "kiln_db_write_retries_total",
+                "kiln_db_write_retries",
                 "Write transactions retried after SQLITE_BUSY, a serialization failure or a deadlock.",
                 &self.metrics.write_retries,
             ),
             (
-                "kiln_db_write_busy_failures_total",
+                "kiln_db_write_busy_failures",
                 "Write transactions that failed through every retry (503).",
                 &self.metrics.write_busy_failures,
             ),
         ] {
-            family(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+            out.counter(name, help, counter.load(Ordering::Relaxed))?;
         }
+        Ok(())
     }
 }
 

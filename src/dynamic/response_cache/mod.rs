@@ -12,7 +12,6 @@ pub(crate) mod entry;
 pub(crate) mod redis;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use moka::notification::RemovalCause;
 use tokio::sync::OnceCell;
 
 use crate::config::CacheConfig;
-use crate::http::metrics::{Histogram, family};
+use crate::http::metrics::{Exposition, Histogram};
 use disk::Disk;
 use entry::{Entry, Freshness, now_ms};
 
@@ -350,8 +349,8 @@ impl RouteCache {
         self.memory.run_pending_tasks();
     }
 
-    /// Appends the cache's series to a `/metrics` body.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
+    /// The route cache's series, for the levels that are open.
+    pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         self.settle();
         let levels: Vec<Level> = LEVELS
             .into_iter()
@@ -363,105 +362,69 @@ impl RouteCache {
             .collect();
         for (name, help, counters) in [
             (
-                "kiln_cache_hits_total",
+                "kiln_cache_hits",
                 "Route cache lookups answered by each level.",
                 &self.metrics.hits,
             ),
             (
-                "kiln_cache_misses_total",
+                "kiln_cache_misses",
                 "Route cache lookups each level could not answer.",
                 &self.metrics.misses,
             ),
         ] {
-            family(out, name, "counter", help);
-            for level in &levels {
-                let count = counters[*level as usize].load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}{{level=\"{}\"}} {count}", level.name());
-            }
-        }
-        family(
-            out,
-            "kiln_cache_bytes",
-            "gauge",
-            "Bytes each route cache level holds.",
-        );
-        let _ = writeln!(
-            out,
-            "kiln_cache_bytes{{level=\"memory\"}} {}",
-            self.memory.weighted_size()
-        );
-        if let Some(disk) = &self.disk {
-            let _ = writeln!(out, "kiln_cache_bytes{{level=\"disk\"}} {}", disk.bytes());
-        }
-        family(
-            out,
-            "kiln_cache_bytes_limit",
-            "gauge",
-            "The byte bound of each route cache level.",
-        );
-        let _ = writeln!(
-            out,
-            "kiln_cache_bytes_limit{{level=\"memory\"}} {}",
-            self.memory_bytes
-        );
-        if let Some(disk) = &self.disk {
-            let _ = writeln!(
-                out,
-                "kiln_cache_bytes_limit{{level=\"disk\"}} {}",
-                disk.limit()
-            );
-        }
-        family(
-            out,
-            "kiln_cache_evictions_total",
-            "counter",
-            "Entries evicted to stay within a level's bytes.",
-        );
-        let memory = self.metrics.memory_evictions.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "kiln_cache_evictions_total{{level=\"memory\"}} {memory}"
-        );
-        if let Some(disk) = &self.disk {
-            let evicted = disk.evictions.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "kiln_cache_evictions_total{{level=\"disk\"}} {evicted}"
-            );
-        }
-        let name = "kiln_cache_fill_seconds";
-        family(
-            out,
-            name,
-            "histogram",
-            "Time to render a route cache miss (queries, template, compression).",
-        );
-        self.metrics.fills.render(out, name, "");
-        for (name, help, value) in [
-            (
-                "kiln_cache_stale_served_total",
-                "Stale entries served while a refresh ran.",
-                &self.metrics.stale_served,
-            ),
-            (
-                "kiln_cache_invalidated_total",
-                "Entries dropped by write routes' tags.",
-                &self.metrics.invalidated,
-            ),
-        ] {
-            family(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-        }
-        if let Some(redis) = &self.redis {
-            let name = "kiln_cache_redis_errors_total";
-            family(
-                out,
+            out.counters(
                 name,
-                "counter",
-                "Redis calls that failed or timed out (answered as misses).",
-            );
-            let _ = writeln!(out, "{name} {}", redis.errors.load(Ordering::Relaxed));
+                help,
+                levels.iter().map(|level| {
+                    let count = counters[*level as usize].load(Ordering::Relaxed);
+                    ([("level", level.name())], count)
+                }),
+            )?;
         }
+        let disk = self.disk.as_ref();
+        out.gauges(
+            "kiln_cache_bytes",
+            "Bytes each route cache level holds.",
+            std::iter::once(([("level", "memory")], self.memory.weighted_size()))
+                .chain(disk.map(|disk| ([("level", "disk")], disk.bytes()))),
+        )?;
+        out.gauges(
+            "kiln_cache_bytes_limit",
+            "The byte bound of each route cache level.",
+            std::iter::once(([("level", "memory")], self.memory_bytes))
+                .chain(disk.map(|disk| ([("level", "disk")], disk.limit()))),
+        )?;
+        let memory_evictions = self.metrics.memory_evictions.load(Ordering::Relaxed);
+        out.counters(
+            "kiln_cache_evictions",
+            "Entries evicted to stay within a level's bytes.",
+            std::iter::once(([("level", "memory")], memory_evictions)).chain(
+                disk.map(|disk| ([("level", "disk")], disk.evictions.load(Ordering::Relaxed))),
+            ),
+        )?;
+        out.histogram(
+            "kiln_cache_fill_seconds",
+            "Time to render a route cache miss (queries, template, compression).",
+            &self.metrics.fills,
+        )?;
+        out.counter(
+            "kiln_cache_stale_served",
+            "Stale entries served while a refresh ran.",
+            self.metrics.stale_served.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_cache_invalidated",
+            "Entries dropped by write routes' tags.",
+            self.metrics.invalidated.load(Ordering::Relaxed),
+        )?;
+        if let Some(redis) = &self.redis {
+            out.counter(
+                "kiln_cache_redis_errors",
+                "Redis calls that failed or timed out (answered as misses).",
+                redis.errors.load(Ordering::Relaxed),
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::{SessionConfig, SessionStoreKind};
 use crate::dynamic::redis::RedisConnection;
-use crate::http::metrics::{Histogram, family, gauge};
+use crate::http::metrics::{Exposition, Histogram};
 use record::{Lifetime, Record, State, state_bytes};
 
 /// Unix milliseconds now; tests pass a clock they can move.
@@ -373,50 +373,44 @@ impl Sessions {
         }
     }
 
-    /// Appends the session series to a `/metrics` body.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
+    /// The session store's series.
+    pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         if let Some(stored) = self.stored() {
-            gauge(
-                out,
+            out.gauge(
                 "kiln_sessions_stored",
                 "Sessions in the store (expired ones until pruned).",
                 stored,
-            );
+            )?;
         }
         for (name, help, counter) in [
             (
-                "kiln_sessions_created_total",
+                "kiln_sessions_created",
                 "Sessions created.",
                 &self.metrics.created,
             ),
             (
-                "kiln_sessions_expired_total",
+                "kiln_sessions_expired",
                 "Sessions found expired (idle or too old) when used.",
                 &self.metrics.expired,
             ),
             (
-                "kiln_sessions_pruned_total",
+                "kiln_sessions_pruned",
                 "Expired sessions removed by the pruner.",
                 &self.metrics.pruned,
             ),
             (
-                "kiln_session_store_operations_total",
+                "kiln_session_store_operations",
                 "Reads, writes and deletes of the session store.",
                 &self.metrics.operations,
             ),
         ] {
-            family(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+            out.counter(name, help, counter.load(Ordering::Relaxed))?;
         }
-        let name = "kiln_session_store_seconds";
-        family(
-            out,
-            name,
-            "histogram",
+        out.histogram(
+            "kiln_session_store_seconds",
             "Time of each session store operation.",
-        );
-        self.metrics.latency.render(out, name, "");
+            &self.metrics.latency,
+        )
     }
 }
 
