@@ -63,7 +63,7 @@ pub(crate) fn cache_control(settings: &Settings, path: &str, hashed: bool) -> St
     if settings.dev {
         return REVALIDATE.to_string();
     }
-    for (glob, value) in &settings.server.cache_rules {
+    for (glob, value) in settings.cache_rules() {
         if glob.is_match(path) {
             return value.clone();
         }

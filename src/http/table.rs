@@ -123,7 +123,7 @@ impl Table {
         let hashed = hashed_outputs(&root);
         let hints = crate::site::hints::read(&root);
         let placement = place(settings, &grouped, &files);
-        let security = SecurityHeaders::new(settings, settings.server.tls.is_some());
+        let security = SecurityHeaders::new(settings, settings.tls_files().is_some());
         let loaded: Vec<io::Result<Resource>> = grouped
             .par_iter()
             .map(|(path, variants)| {

@@ -106,7 +106,7 @@ impl RunningServer {
 pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningServer> {
     let server = settings.server();
     let table = Table::load(settings)?;
-    let tls_config = match &settings.server.tls {
+    let tls_config = match settings.tls_files() {
         Some((cert, key)) => Some(tls::server_config(cert, key)?),
         None => None,
     };
@@ -144,7 +144,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
         metrics_access: server.metrics,
         dynamic,
     });
-    let addr = options.addr.unwrap_or(settings.server.addr);
+    let addr = options.addr.unwrap_or(settings.addr());
     let listener = TcpListener::bind(addr)
         .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
     let addr = listener.local_addr()?;

@@ -78,7 +78,7 @@ pub fn run(options: WatchOptions) -> Result<(), WatchError> {
     let session = BuildSession::persistent();
     let channel = Arc::new(LiveReload::new());
     let failing = first_build(&session, &settings, &channel);
-    let addr = options.addr.unwrap_or(settings.server.addr);
+    let addr = options.addr.unwrap_or(settings.addr());
     let server = start_server(&settings, addr, &channel).map_err(WatchError::Start)?;
     let mut watcher =
         SiteWatcher::new(&settings).map_err(|err| WatchError::Start(format!("watching: {err}")))?;

@@ -120,9 +120,6 @@ pub(crate) struct RouteError {
 /// SQL parameters with this prefix read the visitor's session.
 pub(crate) const SESSION_PREFIX: &str = "session.";
 
-/// Paths the server answers itself.
-const RESERVED: [&str; 2] = ["/healthz", "/metrics"];
-
 impl Routes {
     /// Compiles `[[route]]`.
     pub(crate) fn compile(settings: &Settings) -> Result<Routes, RouteError> {
@@ -207,9 +204,6 @@ impl Routes {
 
 fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
     let pattern = PathPattern::parse(&config.path)?;
-    if RESERVED.contains(&config.path.as_str()) {
-        return Err(format!("{} is answered by the server itself", config.path));
-    }
     let params = inputs(&config.params)?;
     let fields = inputs(&config.fields)?;
     let mut declared: HashMap<&str, &'static str> = pattern
@@ -243,26 +237,13 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         .enumerate()
         .map(|(index, sql)| statement(sql, &declared, &format!("exec[{index}]")))
         .collect::<Result<Vec<_>, String>>()?;
+    // Validation checked the characters; this only builds the value.
     let cache_control = HeaderValue::from_str(&config.cache_control).map_err(|_| {
         format!(
             "cache_control {:?} is not a header value",
             config.cache_control
         )
     })?;
-    if let Some(template) = &config.template
-        && (template.starts_with('/') || template.split('/').any(|part| part == ".."))
-    {
-        return Err(format!(
-            "template {template:?} must be a path under templates/"
-        ));
-    }
-    if let Some(redirect) = &config.redirect
-        && !redirect.starts_with('/')
-    {
-        return Err(format!(
-            "redirect {redirect:?} must be a path on this site (start with /)"
-        ));
-    }
     let cache = match &config.cache {
         Some(cache) => Some(cache_policy(config, cache, &pattern, &queries)?),
         None => None,

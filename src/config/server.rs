@@ -1,0 +1,226 @@
+//! `[server]`: how `kiln serve` serves the output directory. Stage two
+//! parses the address, compiles the cache-control rules and resolves the
+//! TLS files.
+
+use std::path::{Path, PathBuf};
+
+use globset::Glob;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, config_error};
+
+/// The `[server]` table: how `kiln serve` serves the output directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`--addr` overrides it).
+    pub addr: String,
+    /// Worker threads; 0 means one per CPU core (`--workers` overrides it).
+    pub workers: usize,
+    /// Bytes of file contents (all encodings) kept in memory.
+    pub memory_budget: u64,
+    /// Files larger than this are streamed from disk instead of kept in memory.
+    pub memory_file_limit: u64,
+    /// Serve `/about/` from `about/index.html` and `/about` from `about.html`,
+    /// and redirect `/about` to `/about/` when `about/index.html` exists.
+    pub pretty_urls: bool,
+    /// A file (relative to the output directory) served with status 200 for
+    /// unknown paths that look like page navigations. Empty: off.
+    pub spa_fallback: String,
+    /// The page served with status 404 (relative to the output directory).
+    pub not_found_page: String,
+    /// Cache-Control by path glob; the first match wins, before the defaults.
+    pub cache_control: Vec<CacheRule>,
+    /// Content-Security-Policy sent with every response; empty: none.
+    pub content_security_policy: String,
+    /// Referrer-Policy sent with every response; empty: none.
+    pub referrer_policy: String,
+    /// Strict-Transport-Security, sent only over TLS; empty: none.
+    pub hsts: String,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS (HTTP/2 by ALPN).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest request head (request line and headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Seconds a client may take to send its request head (against slowloris).
+    pub header_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    pub keep_alive_secs: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    /// More ranges than this in one request get the whole file (status 200).
+    pub max_ranges: usize,
+    /// Access log on standard output.
+    pub access_log: AccessLogFormat,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+    /// A file holding the key that signs CSRF tokens and session cookies
+    /// (32 bytes or more; relative to the site root). `KILN_SECRET_KEY`
+    /// overrides it; without either, a key is generated on first start.
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: "127.0.0.1:8080".into(),
+            workers: 0,
+            memory_budget: 256 * 1024 * 1024,
+            memory_file_limit: 4 * 1024 * 1024,
+            pretty_urls: true,
+            spa_fallback: String::new(),
+            not_found_page: "404.html".into(),
+            cache_control: Vec::new(),
+            content_security_policy: "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'self'".into(),
+            referrer_policy: "strict-origin-when-cross-origin".into(),
+            hsts: "max-age=63072000; includeSubDomains".into(),
+            tls_cert: None,
+            tls_key: None,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_timeout_secs: 5,
+            keep_alive_secs: 15,
+            shutdown_grace_secs: 30,
+            max_ranges: 16,
+            access_log: AccessLogFormat::Off,
+            metrics: MetricsAccess::Loopback,
+            secret_key_file: None,
+        }
+    }
+}
+
+/// One `[[server.cache_control]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRule {
+    /// A glob over the output path (`downloads/**`, `*.pdf`).
+    pub path: String,
+    /// The Cache-Control value for matching files.
+    pub value: String,
+}
+
+/// Access log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    Off,
+    /// NCSA Common Log Format.
+    Common,
+    /// Common plus referrer and user agent, as nginx and Apache write it.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// Not served at all.
+    Off,
+    /// Only clients connecting from a loopback address.
+    Loopback,
+    /// Anyone who can reach the server.
+    Public,
+}
+
+/// `[server]` values that needed parsing, resolved once.
+#[derive(Debug, Clone)]
+pub(super) struct ServerSettings {
+    pub(super) addr: std::net::SocketAddr,
+    /// `[[server.cache_control]]` compiled, in order.
+    pub(super) cache_rules: Vec<(globset::GlobMatcher, String)>,
+    /// Absolute certificate and key paths when TLS is configured.
+    pub(super) tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Stage two for `[server]`.
+pub(super) fn validate(server: &ServerConfig, root: &Path) -> Result<ServerSettings, ConfigError> {
+    let addr = parse_addr("server.addr", &server.addr)?;
+    let mut cache_rules = Vec::new();
+    for rule in &server.cache_control {
+        let glob = Glob::new(&rule.path)
+            .map_err(|err| config_error(format!("server.cache_control: {err}")))?
+            .compile_matcher();
+        check_header_value("server.cache_control", &rule.value)?;
+        cache_rules.push((glob, rule.value.clone()));
+    }
+    check_header_value(
+        "server.content_security_policy",
+        &server.content_security_policy,
+    )?;
+    check_header_value("server.referrer_policy", &server.referrer_policy)?;
+    check_header_value("server.hsts", &server.hsts)?;
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => Some((root.join(cert), root.join(key))),
+        (None, None) => None,
+        _ => {
+            return Err(config_error(
+                "server.tls_cert and server.tls_key must be set together",
+            ));
+        }
+    };
+    if server.memory_file_limit > server.memory_budget {
+        return Err(config_error(format!(
+            "server.memory_file_limit ({}) is larger than server.memory_budget ({})",
+            server.memory_file_limit, server.memory_budget
+        )));
+    }
+    for (key, value) in [
+        ("server.header_timeout_secs", server.header_timeout_secs),
+        ("server.keep_alive_secs", server.keep_alive_secs),
+    ] {
+        if value == 0 {
+            return Err(config_error(format!("{key} must be at least 1")));
+        }
+    }
+    if server.max_header_bytes < 1024 {
+        return Err(config_error(
+            "server.max_header_bytes must be at least 1024",
+        ));
+    }
+    for (key, path) in [
+        ("server.spa_fallback", &server.spa_fallback),
+        ("server.not_found_page", &server.not_found_page),
+    ] {
+        if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            return Err(config_error(format!(
+                "{key} = {path:?}: expected a path relative to the output directory"
+            )));
+        }
+    }
+    Ok(ServerSettings {
+        addr,
+        cache_rules,
+        tls,
+    })
+}
+
+/// Parses `HOST:PORT` (`localhost:8080`, `[::1]:80`, `0.0.0.0:8080`).
+pub fn parse_addr(key: &str, text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            config_error(format!(
+                "{key} = {text:?}: expected HOST:PORT, such as 127.0.0.1:8080"
+            ))
+        })
+}
+
+pub(super) fn check_header_value(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(config_error(format!(
+            "{key}: header values may only contain visible ASCII characters and spaces"
+        )))
+    }
+}
