@@ -31,8 +31,13 @@ pub(crate) enum Outcome {
 /// Evaluates the request's preconditions. `safe` is true for GET and HEAD.
 pub(crate) fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) -> Outcome {
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
-    if let Some(value) = headers.get(header::IF_MATCH) {
-        if !matches_any(value.as_bytes(), validators.etag, Comparison::Strong) {
+    if headers.contains_key(header::IF_MATCH) {
+        if !list_matches(
+            headers,
+            header::IF_MATCH,
+            validators.etag,
+            Comparison::Strong,
+        ) {
             return Outcome::PreconditionFailed;
         }
     } else if let Some(since) = date(headers, header::IF_UNMODIFIED_SINCE)
@@ -43,8 +48,13 @@ pub(crate) fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) 
         return Outcome::PreconditionFailed;
     }
     // Step 3 and 4: If-None-Match, else If-Modified-Since (GET/HEAD only).
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        if matches_any(value.as_bytes(), validators.etag, Comparison::Weak) {
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        if list_matches(
+            headers,
+            header::IF_NONE_MATCH,
+            validators.etag,
+            Comparison::Weak,
+        ) {
             return if safe {
                 Outcome::NotModified
             } else {
@@ -67,8 +77,15 @@ pub(crate) fn evaluate(headers: &HeaderMap, safe: bool, validators: Validators) 
     Outcome::Proceed { honour_range }
 }
 
+/// The date of `If-Modified-Since` / `If-Unmodified-Since`; `None` when it
+/// is to be ignored: not a valid HTTP-date, or more than one field line
+/// (RFC 9110 §13.1.3, §13.1.4).
 fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
-    let text = headers.get(name)?.to_str().ok()?;
+    let mut lines = headers.get_all(name);
+    let text = lines.next()?.to_str().ok()?;
+    if lines.next().is_some() {
+        return None;
+    }
     text.parse::<HttpDate>().ok().map(SystemTime::from)
 }
 
@@ -93,34 +110,53 @@ enum Comparison {
     Weak,
 }
 
+/// Whether a list field matches `current`; several field lines make one
+/// list (RFC 9110 §5.3).
+fn list_matches(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+    current: &str,
+    comparison: Comparison,
+) -> bool {
+    headers
+        .get_all(name)
+        .any(|value| matches_any(value.as_bytes(), current, comparison))
+}
+
 /// Whether a list of entity tags (or `*`) matches `current`.
 fn matches_any(list: &[u8], current: &str, comparison: Comparison) -> bool {
-    let text = std::str::from_utf8(list).unwrap_or("");
-    if text.trim() == "*" {
+    if list.trim_ascii() == b"*" {
         return true;
     }
-    entity_tags(text).any(|(weak, tag)| tag == current && (comparison == Comparison::Weak || !weak))
+    entity_tags(list)
+        .any(|(weak, tag)| tag == current.as_bytes() && (comparison == Comparison::Weak || !weak))
 }
 
 /// Splits `W/"a", "b,c"` into `(weak, "\"tag\"")` items; commas inside
-/// quotes belong to the tag.
-fn entity_tags(text: &str) -> impl Iterator<Item = (bool, &str)> {
-    let mut rest = text;
+/// quotes belong to the tag. Bytes, not text: a tag may hold obs-text
+/// (RFC 9110 §8.8.3), which need not be UTF-8.
+fn entity_tags(list: &[u8]) -> impl Iterator<Item = (bool, &[u8])> {
+    let mut rest = list;
     std::iter::from_fn(move || {
         loop {
-            rest = rest.trim_start_matches([' ', '\t', ',']);
+            while let [b' ' | b'\t' | b',', tail @ ..] = rest {
+                rest = tail;
+            }
             if rest.is_empty() {
                 return None;
             }
-            let weak = rest.starts_with("W/");
+            let weak = rest.starts_with(b"W/");
             let body = if weak { &rest[2..] } else { rest };
-            if !body.starts_with('"') {
+            if !body.starts_with(b"\"") {
                 // Not an entity tag: skip to the next comma.
-                rest = rest.find(',').map_or("", |at| &rest[at + 1..]);
+                rest = rest
+                    .iter()
+                    .position(|&byte| byte == b',')
+                    .map_or(&[][..], |at| &rest[at + 1..]);
                 continue;
             }
-            let Some(close) = body[1..].find('"') else {
-                rest = "";
+            let Some(close) = body[1..].iter().position(|&byte| byte == b'"') else {
+                rest = &[];
                 return None;
             };
             let tag = &body[..close + 2];
@@ -261,10 +297,14 @@ mod tests {
 
     #[test]
     fn entity_tag_lists_parse_with_commas_in_tags() {
-        let tags: Vec<_> = entity_tags("W/\"a\", \"b,c\" ,junk, \"d\"").collect();
+        let tags: Vec<_> = entity_tags(b"W/\"a\", \"b,c\" ,junk, \"d\"").collect();
         assert_eq!(
             tags,
-            [(true, "\"a\""), (false, "\"b,c\""), (false, "\"d\"")]
+            [
+                (true, &b"\"a\""[..]),
+                (false, &b"\"b,c\""[..]),
+                (false, &b"\"d\""[..])
+            ]
         );
     }
 }

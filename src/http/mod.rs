@@ -11,6 +11,8 @@ pub(crate) mod conditional;
 pub(crate) mod headers;
 pub(crate) mod metrics;
 pub(crate) mod negotiate;
+#[cfg(test)]
+mod oracle_tests;
 pub(crate) mod pipeline;
 pub(crate) mod range;
 pub(crate) mod resolve;

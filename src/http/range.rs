@@ -17,7 +17,9 @@ pub(crate) enum RangeOutcome {
 /// Syntax errors and units other than `bytes` are ignored (the server may
 /// ignore `Range`). More than `max_ranges` ranges, overlapping ranges, or
 /// ranges adding up to more than the whole are answered with the whole
-/// representation instead of amplifying the response.
+/// representation instead of amplifying the response. A non-zero suffix
+/// of an empty representation is satisfiable (RFC 9110 §14.1.2) but has no
+/// bytes to send, so it gets the whole (empty) representation, not 416.
 pub(crate) fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutcome {
     let Some(specs) = std::str::from_utf8(header)
         .ok()
@@ -27,6 +29,7 @@ pub(crate) fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutco
     };
     let mut ranges = Vec::new();
     let mut count = 0;
+    let mut empty = false;
     for spec in specs.split(',') {
         let spec = spec.trim();
         if spec.is_empty() {
@@ -39,6 +42,7 @@ pub(crate) fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutco
         match parse_spec(spec, len) {
             Spec::Invalid => return RangeOutcome::Full,
             Spec::Unsatisfiable => {}
+            Spec::Empty => empty = true,
             Spec::Range(range) => ranges.push(range),
         }
     }
@@ -46,7 +50,11 @@ pub(crate) fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutco
         return RangeOutcome::Full;
     }
     if ranges.is_empty() {
-        return RangeOutcome::Unsatisfiable;
+        return if empty {
+            RangeOutcome::Full
+        } else {
+            RangeOutcome::Unsatisfiable
+        };
     }
     if is_abusive(&ranges, len) {
         return RangeOutcome::Full;
@@ -56,6 +64,9 @@ pub(crate) fn evaluate(header: &[u8], len: u64, max_ranges: usize) -> RangeOutco
 
 enum Spec {
     Range(std::ops::Range<u64>),
+    /// Satisfiable, yet selecting no bytes: a suffix of an empty
+    /// representation.
+    Empty,
     Unsatisfiable,
     Invalid,
 }
@@ -75,7 +86,7 @@ fn parse_spec(spec: &str, len: u64) -> Spec {
         (true, false) => match number(last) {
             Some(0) => Spec::Unsatisfiable,
             Some(suffix) if len > 0 => Spec::Range(len.saturating_sub(suffix)..len),
-            Some(_) => Spec::Unsatisfiable,
+            Some(_) => Spec::Empty,
             None => Spec::Invalid,
         },
         // `N-`: from N to the end.
