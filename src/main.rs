@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use kiln::build::report::{ConsoleProgress, human_size};
@@ -86,63 +87,91 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     log_to_stderr();
-    let result = match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(err)) => {
+            if let Some(err) = err {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How a command failed; the exit code tells scripts which.
+enum Failure {
+    /// `build.toml`, a `--set` or a flag is wrong: exit code 2.
+    Usage(anyhow::Error),
+    /// The command ran and failed: exit code 1. `None` when the command
+    /// already said why (a build's diagnostics, `kiln check`'s warnings).
+    Failed(Option<anyhow::Error>),
+}
+
+impl Failure {
+    fn usage(err: impl Into<anyhow::Error>) -> Failure {
+        Failure::Usage(err.into())
+    }
+
+    fn failed(err: impl Into<anyhow::Error>) -> Failure {
+        Failure::Failed(Some(err.into()))
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
         Command::Build {
             root,
             out,
             overrides,
-        } => load_settings(&root, out.as_deref(), &overrides).and_then(|settings| build(&settings)),
-        Command::Check { root, overrides } => {
-            load_settings(&root, None, &overrides).and_then(|settings| check(&settings))
-        }
+        } => build(&load_settings(&root, out.as_deref(), &overrides)?),
+        Command::Check { root, overrides } => check(&load_settings(&root, None, &overrides)?),
         Command::Serve {
             root,
             addr,
             workers,
             no_build,
             overrides,
-        } => load_settings(&root, None, &overrides).and_then(|settings| {
-            let addr = addr
-                .map(|text| kiln::config::parse_addr("--addr", &text))
-                .transpose()
-                .map_err(|err| usage_error(&err))?;
+        } => {
+            let settings = load_settings(&root, None, &overrides)?;
+            let addr = parse_addr(addr)?;
             if !no_build {
                 build(&settings)?;
             }
             serve(&settings, addr, workers)
-        }),
+        }
         Command::Watch {
             root,
             addr,
             overrides,
-        } => watch(root, addr, overrides),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(code) => code,
+        } => watch(root, parse_addr(addr)?, overrides),
     }
 }
 
-/// Loads and validates the configuration; a problem is printed and becomes
-/// exit code 2.
+/// Loads and validates the configuration.
 fn load_settings(
     root: &Path,
     out: Option<&Path>,
     overrides: &[Override],
-) -> Result<Settings, ExitCode> {
+) -> Result<Settings, Failure> {
     let settings = Settings::load(root, overrides).and_then(|settings| match out {
         Some(out) => settings.with_out_dir(out),
         None => Ok(settings),
     });
-    settings.map_err(|err| usage_error(&err))
+    settings.map_err(Failure::usage)
 }
 
-fn usage_error(err: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("error: {err}");
-    ExitCode::from(2)
+/// `--addr HOST:PORT`, when given.
+fn parse_addr(addr: Option<String>) -> Result<Option<std::net::SocketAddr>, Failure> {
+    addr.map(|text| kiln::config::parse_addr("--addr", &text))
+        .transpose()
+        .map_err(Failure::usage)
 }
 
-fn build(settings: &Settings) -> Result<(), ExitCode> {
+fn build(settings: &Settings) -> Result<(), Failure> {
     let progress = ConsoleProgress::new();
     let result = kiln::build(settings, &progress);
     progress.finish();
@@ -155,21 +184,22 @@ fn build(settings: &Settings) -> Result<(), ExitCode> {
             Ok(())
         }
         Err(err) => {
+            // A build error is a rendered diagnostic (code frames), printed as is.
             eprintln!("{err}");
             eprintln!(
                 "build failed; {} was left as it was",
                 display_path(&settings.out_dir)
             );
-            Err(ExitCode::FAILURE)
+            Err(Failure::Failed(None))
         }
     }
 }
 
-fn watch(root: PathBuf, addr: Option<String>, overrides: Vec<Override>) -> Result<(), ExitCode> {
-    let addr = addr
-        .map(|text| kiln::config::parse_addr("--addr", &text))
-        .transpose()
-        .map_err(|err| usage_error(&err))?;
+fn watch(
+    root: PathBuf,
+    addr: Option<std::net::SocketAddr>,
+    overrides: Vec<Override>,
+) -> Result<(), Failure> {
     let options = kiln::watch::WatchOptions {
         root,
         addr,
@@ -177,19 +207,15 @@ fn watch(root: PathBuf, addr: Option<String>, overrides: Vec<Override>) -> Resul
     };
     match kiln::watch::run(options) {
         Ok(()) => Ok(()),
-        Err(err @ kiln::watch::WatchError::Config(_)) => Err(usage_error(&err)),
-        Err(err) => {
-            eprintln!("error: {err}");
-            Err(ExitCode::FAILURE)
-        }
+        Err(err @ kiln::watch::WatchError::Config(_)) => Err(Failure::usage(err)),
+        Err(err) => Err(Failure::failed(err)),
     }
 }
 
-fn check(settings: &Settings) -> Result<(), ExitCode> {
-    let report = kiln::server::check(settings).map_err(|err| {
-        eprintln!("error: {err}");
-        ExitCode::FAILURE
-    })?;
+fn check(settings: &Settings) -> Result<(), Failure> {
+    let report = kiln::server::check(settings)
+        .with_context(|| format!("checking the site at {}", display_path(&settings.root)))
+        .map_err(|err| Failure::Failed(Some(err)))?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
@@ -208,7 +234,7 @@ fn check(settings: &Settings) -> Result<(), ExitCode> {
     if report.warnings.is_empty() {
         Ok(())
     } else {
-        Err(ExitCode::FAILURE)
+        Err(Failure::Failed(None))
     }
 }
 
@@ -216,18 +242,16 @@ fn serve(
     settings: &Settings,
     addr: Option<std::net::SocketAddr>,
     workers: Option<usize>,
-) -> Result<(), ExitCode> {
+) -> Result<(), Failure> {
     let options = ServeOptions {
         addr,
         workers,
         handle_signals: true,
         ..ServeOptions::default()
     };
-    let failed = |err: std::io::Error| {
-        eprintln!("error: {err}");
-        ExitCode::FAILURE
-    };
-    let server = kiln::server::start(settings, options).map_err(failed)?;
+    let server = kiln::server::start(settings, options)
+        .with_context(|| format!("serving {}", display_path(&settings.out_dir)))
+        .map_err(|err| Failure::Failed(Some(err)))?;
     let stats = server.table_stats();
     eprintln!(
         "kiln: serving {} at {} ({} files, {} in memory); Ctrl-C stops",
@@ -236,7 +260,7 @@ fn serve(
         stats.resources,
         human_size(stats.memory_bytes)
     );
-    server.wait().map_err(failed)
+    server.wait().map_err(Failure::failed)
 }
 
 /// The library logs through `tracing`; the binary prints its events on

@@ -15,10 +15,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::Settings;
+use crate::diagnostic::Diagnostic;
 use crate::dynamic::csrf::Csrf;
-use crate::dynamic::db::Database;
+use crate::dynamic::db::{Database, DbError};
 use crate::dynamic::response_cache::RouteCache;
-use crate::dynamic::routes::{Route, Routes};
+use crate::dynamic::routes::{Route, RouteError, Routes};
 use crate::dynamic::views::Views;
 use crate::dynamic::{secret, session};
 use crate::http::metrics::{Exposition, label_value};
@@ -100,6 +101,24 @@ impl DynamicApp {
     }
 }
 
+/// Why the dynamic app could not be opened; each message names the route,
+/// template, file or store.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error("{0}")]
+    Routes(RouteError),
+    #[error("{0}")]
+    Templates(Diagnostic),
+    #[error("{0}")]
+    Secret(std::io::Error),
+    #[error("{0}")]
+    Database(DbError),
+    #[error("{0}")]
+    Sessions(String),
+    #[error("{0}")]
+    Cache(String),
+}
+
 impl DynamicApp {
     /// Compiles the routes and their templates, builds the pool (no
     /// connection yet) and, with [`Stores::Open`], opens the session store
@@ -110,21 +129,20 @@ impl DynamicApp {
         tls: bool,
         stores: Stores,
         clock: session::Clock,
-    ) -> std::io::Result<DynamicApp> {
-        use std::io;
-        let mut routes = Routes::compile(settings).map_err(io::Error::other)?;
-        let views = Views::load(settings, &routes.templates())
-            .map_err(|diagnostic| io::Error::other(diagnostic.to_string()))?;
-        let key = secret::load(&settings.root, settings.server().secret_key_file.as_deref())?;
-        let database = Database::open(settings.database(), &settings.root)
-            .map_err(|err| io::Error::other(err.to_string()))?;
+    ) -> Result<DynamicApp, OpenError> {
+        let mut routes = Routes::compile(settings).map_err(OpenError::Routes)?;
+        let views = Views::load(settings, &routes.templates()).map_err(OpenError::Templates)?;
+        let key = secret::load(&settings.root, settings.server().secret_key_file.as_deref())
+            .map_err(OpenError::Secret)?;
+        let database =
+            Database::open(settings.database(), &settings.root).map_err(OpenError::Database)?;
         let config = settings.database();
         let slow_query =
             (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
         let open = stores == Stores::Open;
         let sessions = if open && routes.use_sessions() {
             let sessions = session::Sessions::open(settings.session(), &settings.root, clock)
-                .map_err(io::Error::other)?;
+                .map_err(OpenError::Sessions)?;
             Some(Arc::new(sessions))
         } else {
             None
@@ -133,7 +151,7 @@ impl DynamicApp {
         // Under `kiln watch` an edited template or query shows at once: no
         // response cache, and so no route keeps a cache policy.
         let cache = if open && cached && !settings.dev {
-            Some(RouteCache::open(settings.cache(), &settings.root).map_err(io::Error::other)?)
+            Some(RouteCache::open(settings.cache(), &settings.root).map_err(OpenError::Cache)?)
         } else {
             routes.drop_cache_policies();
             None

@@ -109,7 +109,10 @@ fn parse_spec(spec: &str, len: u64) -> Spec {
 /// Overlapping ranges, or more bytes requested than the file holds, only
 /// serve to make the response larger than the file.
 fn is_abusive(ranges: &[std::ops::Range<u64>], len: u64) -> bool {
-    let total: u64 = ranges.iter().map(|range| range.end - range.start).sum();
+    // Saturating: many ranges of a huge representation must not overflow.
+    let total = ranges.iter().fold(0u64, |total, range| {
+        total.saturating_add(range.end - range.start)
+    });
     if total > len {
         return true;
     }

@@ -1,11 +1,10 @@
 //! `kiln check`: compiles routes and their templates, applies pending
 //! migrations and explains every route query, without serving.
 
-use std::io;
-
 use crate::config::Settings;
 use crate::dynamic::app::{DynamicApp, Stores};
 use crate::dynamic::{db, routes, session};
+use crate::server::error::{Cause, ServeError};
 
 /// What `kiln check` found.
 #[derive(Debug, Default)]
@@ -17,19 +16,20 @@ pub struct CheckReport {
 
 /// `kiln check`: compiles routes and their templates, applies pending
 /// migrations and explains every route query, without serving.
-pub fn check(settings: &Settings) -> io::Result<CheckReport> {
+pub fn check(settings: &Settings) -> Result<CheckReport, ServeError> {
     if !settings.uses_database() {
         return Ok(CheckReport::default());
     }
-    let dynamic = DynamicApp::open(settings, false, Stores::Closed, session::Clock::default())?;
+    let dynamic = DynamicApp::open(settings, false, Stores::Closed, session::Clock::default())
+        .map_err(Cause::Open)?;
     actix_web::rt::System::new().block_on(async {
         let migrations = settings.root.join(&settings.database().migrations);
         let applied = db::migrate::run(&dynamic.database, &migrations)
             .await
-            .map_err(|err| io::Error::other(err.to_string()))?;
+            .map_err(Cause::Migrations)?;
         let warnings = routes::plan::check(&dynamic.database, &dynamic.routes)
             .await
-            .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
+            .map_err(Cause::PlanCheck)?;
         Ok(CheckReport {
             routes: dynamic.routes.routes.len(),
             applied,

@@ -11,6 +11,7 @@ pub(crate) mod app;
 pub(crate) mod check;
 pub(crate) mod concerns;
 pub(crate) mod endpoints;
+pub(crate) mod error;
 pub mod live;
 pub(crate) mod metrics;
 pub(crate) mod reload;
@@ -18,7 +19,6 @@ pub(crate) mod state;
 pub(crate) mod tasks;
 pub(crate) mod tls;
 
-use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,8 @@ use state::{AppState, RequestLimits};
 
 pub use crate::http::table::TableStats;
 pub use check::{CheckReport, check};
+use error::Cause;
+pub use error::ServeError;
 
 /// Command-line choices that override `[server]`.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +65,7 @@ pub struct RunningServer {
     pub tls: bool,
     pub(crate) state: Arc<AppState>,
     handle: ServerHandle,
-    thread: std::thread::JoinHandle<io::Result<()>>,
+    thread: std::thread::JoinHandle<Result<(), ServeError>>,
 }
 
 impl RunningServer {
@@ -75,11 +77,9 @@ impl RunningServer {
 
     /// Stops the server; `graceful` lets in-flight requests finish within
     /// the configured grace period.
-    pub fn stop(self, graceful: bool) -> io::Result<()> {
+    pub fn stop(self, graceful: bool) -> Result<(), ServeError> {
         actix_web::rt::System::new().block_on(self.handle.stop(graceful));
-        self.thread
-            .join()
-            .map_err(|_| io::Error::other("server thread panicked"))?
+        self.thread.join().map_err(|_| Cause::Panicked)?
     }
 
     /// What the file table of the build being served holds.
@@ -93,30 +93,31 @@ impl RunningServer {
     }
 
     /// Blocks until the server stops (on a signal, or a handle's stop).
-    pub fn wait(self) -> io::Result<()> {
-        self.thread
-            .join()
-            .map_err(|_| io::Error::other("server thread panicked"))?
+    pub fn wait(self) -> Result<(), ServeError> {
+        self.thread.join().map_err(|_| Cause::Panicked)?
     }
 }
 
 /// Loads the output directory and starts serving it on a new thread.
 /// With dynamic routes, the database is opened and migrated, and the route
 /// queries' plans checked, before the server listens.
-pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningServer> {
+pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer, ServeError> {
     let server = settings.server();
-    let table = Table::load(settings)?;
+    let table = Table::load(settings).map_err(Cause::LoadBuild)?;
     let tls_config = match settings.tls_files() {
-        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        Some((cert, key)) => Some(tls::server_config(cert, key).map_err(Cause::Tls)?),
         None => None,
     };
     let dynamic = if settings.uses_database() {
-        Some(Arc::new(DynamicApp::open(
-            settings,
-            tls_config.is_some(),
-            Stores::Open,
-            options.clock.clone(),
-        )?))
+        Some(Arc::new(
+            DynamicApp::open(
+                settings,
+                tls_config.is_some(),
+                Stores::Open,
+                options.clock.clone(),
+            )
+            .map_err(Cause::Open)?,
+        ))
     } else {
         None
     };
@@ -145,9 +146,8 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
         dynamic,
     });
     let addr = options.addr.unwrap_or(settings.addr());
-    let listener = TcpListener::bind(addr)
-        .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
-    let addr = listener.local_addr()?;
+    let listener = TcpListener::bind(addr).map_err(|error| Cause::Bind { addr, error })?;
+    let addr = listener.local_addr().map_err(Cause::Server)?;
     let workers = options.workers.unwrap_or(server.workers);
     let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
     let thread_state = Arc::clone(&state);
@@ -189,22 +189,30 @@ pub fn start(settings: &Settings, options: ServeOptions) -> io::Result<RunningSe
                 if !handle_signals {
                     http = http.disable_signals();
                 }
-                let running = match tls_config {
-                    Some(config) => http.listen_rustls_0_23(listener, config)?.run(),
-                    None => http.listen(listener)?.run(),
+                let listening = match tls_config {
+                    Some(config) => http.listen_rustls_0_23(listener, config),
+                    None => http.listen(listener),
+                };
+                let running = match listening {
+                    Ok(http) => http.run(),
+                    Err(error) => {
+                        let _ = handle_sender.send(Err(Cause::Server(error).into()));
+                        return Ok(());
+                    }
                 };
                 let _ = handle_sender.send(Ok(running.handle()));
                 actix_web::rt::spawn(reload::watch(thread_settings, thread_state, handle_signals));
-                running.await
+                running.await.map_err(|error| Cause::Server(error).into())
             })
-        })?;
+        })
+        .map_err(Cause::Server)?;
     let handle = match handle_receiver.recv() {
         Ok(Ok(handle)) => handle,
         Ok(Err(err)) => {
             let _ = thread.join();
             return Err(err);
         }
-        Err(_) => return Err(io::Error::other("the server failed to start")),
+        Err(_) => return Err(Cause::NotStarted.into()),
     };
     Ok(RunningServer {
         addr,

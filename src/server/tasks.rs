@@ -3,13 +3,13 @@
 //! sweep, the Redis invalidation listener and cache warming, each on the
 //! server's runtime until the server stops.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Settings;
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::{cached, db, routes, session};
+use crate::server::error::{Cause, ServeError};
 
 /// Migrates, checks query plans (warnings go to standard error), opens
 /// `min_idle` connections and starts pool maintenance. Runs on the
@@ -17,12 +17,12 @@ use crate::dynamic::{cached, db, routes, session};
 pub(crate) async fn start_database(
     settings: &Settings,
     dynamic: &Arc<DynamicApp>,
-) -> io::Result<()> {
+) -> Result<(), ServeError> {
     let database = &dynamic.database;
     let migrations = settings.root.join(&settings.database().migrations);
     let applied = db::migrate::run(database, &migrations)
         .await
-        .map_err(|err| io::Error::other(err.to_string()))?;
+        .map_err(Cause::Migrations)?;
     if !applied.is_empty() {
         tracing::info!(
             "applied {} migration(s): {}",
@@ -33,7 +33,7 @@ pub(crate) async fn start_database(
     if settings.database().plan_check {
         let warnings = routes::plan::check(database, &dynamic.routes)
             .await
-            .map_err(|err| io::Error::other(format!("checking query plans: {err}")))?;
+            .map_err(Cause::PlanCheck)?;
         for warning in warnings {
             tracing::warn!("{warning}");
         }
@@ -41,15 +41,15 @@ pub(crate) async fn start_database(
     database.maintain().await;
     database.spawn_maintenance();
     if let Some(sessions) = &dynamic.sessions {
-        sessions.check().await.map_err(io::Error::other)?;
+        sessions.check().await.map_err(Cause::Sessions)?;
         spawn_session_pruner(sessions, settings.session().prune_interval_secs);
     }
     if let Some(cache) = &dynamic.cache {
-        cache.check().await.map_err(io::Error::other)?;
+        cache.check().await.map_err(Cause::Cache)?;
         spawn_disk_sweeper(dynamic);
         if let Some(subscribed) = cache.listen().await {
             // Subscribed before serving, so no invalidation is missed.
-            spawn_invalidation_listener(dynamic, subscribed.map_err(io::Error::other)?);
+            spawn_invalidation_listener(dynamic, subscribed.map_err(Cause::Cache)?);
         }
         for url in &settings.cache().warm {
             if let Err(problem) = cached::warm(dynamic, url).await {

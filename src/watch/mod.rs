@@ -22,10 +22,10 @@ use std::time::Instant;
 
 use crate::build::report::{ConsoleProgress, Silent};
 use crate::build::{BuildSession, build_in};
-use crate::config::{Override, Settings};
+use crate::config::{ConfigError, Override, Settings};
 use crate::diagnostic::{BuildError, Diagnostic, display_path};
 use crate::server::live::{Event, LiveReload};
-use crate::server::{RunningServer, ServeOptions};
+use crate::server::{RunningServer, ServeError, ServeOptions};
 use crate::site::live_reload::with_live_reload;
 use crate::site::manifest::Manifest;
 use changes::{Changes, Message, SiteWatcher};
@@ -38,21 +38,18 @@ pub struct WatchOptions {
     pub overrides: Vec<Override>,
 }
 
-/// Why `kiln watch` stopped before it could serve.
-#[derive(Debug)]
+/// Why `kiln watch` stopped before it could serve, or failed to stop.
+#[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     /// `build.toml` or a `--set` is wrong (exit code 2).
-    Config(String),
-    /// The server or the watcher could not start.
-    Start(String),
-}
-
-impl std::fmt::Display for WatchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WatchError::Config(message) | WatchError::Start(message) => f.write_str(message),
-        }
-    }
+    #[error("{0}")]
+    Config(ConfigError),
+    /// The server could not start, or stop.
+    #[error("starting the server: {0}")]
+    Serve(ServeError),
+    /// The file watcher could not start.
+    #[error("watching: {0}")]
+    Watch(notify::Error),
 }
 
 /// Everything the loop keeps between rebuilds.
@@ -73,15 +70,14 @@ struct Watching {
 
 /// Builds, serves and rebuilds until Ctrl-C or SIGTERM.
 pub fn run(options: WatchOptions) -> Result<(), WatchError> {
-    let settings = Settings::load_for_watch(&options.root, &options.overrides)
-        .map_err(|err| WatchError::Config(err.to_string()))?;
+    let settings =
+        Settings::load_for_watch(&options.root, &options.overrides).map_err(WatchError::Config)?;
     let session = BuildSession::persistent();
     let channel = Arc::new(LiveReload::new());
     let failing = first_build(&session, &settings, &channel);
     let addr = options.addr.unwrap_or(settings.addr());
-    let server = start_server(&settings, addr, &channel).map_err(WatchError::Start)?;
-    let mut watcher =
-        SiteWatcher::new(&settings).map_err(|err| WatchError::Start(format!("watching: {err}")))?;
+    let server = start_server(&settings, addr, &channel).map_err(WatchError::Serve)?;
+    let mut watcher = SiteWatcher::new(&settings).map_err(WatchError::Watch)?;
     spawn_signal_listener(watcher.sender());
     println!(
         "kiln watch: serving {} (building into {}); edits rebuild and update the browser. Ctrl-C stops.",
@@ -103,9 +99,7 @@ pub fn run(options: WatchOptions) -> Result<(), WatchError> {
     }
     println!("kiln watch: stopped");
     match watching.server.take() {
-        Some(server) => server
-            .stop(false)
-            .map_err(|err| WatchError::Start(err.to_string())),
+        Some(server) => server.stop(false).map_err(WatchError::Serve),
         None => Ok(()),
     }
 }
@@ -151,13 +145,13 @@ fn start_server(
     settings: &Settings,
     addr: SocketAddr,
     channel: &Arc<LiveReload>,
-) -> Result<RunningServer, String> {
+) -> Result<RunningServer, ServeError> {
     let options = ServeOptions {
         addr: Some(addr),
         live: Some(Arc::clone(channel)),
         ..ServeOptions::default()
     };
-    crate::server::start(settings, options).map_err(|err| format!("starting the server: {err}"))
+    crate::server::start(settings, options)
 }
 
 impl Watching {
@@ -235,8 +229,9 @@ impl Watching {
         }
         let session = BuildSession::persistent();
         let report = build_in(&session, &settings, &Silent)?;
-        self.restart_server(&settings)
-            .map_err(|err| BuildError::single(Diagnostic::new(err)))?;
+        self.restart_server(&settings).map_err(|err| {
+            BuildError::single(Diagnostic::new(format!("starting the server: {err}")))
+        })?;
         self.settings = settings;
         self.session = session;
         self.manifest = read_manifest(&self.settings);
@@ -254,7 +249,7 @@ impl Watching {
 
     /// Stops the server and starts one with `settings` on the same address;
     /// when that fails, the previous settings are served again.
-    fn restart_server(&mut self, settings: &Settings) -> Result<(), String> {
+    fn restart_server(&mut self, settings: &Settings) -> Result<(), ServeError> {
         if let Some(server) = self.server.take() {
             let _ = server.stop(false);
         }
