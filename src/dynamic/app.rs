@@ -18,8 +18,9 @@ use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
 use crate::dynamic::csrf::Csrf;
 use crate::dynamic::db::{Database, DbError};
-use crate::dynamic::response_cache::RouteCache;
+use crate::dynamic::response_cache::{CacheError, RouteCache};
 use crate::dynamic::routes::{Route, RouteError, Routes};
+use crate::dynamic::session::SessionError;
 use crate::dynamic::views::Views;
 use crate::dynamic::{secret, session};
 use crate::http::metrics::{Exposition, label_value};
@@ -114,9 +115,9 @@ pub(crate) enum OpenError {
     #[error("{0}")]
     Database(DbError),
     #[error("{0}")]
-    Sessions(String),
+    Sessions(SessionError),
     #[error("{0}")]
-    Cache(String),
+    Cache(CacheError),
 }
 
 impl DynamicApp {

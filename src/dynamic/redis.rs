@@ -20,6 +20,22 @@ pub(crate) enum CallError {
 }
 
 /// A Redis server, its key prefix and its call timeout.
+/// Why a Redis store could not be opened or reached at start-up; names the
+/// setting that holds the URL.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("{setting}: {error}")]
+    Redis {
+        setting: &'static str,
+        error: redis::RedisError,
+    },
+    #[error("{setting}: no answer within {timeout:?}")]
+    Timeout {
+        setting: &'static str,
+        timeout: Duration,
+    },
+}
+
 pub(crate) struct RedisConnection {
     client: redis::Client,
     /// Opened on first use; it reconnects by itself afterwards.
@@ -37,8 +53,9 @@ impl RedisConnection {
         url: &str,
         prefix: &str,
         timeout: Duration,
-    ) -> Result<RedisConnection, String> {
-        let client = redis::Client::open(url).map_err(|err| format!("{setting}: {err}"))?;
+    ) -> Result<RedisConnection, StartError> {
+        let client =
+            redis::Client::open(url).map_err(|error| StartError::Redis { setting, error })?;
         Ok(RedisConnection {
             client,
             connection: tokio::sync::OnceCell::new(),
@@ -66,7 +83,7 @@ impl RedisConnection {
     }
 
     /// Connects and pings, so a wrong URL stops start-up.
-    pub(crate) async fn ping(&self) -> Result<(), String> {
+    pub(crate) async fn ping(&self) -> Result<(), StartError> {
         let setting = self.setting;
         let call = async {
             let mut connection = self.connection().await?;
@@ -76,8 +93,11 @@ impl RedisConnection {
         };
         match tokio::time::timeout(START_TIMEOUT, call).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(format!("{setting}: {err}")),
-            Err(_) => Err(format!("{setting}: no answer within {START_TIMEOUT:?}")),
+            Ok(Err(error)) => Err(StartError::Redis { setting, error }),
+            Err(_) => Err(StartError::Timeout {
+                setting,
+                timeout: START_TIMEOUT,
+            }),
         }
     }
 

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use crate::dynamic::app::OpenError;
 use crate::dynamic::db::DbError;
 use crate::dynamic::db::migrate::MigrateError;
+use crate::dynamic::response_cache::CacheError;
+use crate::dynamic::session::SessionError;
 
 /// A server or check failure. Its message names what failed (the file, the
 /// route, the address) and why.
@@ -30,9 +32,9 @@ pub(crate) enum Cause {
     #[error("checking query plans: {0}")]
     PlanCheck(DbError),
     #[error("{0}")]
-    Sessions(String),
+    Sessions(SessionError),
     #[error("{0}")]
-    Cache(String),
+    Cache(CacheError),
     /// Starting or running the HTTP server itself.
     #[error("{0}")]
     Server(io::Error),

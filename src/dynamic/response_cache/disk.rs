@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::CacheError;
 use super::entry::{Entry, Freshness, now_ms};
 
 /// The disk level.
@@ -24,17 +25,17 @@ pub(crate) struct Disk {
 
 impl Disk {
     /// Opens (or creates) the store in `dir`.
-    pub(crate) fn open(dir: &Path, limit: u64) -> Result<Disk, String> {
+    pub(crate) fn open(dir: &Path, limit: u64) -> Result<Disk, CacheError> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(16 * 1024 * 1024)
             .flush_every_ms(Some(500));
-        let db =
-            open_sled(&config).map_err(|err| format!("cache.disk_dir {}: {err}", dir.display()))?;
-        let open = |name: &str| {
-            db.open_tree(name)
-                .map_err(|err| format!("cache.disk_dir {}: {err}", dir.display()))
+        let failed = |error| CacheError::Disk {
+            dir: dir.to_path_buf(),
+            error,
         };
+        let db = open_sled(&config).map_err(failed)?;
+        let open = |name: &str| db.open_tree(name).map_err(failed);
         let entries = open("entries")?;
         let bytes = entries
             .iter()

@@ -12,7 +12,7 @@ pub(crate) mod entry;
 pub(crate) mod redis;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use moka::notification::RemovalCause;
 use tokio::sync::OnceCell;
 
 use crate::config::CacheConfig;
+use crate::dynamic::redis::StartError;
 use crate::http::metrics::{Exposition, Histogram};
 use disk::Disk;
 use entry::{Entry, Freshness, now_ms};
@@ -111,10 +112,19 @@ impl moka::Expiry<Arc<str>, Arc<Entry>> for UntilUnservable {
     }
 }
 
+/// Why a level of the route cache could not be opened or reached.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CacheError {
+    #[error("cache.disk_dir {}: {error}", dir.display())]
+    Disk { dir: PathBuf, error: sled::Error },
+    #[error("{0}")]
+    Redis(StartError),
+}
+
 impl RouteCache {
     /// Opens the levels `config` asks for (`root` resolves the disk level's
     /// directory). Redis connects on first use; see [`RouteCache::check`].
-    pub(crate) fn open(config: &CacheConfig, root: &Path) -> Result<RouteCache, String> {
+    pub(crate) fn open(config: &CacheConfig, root: &Path) -> Result<RouteCache, CacheError> {
         let metrics = CacheMetrics::default();
         let memory_tags: Tags = Arc::default();
         let evictions = Arc::clone(&metrics.memory_evictions);
@@ -142,7 +152,10 @@ impl RouteCache {
         let redis = if config.redis_url.is_empty() {
             None
         } else {
-            Some(redis::Redis::new(&config.redis_url, &config.redis_prefix)?)
+            Some(
+                redis::Redis::new(&config.redis_url, &config.redis_prefix)
+                    .map_err(CacheError::Redis)?,
+            )
         };
         Ok(RouteCache {
             memory,
@@ -157,9 +170,9 @@ impl RouteCache {
     }
 
     /// Reaches Redis, when configured, so a wrong URL stops start-up.
-    pub(crate) async fn check(&self) -> Result<(), String> {
+    pub(crate) async fn check(&self) -> Result<(), CacheError> {
         match &self.redis {
-            Some(redis) => redis.ping().await,
+            Some(redis) => redis.ping().await.map_err(CacheError::Redis),
             None => Ok(()),
         }
     }
@@ -326,8 +339,14 @@ impl RouteCache {
     /// The tags other servers invalidate, when the cache uses Redis.
     pub(crate) async fn listen(
         &self,
-    ) -> Option<Result<impl futures_util::Stream<Item = String> + use<>, String>> {
-        Some(self.redis.as_ref()?.listen().await)
+    ) -> Option<Result<impl futures_util::Stream<Item = String> + use<>, CacheError>> {
+        Some(
+            self.redis
+                .as_ref()?
+                .listen()
+                .await
+                .map_err(CacheError::Redis),
+        )
     }
 
     /// Puts an entry in memory and indexes its tags.

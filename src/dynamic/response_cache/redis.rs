@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use super::entry::{Entry, now_ms};
-use crate::dynamic::redis::RedisConnection;
+use crate::dynamic::redis::{RedisConnection, StartError};
 
 /// Longest a cache call may take before it counts as a miss.
 const TIMEOUT: Duration = Duration::from_millis(250);
@@ -26,7 +26,7 @@ pub(crate) struct Redis {
 
 impl Redis {
     /// Checks the URL; the connection opens on first use (or [`Redis::ping`]).
-    pub(crate) fn new(url: &str, prefix: &str) -> Result<Redis, String> {
+    pub(crate) fn new(url: &str, prefix: &str) -> Result<Redis, StartError> {
         Ok(Redis {
             connection: RedisConnection::new("cache.redis_url", url, prefix, TIMEOUT)?,
             errors: AtomicU64::new(0),
@@ -34,7 +34,7 @@ impl Redis {
     }
 
     /// Connects and pings, so a wrong URL stops start-up.
-    pub(crate) async fn ping(&self) -> Result<(), String> {
+    pub(crate) async fn ping(&self) -> Result<(), StartError> {
         self.connection.ping().await
     }
 
@@ -45,17 +45,19 @@ impl Redis {
     /// Subscribes to the tags other servers invalidate.
     pub(crate) async fn listen(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = String> + use<>, String> {
+    ) -> Result<impl futures_util::Stream<Item = String> + use<>, StartError> {
         use futures_util::StreamExt;
         let subscribe = async {
             let mut pubsub = self.connection.client().get_async_pubsub().await?;
             pubsub.subscribe(self.channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let pubsub = tokio::time::timeout(Duration::from_secs(5), subscribe)
+        let setting = "cache.redis_url (subscribing)";
+        let timeout = Duration::from_secs(5);
+        let pubsub = tokio::time::timeout(timeout, subscribe)
             .await
-            .map_err(|_| "cache.redis_url: subscribing timed out".to_string())?
-            .map_err(|err| format!("cache.redis_url: subscribing: {err}"))?;
+            .map_err(|_| StartError::Timeout { setting, timeout })?
+            .map_err(|error| StartError::Redis { setting, error })?;
         Ok(pubsub
             .into_on_message()
             .filter_map(|message| std::future::ready(message.get_payload::<String>().ok())))

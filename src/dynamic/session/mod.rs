@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::{SessionConfig, SessionStoreKind};
-use crate::dynamic::redis::RedisConnection;
+use crate::dynamic::redis::{CallError, RedisConnection, StartError};
 use crate::http::metrics::{Exposition, Histogram};
 use record::{Lifetime, Record, State, state_bytes};
 
@@ -88,29 +88,34 @@ const PRUNE_BATCH: usize = 500;
 
 impl Sessions {
     /// Opens the configured store (`root` resolves the sled directory).
-    pub fn open(
+    pub(crate) fn open(
         config: &SessionConfig,
         root: &std::path::Path,
         clock: Clock,
-    ) -> Result<Sessions, String> {
+    ) -> Result<Sessions, SessionError> {
         let backend = match config.store {
             SessionStoreKind::Sled => {
                 let dir = root.join(&config.dir);
+                let failed = |error| SessionError::Dir {
+                    dir: dir.clone(),
+                    error,
+                };
                 let sled_config = sled::Config::new().path(&dir).flush_every_ms(Some(200));
                 let db = crate::dynamic::response_cache::disk::open_sled(&sled_config)
-                    .map_err(|err| format!("session.dir {}: {err}", dir.display()))?;
-                let tree = db
-                    .open_tree("sessions")
-                    .map_err(|err| format!("session.dir {}: {err}", dir.display()))?;
+                    .map_err(failed)?;
+                let tree = db.open_tree("sessions").map_err(failed)?;
                 Backend::Sled { tree, _db: db }
             }
             SessionStoreKind::Cookie => Backend::Cookie,
-            SessionStoreKind::Redis => Backend::Redis(Box::new(RedisConnection::new(
-                "session.redis_url",
-                &config.redis_url,
-                &config.redis_prefix,
-                REDIS_TIMEOUT,
-            )?)),
+            SessionStoreKind::Redis => Backend::Redis(Box::new(
+                RedisConnection::new(
+                    "session.redis_url",
+                    &config.redis_url,
+                    &config.redis_prefix,
+                    REDIS_TIMEOUT,
+                )
+                .map_err(SessionError::Start)?,
+            )),
         };
         Ok(Sessions {
             backend,
@@ -135,15 +140,15 @@ impl Sessions {
     }
 
     /// Reaches Redis, so a wrong URL stops start-up.
-    pub async fn check(&self) -> Result<(), String> {
+    pub(crate) async fn check(&self) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Sled { .. } | Backend::Cookie => Ok(()),
-            Backend::Redis(redis) => redis.ping().await,
+            Backend::Redis(redis) => redis.ping().await.map_err(SessionError::Start),
         }
     }
 
     /// The live session `id`; an expired one is deleted and is `None`.
-    pub async fn load(&self, id: &str) -> Result<Option<Record>, String> {
+    pub(crate) async fn load(&self, id: &str) -> Result<Option<Record>, SessionError> {
         let Some(mut record) = self.read(id).await? else {
             return Ok(None);
         };
@@ -165,7 +170,7 @@ impl Sessions {
     }
 
     /// Stores a new session; returns its id.
-    pub async fn create(&self, state: State) -> Result<String, String> {
+    pub(crate) async fn create(&self, state: State) -> Result<String, SessionError> {
         self.check_size(&state)?;
         let now = self.now();
         let record = Record {
@@ -186,7 +191,7 @@ impl Sessions {
 
     /// Replaces a session's values (keeping its creation time); a session
     /// that expired meanwhile becomes a new one, under a new id.
-    pub async fn replace(&self, id: &str, state: State) -> Result<String, String> {
+    pub(crate) async fn replace(&self, id: &str, state: State) -> Result<String, SessionError> {
         self.check_size(&state)?;
         let Some(existing) = self.load(id).await? else {
             return self.create(state).await;
@@ -205,24 +210,24 @@ impl Sessions {
         Ok(id.to_string())
     }
 
-    fn check_size(&self, state: &State) -> Result<(), String> {
+    fn check_size(&self, state: &State) -> Result<(), SessionError> {
         let bytes = state_bytes(state);
         if bytes > self.max_bytes {
-            return Err(format!(
-                "the session would hold {bytes} bytes, over session.max_bytes = {}",
-                self.max_bytes
-            ));
+            return Err(SessionError::TooLarge {
+                bytes,
+                max: self.max_bytes,
+            });
         }
         Ok(())
     }
 
-    async fn read(&self, id: &str) -> Result<Option<Record>, String> {
+    async fn read(&self, id: &str) -> Result<Option<Record>, SessionError> {
         let started = Instant::now();
         let bytes = match &self.backend {
             Backend::Cookie => return Ok(cookie_record(id)),
             Backend::Sled { tree, .. } => tree
                 .get(id)
-                .map_err(|err| err.to_string())?
+                .map_err(SessionError::Sled)?
                 .map(|bytes| bytes.to_vec()),
             Backend::Redis(redis) => {
                 let key = redis.key(id);
@@ -234,14 +239,14 @@ impl Sessions {
                             .await
                     })
                     .await
-                    .map_err(store_error)?
+                    .map_err(SessionError::Redis)?
             }
         };
         self.observe(started);
         Ok(bytes.as_deref().and_then(Record::decode))
     }
 
-    async fn write(&self, id: &str, record: &Record) -> Result<(), String> {
+    async fn write(&self, id: &str, record: &Record) -> Result<(), SessionError> {
         let started = Instant::now();
         let bytes = record.encode(self.compress_above);
         match &self.backend {
@@ -256,8 +261,8 @@ impl Sessions {
                     tree.flush().map(|_| ())
                 })
                 .await
-                .map_err(|err| err.to_string())?
-                .map_err(|err| err.to_string())?;
+                .map_err(SessionError::Blocking)?
+                .map_err(SessionError::Sled)?;
             }
             Backend::Redis(redis) => {
                 let ttl = self.lifetime.remaining_ms(record, self.now()).max(1);
@@ -273,7 +278,7 @@ impl Sessions {
                             .await
                     })
                     .await
-                    .map_err(store_error)?;
+                    .map_err(SessionError::Redis)?;
             }
         }
         self.observe(started);
@@ -281,13 +286,13 @@ impl Sessions {
     }
 
     /// Deletes session `id`.
-    pub async fn remove(&self, id: &str) -> Result<(), String> {
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), SessionError> {
         let started = Instant::now();
         match &self.backend {
             // Nothing stored: the middleware removes the cookie.
             Backend::Cookie => return Ok(()),
             Backend::Sled { tree, .. } => {
-                tree.remove(id).map_err(|err| err.to_string())?;
+                tree.remove(id).map_err(SessionError::Sled)?;
             }
             Backend::Redis(redis) => {
                 let key = redis.key(id);
@@ -299,7 +304,7 @@ impl Sessions {
                             .await
                     })
                     .await
-                    .map_err(store_error)?;
+                    .map_err(SessionError::Redis)?;
             }
         }
         self.observe(started);
@@ -414,20 +419,39 @@ impl Sessions {
     }
 }
 
-fn store_error(err: crate::dynamic::redis::CallError) -> String {
-    format!("session store: {err}")
+/// Why a session could not be opened, read, stored or removed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    #[error("session.dir {}: {error}", dir.display())]
+    Dir {
+        dir: std::path::PathBuf,
+        error: sled::Error,
+    },
+    #[error("{0}")]
+    Start(StartError),
+    #[error("session store: {0}")]
+    Sled(sled::Error),
+    #[error("session store: {0}")]
+    Redis(CallError),
+    #[error("session store: {0}")]
+    Blocking(tokio::task::JoinError),
+    #[error("the session would hold {bytes} bytes, over session.max_bytes = {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("the session would be a {0}-byte cookie, over the {COOKIE_LIMIT} bytes browsers keep")]
+    CookieTooLarge(usize),
+    #[error("no randomness for a session id: {0}")]
+    Randomness(getrandom::Error),
+    #[error("sessions are not enabled")]
+    Disabled,
 }
 
 /// A cookie session's value: the record as JSON (the middleware encrypts it).
-fn cookie_value(record: &Record) -> Result<String, String> {
+fn cookie_value(record: &Record) -> Result<String, SessionError> {
     let value =
         serde_json::json!({ "c": record.created_ms, "s": record.seen_ms, "v": record.state });
     let text = value.to_string();
     if text.len() > COOKIE_LIMIT {
-        return Err(format!(
-            "the session would be a {}-byte cookie, over the {COOKIE_LIMIT} bytes browsers keep",
-            text.len()
-        ));
+        return Err(SessionError::CookieTooLarge(text.len()));
     }
     Ok(text)
 }
@@ -442,9 +466,9 @@ fn cookie_record(value: &str) -> Option<Record> {
 }
 
 /// 256 random bits, URL-safe.
-fn new_id() -> Result<String, String> {
+fn new_id() -> Result<String, SessionError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|err| format!("no randomness for a session id: {err}"))?;
+    getrandom::fill(&mut bytes).map_err(SessionError::Randomness)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -455,10 +479,8 @@ fn new_id() -> Result<String, String> {
 pub struct SessionHandle(pub Option<Arc<Sessions>>);
 
 impl SessionHandle {
-    fn sessions(&self) -> Result<&Sessions, String> {
-        self.0
-            .as_deref()
-            .ok_or_else(|| "sessions are not enabled".to_string())
+    fn sessions(&self) -> Result<&Sessions, SessionError> {
+        self.0.as_deref().ok_or(SessionError::Disabled)
     }
 }
 
@@ -516,31 +538,31 @@ pub fn cookie_key(secret: &crate::dynamic::secret::SecretKey) -> actix_web::cook
     actix_web::cookie::Key::from(&bytes)
 }
 
-fn key_of(id: String) -> Result<SessionKey, String> {
-    SessionKey::try_from(id).map_err(|err| err.to_string())
+fn key_of(id: String) -> Result<SessionKey, anyhow::Error> {
+    SessionKey::try_from(id).map_err(anyhow::Error::new)
 }
 
 impl SessionStore for SessionHandle {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let sessions = self
             .sessions()
-            .map_err(|err| LoadError::Other(anyhow::anyhow!(err)))?;
+            .map_err(|err| LoadError::Other(anyhow::Error::new(err)))?;
         let record = sessions
             .load(key.as_ref())
             .await
-            .map_err(|err| LoadError::Other(anyhow::anyhow!(err)))?;
+            .map_err(|err| LoadError::Other(anyhow::Error::new(err)))?;
         Ok(record.map(|record| record.state))
     }
 
     async fn save(&self, state: State, _: &CookieDuration) -> Result<SessionKey, SaveError> {
         let sessions = self
             .sessions()
-            .map_err(|err| SaveError::Other(anyhow::anyhow!(err)))?;
+            .map_err(|err| SaveError::Other(anyhow::Error::new(err)))?;
         let id = sessions
             .create(state)
             .await
-            .map_err(|err| SaveError::Other(anyhow::anyhow!(err)))?;
-        key_of(id).map_err(|err| SaveError::Other(anyhow::anyhow!(err)))
+            .map_err(|err| SaveError::Other(anyhow::Error::new(err)))?;
+        key_of(id).map_err(SaveError::Other)
     }
 
     async fn update(
@@ -551,30 +573,30 @@ impl SessionStore for SessionHandle {
     ) -> Result<SessionKey, UpdateError> {
         let sessions = self
             .sessions()
-            .map_err(|err| UpdateError::Other(anyhow::anyhow!(err)))?;
+            .map_err(|err| UpdateError::Other(anyhow::Error::new(err)))?;
         let id = sessions
             .replace(key.as_ref(), state)
             .await
-            .map_err(|err| UpdateError::Other(anyhow::anyhow!(err)))?;
-        key_of(id).map_err(|err| UpdateError::Other(anyhow::anyhow!(err)))
+            .map_err(|err| UpdateError::Other(anyhow::Error::new(err)))?;
+        key_of(id).map_err(UpdateError::Other)
     }
 
     async fn update_ttl(&self, key: &SessionKey, _: &CookieDuration) -> Result<(), anyhow::Error> {
         // Loading marks the session used (idle expiry is enforced on load).
-        let sessions = self.sessions().map_err(|err| anyhow::anyhow!(err))?;
+        let sessions = self.sessions().map_err(anyhow::Error::new)?;
         sessions
             .load(key.as_ref())
             .await
             .map(|_| ())
-            .map_err(|err| anyhow::anyhow!(err))
+            .map_err(anyhow::Error::new)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
-        let sessions = self.sessions().map_err(|err| anyhow::anyhow!(err))?;
+        let sessions = self.sessions().map_err(anyhow::Error::new)?;
         sessions
             .remove(key.as_ref())
             .await
-            .map_err(|err| anyhow::anyhow!(err))
+            .map_err(anyhow::Error::new)
     }
 }
 
@@ -627,7 +649,10 @@ mod tests {
         let big: State = [("blob".to_string(), format!("{:?}", "x".repeat(20_000)))].into();
         actix_web::rt::System::new().block_on(async {
             let err = sessions.create(big).await.unwrap_err();
-            assert!(err.contains("over session.max_bytes = 16384"), "{err}");
+            assert!(
+                err.to_string().contains("over session.max_bytes = 16384"),
+                "{err}"
+            );
         });
     }
 }

@@ -10,7 +10,7 @@ pub(crate) type State = HashMap<String, String>;
 
 /// One stored session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// Unix milliseconds.
     pub created_ms: u64,
     pub seen_ms: u64,
@@ -57,7 +57,7 @@ pub(crate) fn state_bytes(state: &State) -> usize {
 impl Record {
     /// Binary form: version, flags, two timestamps, then the values as
     /// JSON, zstd-compressed when longer than `compress_above`.
-    pub fn encode(&self, compress_above: usize) -> Vec<u8> {
+    pub(crate) fn encode(&self, compress_above: usize) -> Vec<u8> {
         let json = serde_json::to_vec(&self.state).unwrap_or_default();
         let (flags, payload) = if json.len() > compress_above {
             match zstd::encode_all(json.as_slice(), 3) {
@@ -77,7 +77,7 @@ impl Record {
     }
 
     /// Reads [`Record::encode`]'s output; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<Record> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Record> {
         let (&version, rest) = bytes.split_first()?;
         let (&flags, rest) = rest.split_first()?;
         if version != VERSION || rest.len() < 16 {
@@ -98,8 +98,9 @@ impl Record {
         })
     }
 
-    /// Whether the stored form is compressed (for tests and metrics).
-    pub fn is_compressed(bytes: &[u8]) -> bool {
+    /// Whether the stored form is compressed.
+    #[cfg(test)]
+    fn is_compressed(bytes: &[u8]) -> bool {
         bytes.get(1).is_some_and(|flags| flags & COMPRESSED != 0)
     }
 }
