@@ -86,6 +86,9 @@ fn list_sources(settings: &Settings) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
             let path = err.path().unwrap_or(dir).to_path_buf();
             vec![Diagnostic::new(format!("{}: {err}", path.display()))]
         })?;
+        if entry.path_is_symlink() {
+            check_link_stays_inside(&settings.root, entry.path())?;
+        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -96,6 +99,25 @@ fn list_sources(settings: &Settings) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
         files.push(entry.into_path());
     }
     Ok(files)
+}
+
+/// A symbolic link under `assets/` may point anywhere inside the site
+/// root (a shared folder, a package), but not outside it: publishing
+/// `/etc` or a home directory because of one link is not what anyone
+/// meant. Links inside a linked folder are checked as the walk reaches them.
+fn check_link_stays_inside(root: &Path, link: &Path) -> Result<(), Vec<Diagnostic>> {
+    let target = std::fs::canonicalize(link)
+        .map_err(|err| vec![Diagnostic::new(format!("{}: {err}", link.display()))])?;
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    if target.starts_with(&root) {
+        return Ok(());
+    }
+    Err(vec![Diagnostic::new(format!(
+        "{}: a symbolic link to {}, outside the site root; kiln publishes only files under {} (copy the file in, or move the link's target inside the site)",
+        link.display(),
+        target.display(),
+        root.display()
+    ))])
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {

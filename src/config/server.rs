@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub access_log: AccessLogFormat,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// Send `X-Kiln-Cache` (hit, miss, stale) and `Age` on responses from
+    /// the route cache. Off by default: they tell a visitor how the server
+    /// caches, which only its operator needs to know.
+    pub debug_headers: bool,
     /// A file holding the key that signs CSRF tokens and session cookies
     /// (32 bytes or more; relative to the site root). `KILN_SECRET_KEY`
     /// overrides it; without either, a key is generated on first start.
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             max_ranges: 16,
             access_log: AccessLogFormat::Off,
             metrics: MetricsAccess::Loopback,
+            debug_headers: false,
             secret_key_file: None,
         }
     }

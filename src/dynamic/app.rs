@@ -56,6 +56,8 @@ pub(crate) struct DynamicApp {
     pub slow_queries: std::sync::atomic::AtomicU64,
     /// Under `kiln watch`: rendered pages load the live-reload client.
     pub live_reload: bool,
+    /// `server.debug_headers`: cached responses say how they were served.
+    pub debug_headers: bool,
 }
 
 impl DynamicApp {
@@ -172,6 +174,7 @@ impl DynamicApp {
             tls,
             slow_queries: Default::default(),
             live_reload: settings.dev,
+            debug_headers: settings.server().debug_headers,
         })
     }
 }

@@ -111,7 +111,8 @@ pub(crate) async fn make_entry(
     })
 }
 
-/// Sends an entry, with `Age` and `X-Kiln-Cache` (`hit`, `miss`, `stale`).
+/// Sends an entry; with `server.debug_headers`, `Age` and `X-Kiln-Cache`
+/// (`hit`, `miss`, `stale`) say how.
 fn serve(
     req: &HttpRequest,
     dynamic: &DynamicApp,
@@ -120,7 +121,8 @@ fn serve(
     state: &str,
 ) -> HttpResponse {
     let age = (now_ms().saturating_sub(entry.created_ms) / 1000).to_string();
-    let extra = [("age", age), ("x-kiln-cache", state.to_string())];
+    let debug = [("age", age), ("x-kiln-cache", state.to_string())];
+    let extra: &[(&'static str, String)] = if dynamic.debug_headers { &debug } else { &[] };
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     if entry.csrf {
         let (token, cookie) = match dynamic.csrf.cookie_token(req) {
@@ -140,7 +142,7 @@ fn serve(
             body,
             &entry.content_type,
             Privacy::Private(cookie),
-            &extra,
+            extra,
         );
     }
     let body = Body {
@@ -156,7 +158,7 @@ fn serve(
         body,
         &entry.content_type,
         Privacy::Shared,
-        &extra,
+        extra,
     )
 }
 

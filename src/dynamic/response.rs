@@ -80,7 +80,12 @@ pub(crate) fn finish(
             }
         }
         Privacy::Shared => {
-            builder.insert_header((header::VARY, "Accept-Encoding"));
+            let vary = if route.reads_session {
+                "Accept-Encoding, Cookie"
+            } else {
+                "Accept-Encoding"
+            };
+            builder.insert_header((header::VARY, vary));
             builder.insert_header((header::CACHE_CONTROL, route.cache_control.clone()));
         }
     }

@@ -3,6 +3,10 @@
 //! set, else from `server.secret_key_file`; otherwise it is generated on
 //! first start and kept in `ROOT/.kiln/secret.key` (mode 0600), so tokens
 //! and sessions survive restarts. There is no built-in default.
+//!
+//! A key anyone could guess or read is refused, with the reason: material
+//! shorter than 32 bytes or estimated below 128 bits of entropy (`aaaa…`,
+//! a short word repeated), and a key file that other users may read.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,6 +49,7 @@ pub(crate) fn load(root: &Path, configured: Option<&Path>) -> io::Result<SecretK
     }
     if let Some(file) = configured {
         let path = root.join(file);
+        check_private(&path, "server.secret_key_file ")?;
         let bytes = std::fs::read(&path).map_err(|err| {
             io::Error::new(
                 err.kind(),
@@ -58,7 +63,10 @@ pub(crate) fn load(root: &Path, configured: Option<&Path>) -> io::Result<SecretK
     }
     let path = key_path(root);
     match std::fs::read(&path) {
-        Ok(bytes) => key_from_file(&path, &bytes),
+        Ok(bytes) => {
+            check_private(&path, "")?;
+            key_from_file(&path, &bytes)
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => generate(&path),
         Err(err) => Err(io::Error::new(
             err.kind(),
@@ -74,10 +82,69 @@ fn from_material(source: &str, material: &[u8]) -> io::Result<SecretKey> {
             "{source}: the key must be at least 32 bytes long"
         )));
     }
+    let bits = estimated_entropy_bits(material);
+    if bits < MIN_ENTROPY_BITS {
+        return Err(io::Error::other(format!(
+            "{source}: the key looks guessable (about {bits:.0} bits of entropy, {MIN_ENTROPY_BITS:.0} needed); use random bytes, such as the output of `openssl rand -hex 32`"
+        )));
+    }
     Ok(SecretKey(blake3::derive_key(
         "kiln 2026 configured secret",
         material,
     )))
+}
+
+/// The least estimated entropy a configured key may have.
+const MIN_ENTROPY_BITS: f64 = 128.0;
+
+/// A conservative estimate of the entropy in `material`: the Shannon
+/// entropy of its byte frequencies times its length, taken over its
+/// shortest repeating unit (so `abcabcabc…` counts as `abc`). Random hex
+/// of 64 characters scores about 240 bits, a 44-character base64 key about
+/// 210; `aaaa…` scores 0 and a repeated word a few dozen.
+fn estimated_entropy_bits(material: &[u8]) -> f64 {
+    let unit = shortest_period(material);
+    let unit = &material[..unit];
+    let mut counts = [0usize; 256];
+    for &byte in unit {
+        counts[usize::from(byte)] += 1;
+    }
+    let len = unit.len() as f64;
+    let per_byte: f64 = counts
+        .iter()
+        .filter(|&&count| count > 0)
+        .map(|&count| {
+            let p = count as f64 / len;
+            -p * p.log2()
+        })
+        .sum();
+    per_byte * len
+}
+
+/// The length of the shortest prefix whose repetition makes up `bytes`
+/// (a final partial repetition allowed); `bytes.len()` when none does.
+fn shortest_period(bytes: &[u8]) -> usize {
+    (1..bytes.len())
+        .find(|&period| (period..bytes.len()).all(|at| bytes[at] == bytes[at - period]))
+        .unwrap_or(bytes.len())
+}
+
+/// Refuses a key file that users other than its owner may read.
+fn check_private(path: &Path, setting: &str) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{setting}{}: {err}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(io::Error::other(format!(
+            "{setting}{}: the key file may be read by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn key_from_file(path: &Path, bytes: &[u8]) -> io::Result<SecretKey> {
@@ -137,18 +204,69 @@ mod tests {
         assert_ne!(first.derive("a"), first.derive("b"));
     }
 
+    /// Writes `bytes` as a key file only its owner may read.
+    fn private_file(path: &Path, bytes: &[u8]) {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     #[test]
     fn a_configured_key_file_is_used_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("key"), [9u8; 40]).unwrap();
+        let random: Vec<u8> = (0..40u8).map(|n| n.wrapping_mul(97) ^ 0x5a).collect();
+        private_file(&dir.path().join("key"), &random);
         let configured = load(dir.path(), Some(Path::new("key"))).unwrap();
         assert_eq!(
             configured.0,
             load(dir.path(), Some(Path::new("key"))).unwrap().0
         );
         assert!(!key_path(dir.path()).exists(), "nothing generated");
-        std::fs::write(dir.path().join("short"), [9u8; 8]).unwrap();
+        private_file(&dir.path().join("short"), &random[..8]);
         let err = load(dir.path(), Some(Path::new("short"))).unwrap_err();
         assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    }
+
+    /// Regression (hardening): a key file other users can read signed
+    /// sessions anyone on the machine could forge.
+    #[test]
+    fn a_secret_key_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let random: Vec<u8> = (0..40u8).map(|n| n.wrapping_mul(97) ^ 0x5a).collect();
+        std::fs::write(dir.path().join("key"), &random).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let err = load(dir.path(), Some(Path::new("key"))).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("server.secret_key_file"), "{message}");
+        assert!(message.contains("chmod 600"), "{message}");
+        load(dir.path(), None).expect("the generated key is private");
+        std::fs::set_permissions(key_path(dir.path()), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        assert!(
+            load(dir.path(), None).is_err(),
+            "a loosened generated key too"
+        );
+    }
+
+    /// Regression (hardening): `KILN_SECRET_KEY=aaaa…` (32 bytes) was accepted.
+    #[test]
+    fn a_guessable_secret_key_is_refused() {
+        for guessable in [
+            "a".repeat(40),
+            "password".repeat(8),
+            "0123456789abcdef0123456789abcdef".to_string(),
+        ] {
+            let err = from_material(ENV, guessable.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("guessable"), "{guessable}: {err}");
+        }
+        for random in [
+            "3f1c9a0be27d4c58a9e6b1f07d2c8e4a5b6f0d1e2c3a4b5968778695a4b3c2d1",
+            "q8Zt1mV0cX5yB2nR7kL4wH9jD3sF6gA0pE1uI2oT5rY=",
+        ] {
+            from_material(ENV, random.as_bytes()).expect(random);
+        }
     }
 }

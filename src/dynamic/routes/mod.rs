@@ -55,6 +55,10 @@ pub(crate) struct Route {
     pub session: Option<crate::config::RouteSessionConfig>,
     /// Session keys the route's SQL reads (`:session.visitor` → `visitor`).
     pub session_params: Vec<String>,
+    /// The response may differ per visitor's session (its SQL or cache key
+    /// reads the session, or its template is handed the session): never
+    /// `public`, and `Vary: Cookie`.
+    pub reads_session: bool,
     /// Time spent in the database per request.
     pub query_time: Histogram,
 }
@@ -143,7 +147,37 @@ impl Routes {
             }
             routes.push(route);
         }
-        Ok(Routes { routes })
+        let mut routes = Routes { routes };
+        routes.mark_session_readers()?;
+        Ok(routes)
+    }
+
+    /// Marks the routes whose responses depend on the session, and refuses
+    /// a `public` cache_control on them: a shared cache (a CDN) would give
+    /// one visitor's page to the next.
+    fn mark_session_readers(&mut self) -> Result<(), RouteError> {
+        let sessions = self.use_sessions();
+        for (index, route) in self.routes.iter_mut().enumerate() {
+            // An uncached page's template is handed the visitor's whole
+            // session when the site has sessions; a cached one only the
+            // session values its key varies on, which `session_params` holds.
+            let template_sees_session = sessions
+                && route.method == Method::GET
+                && route.template.is_some()
+                && route.cache.is_none();
+            route.reads_session = !route.session_params.is_empty() || template_sees_session;
+            if route.reads_session && shared_cacheable(&route.cache_control) {
+                return Err(RouteError {
+                    index,
+                    label: route.label.clone(),
+                    message: format!(
+                        "cache_control {:?} lets shared caches keep one visitor's page for others, but the response depends on the session; use \"private, ...\" or \"no-cache\"",
+                        route.cache_control.to_str().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Removes every route's cache policy: for an app assembled without a
@@ -264,6 +298,7 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         invalidates: config.invalidates.clone(),
         session: config.session.clone(),
         session_params,
+        reads_session: false,
         label,
         method: match config.method {
             RouteMethod::Get => Method::GET,
@@ -279,6 +314,16 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         isolation: config.isolation,
         cache_control,
         query_time: Histogram::default(),
+    })
+}
+
+/// Whether `cache_control` lets shared caches store and reuse a response
+/// without asking (`public` or `s-maxage`).
+fn shared_cacheable(cache_control: &HeaderValue) -> bool {
+    let text = cache_control.to_str().unwrap_or_default();
+    text.split(',').any(|directive| {
+        let name = directive.split('=').next().unwrap_or_default().trim();
+        name.eq_ignore_ascii_case("public") || name.eq_ignore_ascii_case("s-maxage")
     })
 }
 

@@ -1,0 +1,114 @@
+//! Hostile input and careless configuration (issue #15): each test is named
+//! after what was tried, and checks it is refused or contained by default.
+//! The fixture is `tests/fixtures/shop`, built in a temp dir per test.
+
+mod common;
+
+use common::Site;
+use common::http;
+use common::server::TestServer;
+
+fn shop() -> Site {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    site
+}
+
+fn quiet_options() -> kiln::server::ServeOptions {
+    kiln::server::ServeOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        workers: Some(1),
+        handle_signals: false,
+        access_log: Some(kiln::server::access_log::AccessLog::stdout(
+            kiln::config::AccessLogFormat::Off,
+        )),
+        clock: Default::default(),
+        live: None,
+    }
+}
+
+/// A route that reads the session, marked `public`: a CDN would keep one
+/// visitor's page and serve it to the next.
+#[test]
+fn a_session_reading_route_marked_public_is_refused_at_start() {
+    let site = shop();
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    site.write(
+        "build.toml",
+        format!(
+            "{config}\n[[route]]\npath = \"/mine\"\ncache_control = \"public, max-age=600\"\n\n[[route.query]]\nname = \"me\"\nsql = \"SELECT :session.name AS name\"\n"
+        ),
+    );
+    let err = kiln::server::start(&site.settings(&[]), quiet_options())
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("GET /mine"), "{message}");
+    assert!(message.contains("depends on the session"), "{message}");
+}
+
+/// Responses that depend on the session say so to every cache on the way.
+#[test]
+fn pages_that_read_the_session_vary_on_cookie() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    // SQL that reads `:session.name`.
+    let whoami = http::get(server.addr, "/whoami", &[]);
+    assert_eq!(whoami.status, 200);
+    assert_eq!(whoami.header("vary"), Some("Accept-Encoding, Cookie"));
+    // A template rendered without a cache is handed the session.
+    let list = http::get(server.addr, "/items/", &[]);
+    assert_eq!(list.status, 200);
+    assert_eq!(list.header("vary"), Some("Accept-Encoding, Cookie"));
+    // A cached page that does not vary on the session is the same for all.
+    let item = http::get(server.addr, "/items/3", &[]);
+    assert_eq!(item.status, 200);
+    assert_eq!(item.header("vary"), Some("Accept-Encoding"));
+}
+
+/// `X-Kiln-Cache` and `Age` told any visitor how the server caches.
+#[test]
+fn cache_debug_headers_are_sent_only_when_configured() {
+    let site = shop();
+    let server = TestServer::start(&site, &["server.debug_headers=false"]);
+    for _ in 0..2 {
+        let response = http::get(server.addr, "/items/3", &[]);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("x-kiln-cache"), None);
+        assert_eq!(response.header("age"), None);
+    }
+    drop(server);
+    let server = TestServer::start(&site, &["server.debug_headers=true"]);
+    let response = http::get(server.addr, "/items/3", &[]);
+    assert!(response.header("x-kiln-cache").is_some());
+}
+
+/// `assets/` holding a symbolic link to a file outside the site published
+/// that file.
+#[test]
+fn an_assets_symlink_pointing_outside_the_site_is_refused() {
+    let site = Site::fixture("shop");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("passwd"), "root:x:0:0\n").unwrap();
+    std::fs::create_dir_all(site.path("assets/files")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("passwd"),
+        site.path("assets/files/passwd"),
+    )
+    .unwrap();
+    let err = site.build().expect_err("the build refuses the link");
+    let message = err.to_string();
+    assert!(message.contains("assets/files/passwd"), "{message}");
+    assert!(message.contains("outside the site root"), "{message}");
+    assert!(!site.dist().join("files").exists(), "nothing published");
+
+    // A link that stays inside the site is fine.
+    std::fs::remove_file(site.path("assets/files/passwd")).unwrap();
+    site.write("shared/notice.txt", "inside\n");
+    std::os::unix::fs::symlink(
+        site.path("shared/notice.txt"),
+        site.path("assets/files/notice.txt"),
+    )
+    .unwrap();
+    site.build().expect("a link inside the site builds");
+}
