@@ -112,3 +112,35 @@ fn an_assets_symlink_pointing_outside_the_site_is_refused() {
     .unwrap();
     site.build().expect("a link inside the site builds");
 }
+
+/// A visitor's note holding the cache's CSRF placeholder text printed
+/// every later visitor's token inside that note.
+#[test]
+fn a_message_holding_the_csrf_placeholder_text_does_not_receive_tokens() {
+    use common::forms::{csrf, post};
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let form = http::get(server.addr, "/notes/", &[]);
+    let (cookie, token) = csrf(&form);
+    // The fixed placeholder of earlier versions, and the prefix of today's.
+    let planted = "kiln-csrf-placeholder-6f0e1c2b9a kiln-csrf-";
+    let posted = post(
+        server.addr,
+        "/notes/",
+        &[("Cookie", &cookie)],
+        &[("csrf_token", &token), ("author", "Eve"), ("body", planted)],
+    );
+    assert_eq!(posted.status, 303, "{}", posted.text());
+    for _ in 0..2 {
+        // A new visitor each time: a miss, then a hit from the cache.
+        let page = http::get(server.addr, "/notes/", &[]);
+        let (_, visitors_token) = csrf(&page);
+        let text = page.text();
+        assert!(text.contains(planted), "{text}");
+        assert_eq!(
+            text.matches(visitors_token.as_str()).count(),
+            1,
+            "the token appears in the form only: {text}"
+        );
+    }
+}

@@ -20,7 +20,9 @@ use crate::dynamic::page::SessionView;
 use crate::dynamic::produce::{Failure, Target, produce};
 use crate::dynamic::response::{Body, COMPRESS_MIN_BYTES, Privacy, finish};
 use crate::dynamic::response_cache::RouteCache;
-use crate::dynamic::response_cache::entry::{CSRF_PLACEHOLDER, Entry, Freshness, body_tag, now_ms};
+use crate::dynamic::response_cache::entry::{
+    Entry, Freshness, body_tag, csrf_placeholder, cut_placeholders, now_ms, splice_token,
+};
 use crate::dynamic::routes::Values;
 use crate::dynamic::routes::fill::fill_template;
 use crate::dynamic::routes::params;
@@ -75,15 +77,21 @@ pub(crate) async fn make_entry(
     values: &Values,
     target: Target<'_>,
 ) -> Result<Entry, Failure> {
-    let slot = CsrfSlot::new(&dynamic.csrf, Some(CSRF_PLACEHOLDER.to_string()));
+    let placeholder = csrf_placeholder();
+    let slot = CsrfSlot::new(&dynamic.csrf, Some(placeholder.to_string()));
     let rendered = produce(dynamic, route, values, target, &slot).await?;
     let csrf = slot.used();
+    let (body, csrf_at) = if csrf {
+        cut_placeholders(&rendered.body, placeholder)
+    } else {
+        (rendered.body, Vec::new())
+    };
     let tags = policy
         .tags
         .iter()
         .filter_map(|tag| fill_template(tag, values, &Row::new(), false).ok())
         .collect();
-    let body = Bytes::from(rendered.body);
+    let body = Bytes::from(body);
     // Compressed once here rather than on every hit; a CSRF page differs
     // per visitor, so it is compressed when served.
     let (br, gzip) = if !csrf && body.len() >= COMPRESS_MIN_BYTES {
@@ -105,6 +113,7 @@ pub(crate) async fn make_entry(
         stale_until_ms: fresh_until_ms + policy.stale.as_millis() as u64,
         tags,
         csrf,
+        csrf_at,
         body,
         br,
         gzip,
@@ -133,8 +142,7 @@ fn serve(
                 (token, Some(cookie))
             }
         };
-        let body = String::from_utf8_lossy(&entry.body).replace(CSRF_PLACEHOLDER, &token);
-        let body = Body::plain(body.into_bytes());
+        let body = Body::plain(splice_token(&entry.body, &entry.csrf_at, &token));
         return finish(
             req,
             route,

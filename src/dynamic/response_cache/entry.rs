@@ -18,8 +18,13 @@ pub(crate) struct Entry {
     /// Until then a stale entry may still be served while it is refreshed.
     pub stale_until_ms: u64,
     pub tags: Vec<String>,
-    /// The body holds [`CSRF_PLACEHOLDER`] where each visitor's token goes.
+    /// The page renders the visitor's CSRF token: it is served private,
+    /// with the token spliced in at `csrf_at`.
     pub csrf: bool,
+    /// Byte offsets in `body` where the token goes, in increasing order.
+    /// The body itself holds no placeholder, so nothing a visitor writes
+    /// into a page can be mistaken for one.
+    pub csrf_at: Vec<u32>,
     pub body: Bytes,
     /// Brotli and gzip copies, made once when the entry is filled (not for
     /// CSRF pages, whose bodies differ per visitor).
@@ -35,8 +40,54 @@ pub(crate) fn body_tag(body: &[u8]) -> String {
     blake3::hash(body).to_hex()[..20].to_string()
 }
 
-/// Stands for the visitor's CSRF token in a cached body.
-pub(crate) const CSRF_PLACEHOLDER: &str = "kiln-csrf-placeholder-6f0e1c2b9a";
+/// Stands for the visitor's CSRF token while a cached page renders:
+/// random per process, so no stored text (a visitor's message included)
+/// can contain it; [`cut_placeholders`] takes it out of the rendered body.
+pub(crate) fn csrf_placeholder() -> &'static str {
+    static PLACEHOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| {
+        let mut seed = [0u8; 16];
+        if getrandom::fill(&mut seed).is_err() {
+            // Still unpredictable enough to never occur in content by chance.
+            let clock = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos());
+            let material = format!("{clock} {}", std::process::id());
+            seed.copy_from_slice(&blake3::hash(material.as_bytes()).as_bytes()[..16]);
+        }
+        let hex: String = seed.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("kiln-csrf-{hex}")
+    })
+}
+
+/// `body` without the placeholder, and the offsets where it stood.
+pub(crate) fn cut_placeholders(body: &[u8], placeholder: &str) -> (Vec<u8>, Vec<u32>) {
+    let finder = memchr::memmem::Finder::new(placeholder.as_bytes());
+    let mut out = Vec::with_capacity(body.len());
+    let mut offsets = Vec::new();
+    let mut rest = body;
+    while let Some(at) = finder.find(rest) {
+        out.extend_from_slice(&rest[..at]);
+        offsets.push(out.len() as u32);
+        rest = &rest[at + placeholder.len()..];
+    }
+    out.extend_from_slice(rest);
+    (out, offsets)
+}
+
+/// `body` with `token` at each of `offsets` (increasing, within the body).
+pub(crate) fn splice_token(body: &[u8], offsets: &[u32], token: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + offsets.len() * token.len());
+    let mut copied = 0;
+    for &offset in offsets {
+        let offset = (offset as usize).clamp(copied, body.len());
+        out.extend_from_slice(&body[copied..offset]);
+        out.extend_from_slice(token.as_bytes());
+        copied = offset;
+    }
+    out.extend_from_slice(&body[copied..]);
+    out
+}
 
 /// How fresh an entry is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +137,10 @@ impl Entry {
             out.extend_from_slice(&time.to_le_bytes());
         }
         out.push(u8::from(self.csrf));
+        out.extend_from_slice(&(self.csrf_at.len() as u32).to_le_bytes());
+        for offset in &self.csrf_at {
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
         put(&mut out, self.content_type.as_bytes());
         put(&mut out, self.tag.as_bytes());
         out.extend_from_slice(&(self.tags.len() as u32).to_le_bytes());
@@ -117,6 +172,11 @@ impl Entry {
         let fresh_until_ms = u64::from_le_bytes(reader.array()?);
         let stale_until_ms = u64::from_le_bytes(reader.array()?);
         let csrf = reader.byte()? == 1;
+        let offsets = u32::from_le_bytes(reader.array()?);
+        let mut csrf_at = Vec::new();
+        for _ in 0..offsets {
+            csrf_at.push(u32::from_le_bytes(reader.array()?));
+        }
         let content_type = String::from_utf8(reader.chunk()?.to_vec()).ok()?;
         let tag = String::from_utf8(reader.chunk()?.to_vec()).ok()?;
         let tag_count = u32::from_le_bytes(reader.array()?);
@@ -141,6 +201,7 @@ impl Entry {
             stale_until_ms,
             tags,
             csrf,
+            csrf_at,
             body,
             br,
             gzip,
@@ -149,7 +210,8 @@ impl Entry {
     }
 }
 
-const VERSION: u8 = 2;
+/// 3: CSRF offsets instead of a placeholder in the body.
+const VERSION: u8 = 3;
 
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -196,6 +258,7 @@ mod tests {
             stale_until_ms: 3,
             tags: vec!["a".into(), "product:7".into()],
             csrf: true,
+            csrf_at: vec![3],
             body: Bytes::from_static(b"<p>hi</p>"),
             br: Some(Bytes::from_static(b"br")),
             gzip: None,
@@ -218,6 +281,7 @@ mod tests {
             stale_until_ms: 20,
             tags: Vec::new(),
             csrf: false,
+            csrf_at: Vec::new(),
             body: Bytes::new(),
             br: None,
             gzip: None,
