@@ -144,3 +144,94 @@ fn a_message_holding_the_csrf_placeholder_text_does_not_receive_tokens() {
         );
     }
 }
+
+/// Collects what the access log writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `Origin: https://evil.example` with `X-Forwarded-Host: evil.example`
+/// from a client (no proxy configured) passed the origin check.
+#[test]
+fn a_forwarded_host_from_an_untrusted_client_does_not_pass_the_origin_check() {
+    use common::forms::{csrf, post};
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let (cookie, token) = csrf(&http::get(server.addr, "/notes/", &[]));
+    let refused = post(
+        server.addr,
+        "/notes/",
+        &[
+            ("Cookie", &cookie),
+            ("Origin", "https://evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "host=evil.example;proto=https"),
+        ],
+        &[("csrf_token", &token), ("author", "Eve"), ("body", "hello")],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+}
+
+/// Behind a configured proxy, its forwarded client, scheme and host are
+/// believed: the log names the client, the CSRF cookie is `Secure` and
+/// HSTS is sent when the visitor used https, and the origin check compares
+/// with the host the visitor asked for.
+#[test]
+fn a_trusted_proxys_forwarded_headers_are_believed() {
+    use common::forms::{csrf, post};
+    use kiln::config::AccessLogFormat;
+    use kiln::server::access_log::AccessLog;
+    let site = shop();
+    let captured = Captured::default();
+    let log = AccessLog::to_writer(AccessLogFormat::Combined, Box::new(captured.clone()));
+    let server = TestServer::start_with_log(
+        &site,
+        &["server.trusted_proxies=[\"127.0.0.1\"]"],
+        Some(log),
+    );
+    let forwarded = [
+        ("X-Forwarded-For", "203.0.113.50, 198.51.100.7"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "shop.example"),
+    ];
+    let form = http::get(server.addr, "/notes/", &forwarded);
+    assert!(
+        form.header("set-cookie")
+            .is_some_and(|cookie| cookie.contains("; Secure")),
+        "{:?}",
+        form.headers
+    );
+    assert!(form.header("strict-transport-security").is_some());
+    let (cookie, token) = csrf(&form);
+    let mut headers = forwarded.to_vec();
+    headers.push(("Cookie", &cookie));
+    headers.push(("Origin", "https://shop.example"));
+    let accepted = post(
+        server.addr,
+        "/notes/",
+        &headers,
+        &[("csrf_token", &token), ("author", "Ada"), ("body", "hello")],
+    );
+    assert_eq!(accepted.status, 303, "{}", accepted.text());
+    // Over plain HTTP, no HSTS.
+    let plain = http::get(server.addr, "/items/3", &[("X-Forwarded-Proto", "http")]);
+    assert!(plain.header("strict-transport-security").is_none());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        if text.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(text.starts_with("198.51.100.7 "), "{text}");
+}

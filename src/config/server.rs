@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// (32 bytes or more; relative to the site root). `KILN_SECRET_KEY`
     /// overrides it; without either, a key is generated on first start.
     pub secret_key_file: Option<PathBuf>,
+    /// Proxies (addresses or CIDR ranges) whose `Forwarded` and
+    /// `X-Forwarded-*` headers are believed; from anyone else they are
+    /// ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +97,7 @@ impl Default for ServerConfig {
             metrics: MetricsAccess::Loopback,
             debug_headers: false,
             secret_key_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -140,6 +145,8 @@ pub(super) struct ServerSettings {
     pub(super) cache_rules: Vec<(globset::GlobMatcher, String)>,
     /// Absolute certificate and key paths when TLS is configured.
     pub(super) tls: Option<(PathBuf, PathBuf)>,
+    /// `server.trusted_proxies`, parsed.
+    pub(super) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Stage two for `[server]`.
@@ -197,10 +204,16 @@ pub(super) fn validate(server: &ServerConfig, root: &Path) -> Result<ServerSetti
             )));
         }
     }
+    let trusted_proxies = server
+        .trusted_proxies
+        .iter()
+        .map(|text| parse_net(text))
+        .collect::<Result<_, _>>()?;
     Ok(ServerSettings {
         addr,
         cache_rules,
         tls,
+        trusted_proxies,
     })
 }
 
@@ -228,4 +241,16 @@ pub(super) fn check_header_value(key: &str, value: &str) -> Result<(), ConfigErr
             "{key}: header values may only contain visible ASCII characters and spaces"
         )))
     }
+}
+
+/// `192.0.2.7`, `10.0.0.0/8`, `2001:db8::/32`.
+fn parse_net(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            config_error(format!(
+                "server.trusted_proxies: {text:?} is not an address or a CIDR range such as 10.0.0.0/8"
+            ))
+        })
 }

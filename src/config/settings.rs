@@ -115,6 +115,11 @@ impl Settings {
         &self.parsed_server.cache_rules
     }
 
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.parsed_server.trusted_proxies
+    }
+
     /// The absolute certificate and key files, when TLS is configured.
     pub fn tls_files(&self) -> Option<(&Path, &Path)> {
         self.parsed_server

@@ -23,6 +23,7 @@ use crate::dynamic::routes::{Route, RouteError, Routes};
 use crate::dynamic::session::SessionError;
 use crate::dynamic::views::Views;
 use crate::dynamic::{secret, session};
+use crate::http::forwarded::TrustedProxies;
 use crate::http::metrics::{Exposition, label_value};
 
 /// Which stores [`DynamicApp::open`] opens: a server opens them, `kiln
@@ -163,7 +164,11 @@ impl DynamicApp {
             routes,
             database: Arc::new(database),
             views: ArcSwap::from_pointee(views),
-            csrf: Csrf::new(&key, tls),
+            csrf: Csrf::new(
+                &key,
+                tls,
+                TrustedProxies::new(settings.trusted_proxies().to_vec()),
+            ),
             slow_query,
             max_body_bytes: settings.server().max_body_bytes,
             templates_dir: settings.templates_dir.clone(),

@@ -138,7 +138,7 @@ fn serve(
             Some(token) => (token, None),
             None => {
                 let token = dynamic.csrf.issue();
-                let cookie = dynamic.csrf.set_cookie(&token);
+                let cookie = dynamic.csrf.set_cookie(req, &token);
                 (token, Some(cookie))
             }
         };

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
 use crate::dynamic::secret::SecretKey;
+use crate::http::forwarded::{self, TrustedProxies};
 
 /// The cookie holding the token.
 pub(crate) const COOKIE: &str = "kiln_csrf";
@@ -26,7 +27,8 @@ pub(crate) const HEADER: &str = "x-csrf-token";
 #[derive(Clone)]
 pub(crate) struct Csrf {
     key: [u8; 32],
-    secure: bool,
+    tls: bool,
+    proxies: TrustedProxies,
 }
 
 /// Why a POST was refused.
@@ -58,10 +60,13 @@ impl std::fmt::Debug for Csrf {
 }
 
 impl Csrf {
-    pub(crate) fn new(key: &SecretKey, secure: bool) -> Csrf {
+    /// `tls`: kiln's own listener is https; `proxies` may say a request
+    /// was https before it reached kiln.
+    pub(crate) fn new(key: &SecretKey, tls: bool, proxies: TrustedProxies) -> Csrf {
         Csrf {
             key: key.derive("csrf"),
-            secure,
+            tls,
+            proxies,
         }
     }
 
@@ -101,7 +106,8 @@ impl Csrf {
 
     /// Checks a POST: origin, cookie, and the submitted token.
     pub(crate) fn verify(&self, req: &HttpRequest, submitted: Option<&str>) -> Result<(), Refusal> {
-        if !same_origin(req) {
+        let origin = forwarded::origin(req, &self.proxies, self.tls);
+        if !same_origin(req, origin.host.as_deref()) {
             return Err(Refusal::CrossOrigin);
         }
         let cookie = self.cookie_token(req).ok_or(Refusal::MissingCookie)?;
@@ -117,31 +123,32 @@ impl Csrf {
         }
     }
 
-    /// The `Set-Cookie` value carrying `token`.
-    pub(crate) fn set_cookie(&self, token: &str) -> String {
+    /// The `Set-Cookie` value carrying `token`: `Secure` when the visitor
+    /// reached the site over https, directly or through a trusted proxy.
+    pub(crate) fn set_cookie(&self, req: &HttpRequest, token: &str) -> String {
+        let secure = self.tls || forwarded::origin(req, &self.proxies, self.tls).https;
         Cookie::build(COOKIE, token)
             .path("/")
             .max_age(time::Duration::days(365))
             .http_only(true)
             .same_site(SameSite::Lax)
-            .secure(self.secure)
+            .secure(secure)
             .finish()
             .to_string()
     }
 }
 
-/// A present `Origin` must match the request's own host (`null` and other
-/// sites are refused); requests without one (older browsers, curl) pass
-/// on the token alone.
-fn same_origin(req: &HttpRequest) -> bool {
+/// A present `Origin` must match the host the request was sent to (`null`
+/// and other sites are refused); requests without one (older browsers,
+/// curl) pass on the token alone. The host is the `Host` header, or what a
+/// trusted proxy forwarded: `X-Forwarded-Host` from anyone else is ignored.
+fn same_origin(req: &HttpRequest, host: Option<&str>) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
     };
-    let Ok(origin) = origin.to_str() else {
+    let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
         return false;
     };
-    let info = req.connection_info();
-    let host = info.host();
     origin
         .split_once("://")
         .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
@@ -170,8 +177,8 @@ mod tests {
 
     #[test]
     fn tokens_verify_only_with_their_key() {
-        let csrf = Csrf::new(&SecretKey::from_bytes([7; 32]), false);
-        let other = Csrf::new(&SecretKey::from_bytes([8; 32]), false);
+        let csrf = Csrf::new(&SecretKey::from_bytes([7; 32]), false, Default::default());
+        let other = Csrf::new(&SecretKey::from_bytes([8; 32]), false, Default::default());
         let token = csrf.issue();
         assert!(csrf.is_valid(&token));
         assert!(!other.is_valid(&token));
@@ -183,7 +190,8 @@ mod tests {
     #[test]
     fn the_cookie_is_http_only_lax_and_secure_over_tls() {
         let key = SecretKey::from_bytes([7; 32]);
-        let plain = Csrf::new(&key, false).set_cookie("abc");
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let plain = Csrf::new(&key, false, TrustedProxies::default()).set_cookie(&req, "abc");
         for attribute in [
             "kiln_csrf=abc",
             "Path=/",
@@ -194,6 +202,7 @@ mod tests {
             assert!(plain.contains(attribute), "{plain}");
         }
         assert!(!plain.contains("Secure"), "{plain}");
-        assert!(Csrf::new(&key, true).set_cookie("abc").contains("; Secure"));
+        let tls = Csrf::new(&key, true, TrustedProxies::default());
+        assert!(tls.set_cookie(&req, "abc").contains("; Secure"));
     }
 }

@@ -163,7 +163,7 @@ pub(crate) fn send(
     slot: &CsrfSlot,
     visitors_own: bool,
 ) -> HttpResponse {
-    let privacy = match privacy(app, slot) {
+    let privacy = match privacy(req, app, slot) {
         Privacy::Shared if visitors_own => Privacy::Private(None),
         privacy => privacy,
     };
@@ -180,9 +180,9 @@ pub(crate) fn send(
 }
 
 /// Whether the rendered page carries the visitor's CSRF token.
-pub(crate) fn privacy(app: &DynamicApp, slot: &CsrfSlot) -> Privacy {
+pub(crate) fn privacy(req: &HttpRequest, app: &DynamicApp, slot: &CsrfSlot) -> Privacy {
     if slot.used() {
-        Privacy::Private(slot.issued().map(|token| app.csrf.set_cookie(token)))
+        Privacy::Private(slot.issued().map(|token| app.csrf.set_cookie(req, token)))
     } else {
         Privacy::Shared
     }

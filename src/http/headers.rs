@@ -75,6 +75,9 @@ pub(crate) fn cache_control(settings: &Settings, path: &str, hashed: bool) -> St
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SecurityHeaders {
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `server.hsts` for responses to requests a trusted proxy received
+    /// over https (kiln itself listening on plain HTTP).
+    pub forwarded_hsts: Option<HeaderValue>,
 }
 
 impl SecurityHeaders {
@@ -102,7 +105,13 @@ impl SecurityHeaders {
                 headers.push((name, value));
             }
         }
-        SecurityHeaders { headers }
+        let forwarded_hsts = (!tls && !server.hsts.is_empty())
+            .then(|| HeaderValue::from_str(&server.hsts).ok())
+            .flatten();
+        SecurityHeaders {
+            headers,
+            forwarded_hsts,
+        }
     }
 }
 

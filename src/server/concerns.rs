@@ -36,6 +36,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
+use crate::http::forwarded;
 use crate::http::metrics::RouteClass;
 use crate::http::pipeline::text;
 use crate::server::access_log::{AccessLog, LogEntry};
@@ -117,7 +118,10 @@ where
         // The request cannot be kept (actix's router needs it unshared), so
         // what the log needs if a middleware fails is copied; cheaply, as
         // header values and the URI are reference-counted.
-        let summary = state.log.enabled().then(|| Summary::of(request.request()));
+        let summary = state
+            .log
+            .enabled()
+            .then(|| Summary::of(request.request(), &state));
         let service = Rc::clone(&self.service);
         let class = self.class;
         Box::pin(async move {
@@ -143,6 +147,14 @@ fn finish(
     summary: Option<Summary>,
 ) -> HttpResponse {
     add_security_headers(state, response.headers_mut());
+    if let Some(hsts) = &state.security.forwarded_hsts
+        && !state.proxies.is_empty()
+        && forwarded::origin(req, &state.proxies, state.tls).https
+    {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     let body_bytes = match (req.method() == Method::HEAD, response.body().size()) {
         (false, BodySize::Sized(len)) => len,
         _ => 0,
@@ -152,7 +164,7 @@ fn finish(
     state.metrics.observe(class, status, elapsed, body_bytes);
     if state.log.enabled() {
         // The middleware copied the summary already, for its error path.
-        let summary = summary.unwrap_or_else(|| Summary::of(req));
+        let summary = summary.unwrap_or_else(|| Summary::of(req, state));
         log(&state.log, &summary, status, body_bytes, elapsed);
     }
     response
@@ -235,13 +247,19 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(req: &HttpRequest) -> Summary {
+    fn of(req: &HttpRequest, state: &AppState) -> Summary {
         let header = |name| req.headers().get(name).cloned();
+        // The client behind a trusted proxy; the peer otherwise.
+        let peer = if state.proxies.is_empty() {
+            req.peer_addr().map(|addr| addr.ip().to_canonical())
+        } else {
+            forwarded::origin(req, &state.proxies, state.tls).client
+        };
         Summary {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            peer: req.peer_addr().map(|addr| addr.ip().to_canonical()),
+            peer,
             referer: header(header::REFERER),
             user_agent: header(header::USER_AGENT),
         }
@@ -364,6 +382,7 @@ mod tests {
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
                 )],
+                forwarded_hsts: None,
             },
             request_limits: RequestLimits {
                 max_header_bytes: 1024,
@@ -374,6 +393,8 @@ mod tests {
                 paths: PathRules { pretty_urls: true },
             },
             metrics_access: MetricsAccess::Public,
+            proxies: Default::default(),
+            tls: false,
             dynamic: None,
         })
     }

@@ -30,6 +30,7 @@ use arc_swap::ArcSwap;
 use crate::config::Settings;
 use crate::dynamic::app::{DynamicApp, Stores};
 use crate::dynamic::session;
+use crate::http::forwarded::TrustedProxies;
 use crate::http::headers::SecurityHeaders;
 use crate::http::metrics::Metrics;
 use crate::http::pipeline::StaticRules;
@@ -143,6 +144,8 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
             },
         },
         metrics_access: server.metrics,
+        proxies: TrustedProxies::new(settings.trusted_proxies().to_vec()),
+        tls: tls_config.is_some(),
         dynamic,
     });
     let addr = options.addr.unwrap_or(settings.addr());

@@ -9,6 +9,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::MetricsAccess;
 use crate::dynamic::app::DynamicApp;
+use crate::http::forwarded::TrustedProxies;
 use crate::http::headers::SecurityHeaders;
 use crate::http::metrics::Metrics;
 use crate::http::pipeline::StaticRules;
@@ -28,6 +29,10 @@ pub(crate) struct AppState {
     pub request_limits: RequestLimits,
     pub static_rules: StaticRules,
     pub metrics_access: MetricsAccess,
+    /// Whose forwarded headers are believed, and whether kiln's own
+    /// listener is https: together they say where a request came from.
+    pub proxies: TrustedProxies,
+    pub tls: bool,
     /// Declared routes and their database, when the site has any.
     pub dynamic: Option<Arc<DynamicApp>>,
 }
