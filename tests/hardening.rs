@@ -235,3 +235,36 @@ fn a_trusted_proxys_forwarded_headers_are_believed() {
     };
     assert!(text.starts_with("198.51.100.7 "), "{text}");
 }
+
+/// A web page that points its own domain at 127.0.0.1 (DNS rebinding)
+/// reached `kiln watch`: the dev site, its event stream and form writes to
+/// the real database.
+#[test]
+fn dns_rebinding_to_kiln_watch_is_refused() {
+    let site = shop();
+    let settings = kiln::Settings::load_for_watch(site.root(), &[]).expect("settings");
+    kiln::build(&settings, &kiln::build::report::Silent).expect("the watch build");
+    let server = kiln::server::start(&settings, quiet_options()).expect("starts");
+    let port = server.addr.port();
+    let rebound = get_for_host(server.addr, "/items/", "evil.example");
+    assert_eq!(rebound.status, 421, "{}", rebound.text());
+    assert_eq!(rebound.header("x-content-type-options"), Some("nosniff"));
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let local = get_for_host(server.addr, "/items/", &host);
+        assert_eq!(local.status, 200, "{host}");
+    }
+    let _ = server.stop(false);
+    // `kiln serve` answers any host unless told otherwise, and then only those.
+    let settings = site.settings(&["server.allowed_hosts=[\".shop.example\"]"]);
+    let server = kiln::server::start(&settings, quiet_options()).expect("starts");
+    let other = get_for_host(server.addr, "/items/", "evil.example");
+    assert_eq!(other.status, 421);
+    let ours = get_for_host(server.addr, "/items/", "www.shop.example");
+    assert_eq!(ours.status, 200);
+}
+
+/// A GET whose `Host` is `host` (the helpers send the socket address).
+fn get_for_host(addr: std::net::SocketAddr, path: &str, host: &str) -> http::Response {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    http::raw(addr, request.as_bytes(), false)
+}

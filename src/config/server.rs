@@ -69,6 +69,10 @@ pub struct ServerConfig {
     /// `X-Forwarded-*` headers are believed; from anyone else they are
     /// ignored.
     pub trusted_proxies: Vec<String>,
+    /// Hosts the server answers for (`example.com`, `.example.com` for it
+    /// and its subdomains); others get 421. Empty: any host, except under
+    /// `kiln watch`, which allows only local names.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +102,7 @@ impl Default for ServerConfig {
             debug_headers: false,
             secret_key_file: None,
             trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -201,6 +206,15 @@ pub(super) fn validate(server: &ServerConfig, root: &Path) -> Result<ServerSetti
         if path.starts_with('/') || path.split('/').any(|part| part == "..") {
             return Err(config_error(format!(
                 "{key} = {path:?}: expected a path relative to the output directory"
+            )));
+        }
+    }
+    for host in &server.allowed_hosts {
+        let host = host.trim();
+        if host.is_empty() || host == "." || host.contains(['/', ' ', '@']) || host.contains("://")
+        {
+            return Err(config_error(format!(
+                "server.allowed_hosts: {host:?} is not a host name such as example.com, or .example.com for a domain and its subdomains"
             )));
         }
     }

@@ -10,6 +10,7 @@ pub(crate) mod body;
 pub(crate) mod conditional;
 pub(crate) mod forwarded;
 pub(crate) mod headers;
+pub(crate) mod hosts;
 pub(crate) mod metrics;
 pub(crate) mod negotiate;
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub(crate) fn around(
     answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
 ) -> HttpResponse {
     let started = Instant::now();
-    let (response, class) = match oversized(req, state.request_limits) {
+    let (response, class) = match refused(req, state) {
         Some(refusal) => (refusal, RouteClass::Rejected),
         None => answer(req),
     };
@@ -110,7 +110,7 @@ where
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let started = Instant::now();
         let state = Arc::clone(&self.state);
-        if let Some(refusal) = oversized(request.request(), state.request_limits) {
+        if let Some(refusal) = refused(request.request(), &state) {
             let (req, _payload) = request.into_parts();
             let response = finish(&req, &state, refusal, RouteClass::Rejected, started, None);
             return Box::pin(ready(Ok(ServiceResponse::new(req, response))));
@@ -266,6 +266,18 @@ impl Summary {
     }
 }
 
+/// Requests refused before anything answers them: for a host the server
+/// does not serve (421), or with a head or declared body over the limits.
+fn refused(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    if !state.allowed_hosts.allows(req) {
+        return Some(text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected request: this server does not answer for that host (server.allowed_hosts)\n",
+        ));
+    }
+    oversized(req, state.request_limits)
+}
+
 /// Heads or declared bodies over the limits.
 fn oversized(req: &HttpRequest, limits: RequestLimits) -> Option<HttpResponse> {
     let target_bytes = req
@@ -394,6 +406,7 @@ mod tests {
             },
             metrics_access: MetricsAccess::Public,
             proxies: Default::default(),
+            allowed_hosts: Default::default(),
             tls: false,
             dynamic: None,
         })

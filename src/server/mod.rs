@@ -32,6 +32,7 @@ use crate::dynamic::app::{DynamicApp, Stores};
 use crate::dynamic::session;
 use crate::http::forwarded::TrustedProxies;
 use crate::http::headers::SecurityHeaders;
+use crate::http::hosts::{AllowedHosts, LOCAL_HOSTS};
 use crate::http::metrics::Metrics;
 use crate::http::pipeline::StaticRules;
 use crate::http::resolve::PathRules;
@@ -99,6 +100,23 @@ impl RunningServer {
     }
 }
 
+/// `server.allowed_hosts`; under `kiln watch`, when it is not set, the
+/// local names and the address being served, so a page elsewhere cannot
+/// reach the development server through DNS rebinding.
+fn allowed_hosts(settings: &Settings, addr: Option<SocketAddr>) -> AllowedHosts {
+    let configured = &settings.server().allowed_hosts;
+    if !configured.is_empty() || !settings.dev {
+        return AllowedHosts::new(configured.iter().map(String::as_str));
+    }
+    let addr = addr.unwrap_or(settings.addr());
+    let own = match addr.ip() {
+        ip if ip.is_unspecified() => None,
+        std::net::IpAddr::V6(ip) => Some(format!("[{ip}]")),
+        ip => Some(ip.to_string()),
+    };
+    AllowedHosts::new(LOCAL_HOSTS.iter().copied().chain(own.as_deref()))
+}
+
 /// Loads the output directory and starts serving it on a new thread.
 /// With dynamic routes, the database is opened and migrated, and the route
 /// queries' plans checked, before the server listens.
@@ -145,6 +163,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
         },
         metrics_access: server.metrics,
         proxies: TrustedProxies::new(settings.trusted_proxies().to_vec()),
+        allowed_hosts: allowed_hosts(settings, options.addr),
         tls: tls_config.is_some(),
         dynamic,
     });

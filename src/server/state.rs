@@ -11,6 +11,7 @@ use crate::config::MetricsAccess;
 use crate::dynamic::app::DynamicApp;
 use crate::http::forwarded::TrustedProxies;
 use crate::http::headers::SecurityHeaders;
+use crate::http::hosts::AllowedHosts;
 use crate::http::metrics::Metrics;
 use crate::http::pipeline::StaticRules;
 use crate::http::table::Table;
@@ -32,6 +33,8 @@ pub(crate) struct AppState {
     /// Whose forwarded headers are believed, and whether kiln's own
     /// listener is https: together they say where a request came from.
     pub proxies: TrustedProxies,
+    /// Hosts answered; others get 421.
+    pub allowed_hosts: AllowedHosts,
     pub tls: bool,
     /// Declared routes and their database, when the site has any.
     pub dynamic: Option<Arc<DynamicApp>>,
