@@ -138,10 +138,10 @@ fn postgres_config(url: String) -> DatabaseConfig {
 async fn backend_pid(database: &Database) -> Result<i64, DbError> {
     let conn = database.acquire().await?;
     let rows = conn
-        .read(vec![(
-            "SELECT pg_backend_pid()::int8 AS pid".into(),
-            vec![],
-        )])
+        .read(
+            vec![("SELECT pg_backend_pid()::int8 AS pid".into(), vec![])],
+            None,
+        )
         .await?;
     match rows[0][0].get("pid") {
         Some(SqlValue::Int(pid)) => Ok(*pid),

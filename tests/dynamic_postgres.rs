@@ -182,3 +182,28 @@ fn conflicting_serializable_writers_are_retried_until_all_land() {
         assert!(retries >= 1.0, "concurrent serializable updates conflicted: {metrics}");
     });
 }
+
+/// `/slow?n=9000000000000`, several at once, on PostgreSQL: the server
+/// cancels each at `statement_timeout`, and the pool is idle again after.
+#[test]
+fn long_running_queries_are_cancelled_at_the_statement_timeout_on_postgres() {
+    let Some(schema) = Schema::create("slow") else {
+        return;
+    };
+    let site = Site::fixture("shop");
+    site.build().expect("builds");
+    let url = url_override(&schema);
+    let server = TestServer::start(&site, &[&url, "database.statement_timeout_ms=300"]);
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]))
+        })
+        .collect();
+    for request in slow {
+        let response = request.join().unwrap();
+        assert_eq!(response.status, 503, "{}", response.text());
+    }
+    let after = http::get(server.addr, "/items/3", &[]);
+    assert_eq!(after.status, 200, "{}", after.text());
+}

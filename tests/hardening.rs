@@ -268,3 +268,25 @@ fn get_for_host(addr: std::net::SocketAddr, path: &str, host: &str) -> http::Res
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     http::raw(addr, request.as_bytes(), false)
 }
+
+/// `/slow?n=9000000000000`, several at once: the pool was held until the
+/// queries finished, and every dynamic route answered 503 meanwhile.
+#[test]
+fn long_running_queries_are_cancelled_at_the_statement_timeout() {
+    let site = shop();
+    let server = TestServer::start(&site, &["database.statement_timeout_ms=300"]);
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]))
+        })
+        .collect();
+    for request in slow {
+        let response = request.join().unwrap();
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.header("retry-after"), Some("1"));
+    }
+    // The connections went back to the pool, idle.
+    let after = http::get(server.addr, "/items/3", &[]);
+    assert_eq!(after.status, 200, "{}", after.text());
+}

@@ -31,6 +31,10 @@ pub struct DatabaseConfig {
     /// Prepared statements kept per connection.
     pub statement_cache: usize,
     /// SQLite: how long a statement waits for a lock before SQLITE_BUSY.
+    /// Longest a route's statement may run before it is cancelled and the
+    /// request answered 503 (PostgreSQL `statement_timeout` and
+    /// `lock_timeout`; SQLite interrupts it). 0: no limit.
+    pub statement_timeout_ms: u64,
     pub busy_timeout_ms: u64,
     /// Queries slower than this are logged (0: none).
     pub slow_query_ms: u64,
@@ -59,6 +63,7 @@ impl Default for DatabaseConfig {
             connect_timeout_ms: 5_000,
             statement_cache: 64,
             busy_timeout_ms: 1_000,
+            statement_timeout_ms: 5_000,
             slow_query_ms: 200,
             retries: 3,
             isolation: Isolation::ReadCommitted,

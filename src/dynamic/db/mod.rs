@@ -65,6 +65,9 @@ pub enum DbError {
     /// A write kept losing to other writers through every retry.
     #[error("the database stayed busy through {0} retries")]
     Busy(u32),
+    /// A statement ran past `database.statement_timeout_ms` and was cancelled.
+    #[error("a statement ran longer than database.statement_timeout_ms ({0:?}) and was cancelled")]
+    StatementTimeout(Duration),
     /// The statement itself failed.
     #[error("{0}")]
     Query(String),
@@ -99,14 +102,20 @@ impl Conn {
         }
     }
 
-    /// Runs read statements on this connection, in order.
+    /// Runs read statements on this connection, in order. A statement
+    /// running past `limit` is cancelled (PostgreSQL cancels it itself, by
+    /// the connection's `statement_timeout`); so is one whose caller stops
+    /// waiting (the request was dropped: the server stopping, an HTTP/2
+    /// stream reset).
     pub async fn read(
         self,
         statements: Vec<(String, Vec<SqlValue>)>,
+        limit: Option<Duration>,
     ) -> Result<Vec<Vec<Row>>, DbError> {
+        let timed_out = || DbError::StatementTimeout(limit.unwrap_or_default());
         match self {
             Conn::Sqlite(conn) => conn
-                .interact(move |conn| {
+                .interact_within(limit, move |conn| {
                     statements
                         .iter()
                         .map(|(sql, args)| sqlite::query(conn, sql, args))
@@ -114,15 +123,27 @@ impl Conn {
                 })
                 .await
                 .map_err(|err| DbError::Query(err.to_string()))?
-                .map_err(|err| DbError::Query(err.to_string())),
+                .map_err(|err| match sqlite::is_interrupted(&err) {
+                    true => timed_out(),
+                    false => DbError::Query(err.to_string()),
+                }),
             Conn::Postgres(mut conn) => {
+                let cancel = CancelOnDrop(Some(conn.client.cancel_token()));
                 let mut results = Vec::with_capacity(statements.len());
                 for (sql, args) in &statements {
                     match conn.query(sql, args).await {
                         Ok(rows) => results.push(rows),
-                        Err(err) => return Err(postgres_failure(*conn, err)),
+                        Err(err) if err.is_cancelled() => {
+                            cancel.disarm();
+                            return Err(timed_out());
+                        }
+                        Err(err) => {
+                            cancel.disarm();
+                            return Err(postgres_failure(*conn, err));
+                        }
                     }
                 }
+                cancel.disarm();
                 Ok(results)
             }
         }
@@ -175,6 +196,28 @@ impl Conn {
     }
 }
 
+/// Cancels the statement running on a PostgreSQL connection when dropped
+/// armed: the request waiting for it was dropped.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            });
+        }
+    }
+}
+
 /// Classifies a PostgreSQL failure; a connection that broke is dropped
 /// instead of going back to the pool.
 fn postgres_failure(conn: Object<postgres::Manager>, err: postgres::QueryError) -> DbError {
@@ -194,6 +237,8 @@ struct Policy {
     acquire_timeout: Duration,
     retries: u32,
     isolation: Isolation,
+    /// `database.statement_timeout_ms`, when set.
+    statement_timeout: Option<Duration>,
 }
 
 /// Pool counters for `/metrics`.
@@ -228,6 +273,8 @@ impl Database {
             acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
             retries: config.retries,
             isolation: config.isolation,
+            statement_timeout: (config.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.statement_timeout_ms)),
         };
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let (pool, backend) = if let Some(path) = config.url.strip_prefix("sqlite://") {
@@ -246,6 +293,17 @@ impl Database {
                 .parse()
                 .map_err(|err| DbError::Unavailable(format!("database.url: {err}")))?;
             pg.connect_timeout(connect_timeout);
+            if config.statement_timeout_ms > 0 {
+                // Set per connection, so PostgreSQL itself stops a statement
+                // (or a wait for a lock) that runs too long.
+                let ms = config.statement_timeout_ms;
+                let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
+                let options = match pg.get_options() {
+                    Some(given) => format!("{given} {limits}"),
+                    None => limits,
+                };
+                pg.options(&options);
+            }
             if pg.get_application_name().is_none() {
                 pg.application_name("kiln");
             }
@@ -298,7 +356,10 @@ impl Database {
         &self,
         statements: Vec<(String, Vec<SqlValue>)>,
     ) -> Result<Vec<Vec<Row>>, DbError> {
-        self.acquire().await?.read(statements).await
+        self.acquire()
+            .await?
+            .read(statements, self.policy.statement_timeout)
+            .await
     }
 
     /// Runs write statements in one transaction, retrying with jittered

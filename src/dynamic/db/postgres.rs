@@ -256,6 +256,14 @@ impl QueryError {
         )
     }
 
+    /// The server cancelled the statement: `statement_timeout`,
+    /// `lock_timeout`, or a cancel request.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, QueryError::Postgres(err) if err.code().is_some_and(|code| {
+            *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE
+        }))
+    }
+
     /// The connection itself failed (closed, reset): not the query's fault.
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, QueryError::Postgres(err) if err.is_closed())

@@ -50,6 +50,8 @@ impl Manager {
 pub struct Conn {
     pub id: u64,
     inner: Arc<Mutex<Connection>>,
+    /// Stops the statement running on this connection, from any thread.
+    interrupt: Arc<rusqlite::InterruptHandle>,
 }
 
 /// A blocking call that did not return.
@@ -80,9 +82,67 @@ impl Conn {
         }
     }
 
+    /// Runs `call` like [`Conn::interact`], but interrupts the statement
+    /// once `limit` passes (the call then returns SQLite's interrupt
+    /// error) or when the caller stops waiting (the request was dropped).
+    pub async fn interact_within<R, F>(
+        &self,
+        limit: Option<Duration>,
+        call: F,
+    ) -> Result<R, InteractError>
+    where
+        F: FnOnce(&mut Connection) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let guard = InterruptOnDrop(Some(Arc::clone(&self.interrupt)));
+        let running = self.interact(call);
+        tokio::pin!(running);
+        let result = match limit {
+            Some(limit) => match tokio::time::timeout(limit, &mut running).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.interrupt.interrupt();
+                    // The statement stops at its next step; wait for it,
+                    // so the connection goes back to the pool idle.
+                    running.await
+                }
+            },
+            None => running.await,
+        };
+        guard.disarm();
+        result
+    }
+
     fn is_poisoned(&self) -> bool {
         self.inner.is_poisoned()
     }
+}
+
+/// Interrupts the connection's statement when dropped armed: the request
+/// waiting for it was dropped.
+struct InterruptOnDrop(Option<Arc<rusqlite::InterruptHandle>>);
+
+impl InterruptOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.interrupt();
+        }
+    }
+}
+
+/// Whether `err` is SQLite's answer to an interrupted statement.
+pub(crate) fn is_interrupted(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::OperationInterrupted
+    )
 }
 
 /// Why a connection could not be opened or reused.
@@ -108,6 +168,7 @@ impl managed::Manager for Manager {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
             id,
+            interrupt: Arc::new(opened.get_interrupt_handle()),
             inner: Arc::new(Mutex::new(opened)),
         })
     }
