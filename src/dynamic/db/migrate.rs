@@ -164,8 +164,11 @@ async fn run_postgres(
             super::postgres::QueryError::from(err)
         ))
     };
-    // A transaction-scoped advisory lock serialises servers starting together.
-    const LOCK: &str = "SELECT pg_advisory_xact_lock(7105116105110)";
+    // A transaction-scoped advisory lock serialises servers starting
+    // together. Migrations (and the wait for another server's) are exempt
+    // from database.statement_timeout_ms, which is for route statements.
+    const LOCK: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
+                        SELECT pg_advisory_xact_lock(7105116105110)";
     let mut applied = Vec::new();
     {
         let transaction = client.transaction().await.map_err(setup)?;
