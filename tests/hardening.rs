@@ -290,3 +290,30 @@ fn long_running_queries_are_cancelled_at_the_statement_timeout() {
     let after = http::get(server.addr, "/items/3", &[]);
     assert_eq!(after.status, 200, "{}", after.text());
 }
+
+/// `?n=9000000000000` on an `int` input without `max`: `kiln check` says
+/// so, naming the route and the input.
+#[test]
+fn kiln_check_warns_about_integers_without_max() {
+    let site = shop();
+    assert!(
+        kiln::server::check(&site.settings(&[]))
+            .expect("check runs")
+            .warnings
+            .is_empty()
+    );
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    site.write(
+        "build.toml",
+        format!(
+            "{config}\n[[route]]\npath = \"/latest\"\nparams.limit = {{ type = \"int\", default = 10 }}\n\n[[route.query]]\nname = \"items\"\nallow_scan = true\nsql = \"SELECT id FROM items ORDER BY id LIMIT :limit\"\n"
+        ),
+    );
+    let report = kiln::server::check(&site.settings(&[])).expect("check runs");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("route GET /latest: params.limit is an int without max"),
+        "{:?}",
+        report.warnings
+    );
+}

@@ -27,13 +27,15 @@ pub fn check(settings: &Settings) -> Result<CheckReport, ServeError> {
         let applied = db::migrate::run(&dynamic.database, &migrations)
             .await
             .map_err(Cause::Migrations)?;
-        let warnings = routes::plan::check(&dynamic.database, &dynamic.routes)
+        let scans = routes::plan::check(&dynamic.database, &dynamic.routes)
             .await
             .map_err(Cause::PlanCheck)?;
+        let mut warnings = routes::plan::unbounded_integers(&dynamic.routes);
+        warnings.extend(scans.iter().map(ToString::to_string));
         Ok(CheckReport {
             routes: dynamic.routes.routes.len(),
             applied,
-            warnings: warnings.iter().map(ToString::to_string).collect(),
+            warnings,
         })
     })
 }

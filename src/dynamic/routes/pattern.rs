@@ -147,7 +147,11 @@ fn typed(part: &str, kind: SegmentType) -> Option<SqlValue> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             .then_some(SqlValue::Text(decoded)),
-        SegmentType::Str => Some(SqlValue::Text(decoded)),
+        // A NUL or another control character in a path segment is never a
+        // name anyone meant (and `%00` has truncated C strings before).
+        SegmentType::Str => {
+            (!decoded.chars().any(char::is_control)).then_some(SqlValue::Text(decoded))
+        }
     }
 }
 
@@ -174,6 +178,20 @@ mod tests {
         assert_eq!(pattern.matches("/products/42/more"), None);
         assert_eq!(pattern.matches("/products/"), None);
         assert_eq!(pattern.matches("/product/42"), None);
+    }
+
+    /// Regression (hardening): `%00` and other control characters reached
+    /// route SQL through `{name}` path segments.
+    #[test]
+    fn control_characters_in_a_path_segment_do_not_match() {
+        let pattern = PathPattern::parse("/files/{name}").unwrap();
+        for path in ["/files/a%00b", "/files/%0Aname", "/files/x%7F"] {
+            assert_eq!(pattern.matches(path), None, "{path}");
+        }
+        assert_eq!(
+            pattern.matches("/files/a%20b"),
+            Some(vec![("name".into(), SqlValue::Text("a b".into()))])
+        );
     }
 
     #[test]

@@ -51,6 +51,25 @@ pub(crate) async fn check(
     Ok(warnings)
 }
 
+/// Integer inputs a client may set to any value: with no `max`, a query
+/// like a recursive CTE or a `LIMIT :n` can be made arbitrarily expensive.
+pub(crate) fn unbounded_integers(routes: &Routes) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for route in &routes.routes {
+        for (kind, inputs) in [("params", &route.params), ("fields", &route.fields)] {
+            for input in inputs.iter() {
+                if input.spec.kind == crate::config::ParamType::Int && input.spec.max.is_none() {
+                    warnings.push(format!(
+                        "route {}: {kind}.{} is an int without max, so a client can pass any value up to 2^63; set max to what the route needs",
+                        route.label, input.name
+                    ));
+                }
+            }
+        }
+    }
+    warnings
+}
+
 fn sample_args(route: &Route, query: &Query) -> Vec<SqlValue> {
     query
         .statement
