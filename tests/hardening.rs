@@ -211,6 +211,11 @@ fn a_trusted_proxys_forwarded_headers_are_believed() {
         form.headers
     );
     assert!(form.header("strict-transport-security").is_some());
+    assert!(
+        form.header("set-cookie")
+            .is_some_and(|cookie| cookie.starts_with("__Host-kiln_csrf=")),
+        "over https the cookie takes the __Host- prefix"
+    );
     let (cookie, token) = csrf(&form);
     let mut headers = forwarded.to_vec();
     headers.push(("Cookie", &cookie));
@@ -316,4 +321,29 @@ fn kiln_check_warns_about_integers_without_max() {
         "{:?}",
         report.warnings
     );
+}
+
+/// A CSRF token taken from one visitor's page, replayed by another client
+/// with its own cookie; two CSRF cookies, the first planted.
+#[test]
+fn a_csrf_token_from_another_visitors_page_or_a_planted_cookie_is_refused() {
+    use common::forms::{csrf, post};
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let (cookie_a, token_a) = csrf(&http::get(server.addr, "/notes/", &[]));
+    let (cookie_b, token_b) = csrf(&http::get(server.addr, "/notes/", &[]));
+    let fields = [("author", "Eve"), ("body", "hello")];
+    let with = |cookie: &str, token: &str| {
+        let mut pairs = vec![("csrf_token", token)];
+        pairs.extend_from_slice(&fields);
+        post(server.addr, "/notes/", &[("Cookie", cookie)], &pairs).status
+    };
+    assert_eq!(with(&cookie_b, &token_a), 403, "A's token with B's cookie");
+    assert_eq!(
+        with(&format!("{cookie_b}; {cookie_a}"), &token_a),
+        403,
+        "two CSRF cookies"
+    );
+    assert_eq!(with(&cookie_a, &token_a), 303);
+    assert_eq!(with(&cookie_b, &token_b), 303);
 }

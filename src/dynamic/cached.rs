@@ -78,7 +78,7 @@ pub(crate) async fn make_entry(
     target: Target<'_>,
 ) -> Result<Entry, Failure> {
     let placeholder = csrf_placeholder();
-    let slot = CsrfSlot::new(&dynamic.csrf, Some(placeholder.to_string()));
+    let slot = CsrfSlot::placeholder(&dynamic.csrf, placeholder);
     let rendered = produce(dynamic, route, values, target, &slot).await?;
     let csrf = slot.used();
     let (body, csrf_at) = if csrf {
@@ -134,14 +134,15 @@ fn serve(
     let extra: &[(&'static str, String)] = if dynamic.debug_headers { &debug } else { &[] };
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     if entry.csrf {
-        let (token, cookie) = match dynamic.csrf.cookie_token(req) {
-            Some(token) => (token, None),
+        let (secret, cookie) = match dynamic.csrf.cookie_token(req) {
+            Some(secret) => (secret, None),
             None => {
-                let token = dynamic.csrf.issue();
-                let cookie = dynamic.csrf.set_cookie(req, &token);
-                (token, Some(cookie))
+                let secret = dynamic.csrf.issue();
+                let cookie = dynamic.csrf.set_cookie(req, &secret);
+                (secret, Some(cookie))
             }
         };
+        let token = dynamic.csrf.form_token(&secret);
         let body = Body::plain(splice_token(&entry.body, &entry.csrf_at, &token));
         return finish(
             req,

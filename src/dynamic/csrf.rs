@@ -1,9 +1,11 @@
-//! CSRF protection for form routes: a signed double-submit cookie. The
-//! server sets `kiln_csrf` to a random nonce with its MAC; pages embed the
-//! same token in a hidden field (`csrf_field()`), and a POST must send both,
-//! equal and correctly signed. A token from another site's cookie cannot be
-//! forged without the key, and a cross-site form cannot read the cookie to
-//! copy it. A present `Origin` header must also name this server.
+//! CSRF protection for form routes. Each visitor's cookie holds a secret
+//! of their own (a random nonce with its MAC, `kiln_csrf`, or
+//! `__Host-kiln_csrf` over https, which no subdomain can set); pages embed
+//! a token that is a MAC of that secret (`csrf_field()`), and a POST must
+//! send a valid secret and the token made from it. A token copied from one
+//! visitor's page is refused with any other visitor's cookie, a cookie
+//! cannot be forged without the key, two CSRF cookies in one request are
+//! refused, and a present `Origin` header must name this server.
 
 use actix_web::HttpRequest;
 
@@ -16,8 +18,11 @@ use subtle::ConstantTimeEq;
 use crate::dynamic::secret::SecretKey;
 use crate::http::forwarded::{self, TrustedProxies};
 
-/// The cookie holding the token.
+/// The cookie holding the visitor's secret over plain HTTP.
 pub(crate) const COOKIE: &str = "kiln_csrf";
+/// Over https: the `__Host-` prefix makes browsers refuse it from a
+/// subdomain or without `Secure` and `Path=/`.
+pub(crate) const HOST_COOKIE: &str = "__Host-kiln_csrf";
 /// The form field holding the token.
 pub(crate) const FIELD: &str = "csrf_token";
 /// The header scripts may send instead of the field.
@@ -36,6 +41,7 @@ pub(crate) struct Csrf {
 pub(crate) enum Refusal {
     CrossOrigin,
     MissingCookie,
+    DuplicateCookie,
     BadToken,
 }
 
@@ -45,6 +51,9 @@ impl Refusal {
             Refusal::CrossOrigin => "Forbidden: the form was posted from another origin\n",
             Refusal::MissingCookie => {
                 "Forbidden: the CSRF cookie is missing; reload the form and submit it again\n"
+            }
+            Refusal::DuplicateCookie => {
+                "Forbidden: the request carries more than one CSRF cookie; clear this site's cookies and reload the form\n"
             }
             Refusal::BadToken => {
                 "Forbidden: the CSRF token is missing or incorrect; reload the form and submit it again\n"
@@ -99,9 +108,39 @@ impl Csrf {
         constant_time_eq(self.mac(nonce).as_bytes(), mac.as_bytes())
     }
 
-    /// The request's cookie token when it is valid.
+    /// The form token for a visitor's secret: a MAC of it, so it verifies
+    /// only together with that visitor's cookie.
+    pub(crate) fn form_token(&self, secret: &str) -> String {
+        let mac = blake3::keyed_hash(&self.key, format!("form {secret}").as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.as_bytes()[..18])
+    }
+
+    /// Whether the visitor reached the site over https.
+    fn https(&self, req: &HttpRequest) -> bool {
+        self.tls
+            || (!self.proxies.is_empty() && forwarded::origin(req, &self.proxies, self.tls).https)
+    }
+
+    fn cookie_name(&self, req: &HttpRequest) -> &'static str {
+        if self.https(req) { HOST_COOKIE } else { COOKIE }
+    }
+
+    /// The visitor's secret from their cookie, when there is exactly one
+    /// and it is valid.
     pub(crate) fn cookie_token(&self, req: &HttpRequest) -> Option<String> {
-        cookie(req, COOKIE).filter(|token| self.is_valid(token))
+        self.cookie_secret(req).ok().flatten()
+    }
+
+    /// `Err` when the request carries the cookie more than once (one of
+    /// them may have been planted); `Ok(None)` when it has none or an
+    /// invalid one.
+    fn cookie_secret(&self, req: &HttpRequest) -> Result<Option<String>, Refusal> {
+        let mut values = cookies(req, self.cookie_name(req));
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(Refusal::DuplicateCookie);
+        }
+        Ok(first.filter(|secret| self.is_valid(secret)))
     }
 
     /// Checks a POST: origin, cookie, and the submitted token.
@@ -110,13 +149,14 @@ impl Csrf {
         if !same_origin(req, origin.host.as_deref()) {
             return Err(Refusal::CrossOrigin);
         }
-        let cookie = self.cookie_token(req).ok_or(Refusal::MissingCookie)?;
+        let secret = self.cookie_secret(req)?.ok_or(Refusal::MissingCookie)?;
         let header = req
             .headers()
             .get(HEADER)
             .and_then(|value| value.to_str().ok());
         let submitted = submitted.or(header).ok_or(Refusal::BadToken)?;
-        if constant_time_eq(cookie.as_bytes(), submitted.as_bytes()) {
+        let expected = self.form_token(&secret);
+        if constant_time_eq(expected.as_bytes(), submitted.as_bytes()) {
             Ok(())
         } else {
             Err(Refusal::BadToken)
@@ -126,8 +166,8 @@ impl Csrf {
     /// The `Set-Cookie` value carrying `token`: `Secure` when the visitor
     /// reached the site over https, directly or through a trusted proxy.
     pub(crate) fn set_cookie(&self, req: &HttpRequest, token: &str) -> String {
-        let secure = self.tls || forwarded::origin(req, &self.proxies, self.tls).https;
-        Cookie::build(COOKIE, token)
+        let secure = self.https(req);
+        Cookie::build(self.cookie_name(req), token)
             .path("/")
             .max_age(time::Duration::days(365))
             .http_only(true)
@@ -154,14 +194,14 @@ fn same_origin(req: &HttpRequest, host: Option<&str>) -> bool {
         .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
-/// The value of cookie `name`.
-pub(crate) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+/// Every value of cookie `name` in the request, in order.
+fn cookies<'r>(req: &'r HttpRequest, name: &'r str) -> impl Iterator<Item = String> + 'r {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(move |(key, _)| *key == name)
         .map(|(_, value)| value.trim_matches('"').to_string())
 }
 

@@ -36,17 +36,39 @@ pub(crate) struct Views {
 #[derive(Debug)]
 pub(crate) struct CsrfSlot {
     csrf: Csrf,
+    /// The visitor's secret from their cookie.
     existing: Option<String>,
+    /// A secret issued for this response, when the visitor had none.
     issued: OnceLock<String>,
+    /// Rendering for the cache: the page gets this text, which is replaced
+    /// by each visitor's token when served.
+    placeholder: Option<String>,
+    /// The form token, made once per response.
+    token: OnceLock<String>,
     used: AtomicBool,
 }
 
 impl CsrfSlot {
+    /// A slot for a visitor's response; `existing` is their cookie's secret.
     pub(crate) fn new(csrf: &Csrf, existing: Option<String>) -> Arc<CsrfSlot> {
         Arc::new(CsrfSlot {
             csrf: csrf.clone(),
             existing,
             issued: OnceLock::new(),
+            placeholder: None,
+            token: OnceLock::new(),
+            used: AtomicBool::new(false),
+        })
+    }
+
+    /// A slot for a page rendered into the cache: it renders `placeholder`.
+    pub(crate) fn placeholder(csrf: &Csrf, placeholder: &str) -> Arc<CsrfSlot> {
+        Arc::new(CsrfSlot {
+            csrf: csrf.clone(),
+            existing: None,
+            issued: OnceLock::new(),
+            placeholder: Some(placeholder.to_string()),
+            token: OnceLock::new(),
             used: AtomicBool::new(false),
         })
     }
@@ -56,17 +78,25 @@ impl CsrfSlot {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// A token issued for this response, which the cookie must carry.
+    /// A secret issued for this response, which the cookie must carry.
     pub(crate) fn issued(&self) -> Option<&str> {
         self.issued.get().map(String::as_str)
     }
 
+    /// The token the page embeds: made from the visitor's secret (issuing
+    /// one when they have none), or the cache's placeholder.
     fn take(&self) -> &str {
         self.used.store(true, Ordering::Relaxed);
-        match &self.existing {
-            Some(token) => token,
-            None => self.issued.get_or_init(|| self.csrf.issue()),
+        if let Some(placeholder) = &self.placeholder {
+            return placeholder;
         }
+        self.token.get_or_init(|| {
+            let secret = match &self.existing {
+                Some(secret) => secret,
+                None => self.issued.get_or_init(|| self.csrf.issue()),
+            };
+            self.csrf.form_token(secret)
+        })
     }
 }
 
