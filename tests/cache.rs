@@ -382,6 +382,13 @@ fn two_servers_share_entries_and_invalidations_through_redis() {
     let mut with_url = overrides.clone();
     with_url.push(&url);
     let a = TestServer::start(&site_a, &with_url);
+    // One secret key, as in a real deployment: it names the site in Redis.
+    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
+    std::fs::copy(
+        site_a.path(".kiln/secret.key"),
+        site_b.path(".kiln/secret.key"),
+    )
+    .unwrap();
     let b = TestServer::start(&site_b, &with_url);
 
     assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "miss");
@@ -402,4 +409,22 @@ fn two_servers_share_entries_and_invalidations_through_redis() {
         assert!(Instant::now() < deadline, "B kept serving the old price");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Two sites (or a site's staging and production) on one Redis with the
+/// default prefix: each served the other's cached pages.
+#[test]
+fn two_sites_on_one_redis_never_see_each_others_entries() {
+    let Some(redis) = RedisPrefix::new("two-sites") else {
+        return;
+    };
+    let overrides = redis.overrides();
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    // Each site generates its own secret key, and so has its own identity.
+    let (site_a, site_b) = (shop(), shop());
+    let a = TestServer::start(&site_a, &overrides);
+    let b = TestServer::start(&site_b, &overrides);
+    assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "miss");
+    assert_eq!(cache_state(&http::get(b.addr, "/items/2", &[])), "miss");
+    assert_eq!(metric(&b, "kiln_cache_hits_total{level=\"redis\"}"), 0.0);
 }

@@ -145,8 +145,13 @@ impl DynamicApp {
             (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
         let open = stores == Stores::Open;
         let sessions = if open && routes.use_sessions() {
-            let sessions = session::Sessions::open(settings.session(), &settings.root, clock)
-                .map_err(OpenError::Sessions)?;
+            let sessions = session::Sessions::open(
+                settings.session(),
+                &settings.root,
+                clock,
+                &key.site_identity(),
+            )
+            .map_err(OpenError::Sessions)?;
             Some(Arc::new(sessions))
         } else {
             None
@@ -155,7 +160,10 @@ impl DynamicApp {
         // Under `kiln watch` an edited template or query shows at once: no
         // response cache, and so no route keeps a cache policy.
         let cache = if open && cached && !settings.dev {
-            Some(RouteCache::open(settings.cache(), &settings.root).map_err(OpenError::Cache)?)
+            Some(
+                RouteCache::open(settings.cache(), &settings.root, &key.site_identity())
+                    .map_err(OpenError::Cache)?,
+            )
         } else {
             routes.drop_cache_policies();
             None

@@ -31,6 +31,17 @@ impl SecretKey {
         blake3::derive_key(&format!("kiln 2026 {purpose}"), &self.0)
     }
 
+    /// A short name for the site this key belongs to: every instance of a
+    /// deployment shares the key and so the name; another site, or another
+    /// stage with its own key, has another. Redis keys and channels carry
+    /// it, so sites sharing a Redis never see each other's entries.
+    pub(crate) fn site_identity(&self) -> String {
+        self.derive("site identity")[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     pub fn from_bytes(bytes: [u8; 32]) -> SecretKey {
         SecretKey(bytes)
     }

@@ -124,7 +124,13 @@ pub(crate) enum CacheError {
 impl RouteCache {
     /// Opens the levels `config` asks for (`root` resolves the disk level's
     /// directory). Redis connects on first use; see [`RouteCache::check`].
-    pub(crate) fn open(config: &CacheConfig, root: &Path) -> Result<RouteCache, CacheError> {
+    /// `site` (the site identity) follows `cache.redis_prefix` in every
+    /// Redis key and channel.
+    pub(crate) fn open(
+        config: &CacheConfig,
+        root: &Path,
+        site: &str,
+    ) -> Result<RouteCache, CacheError> {
         let metrics = CacheMetrics::default();
         let memory_tags: Tags = Arc::default();
         let evictions = Arc::clone(&metrics.memory_evictions);
@@ -153,8 +159,11 @@ impl RouteCache {
             None
         } else {
             Some(
-                redis::Redis::new(&config.redis_url, &config.redis_prefix)
-                    .map_err(CacheError::Redis)?,
+                redis::Redis::new(
+                    &config.redis_url,
+                    &format!("{}{site}:", config.redis_prefix),
+                )
+                .map_err(CacheError::Redis)?,
             )
         };
         Ok(RouteCache {

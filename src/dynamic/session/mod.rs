@@ -88,10 +88,12 @@ const PRUNE_BATCH: usize = 500;
 
 impl Sessions {
     /// Opens the configured store (`root` resolves the sled directory).
+    /// `site` (the site identity) follows `session.redis_prefix` in Redis keys.
     pub(crate) fn open(
         config: &SessionConfig,
         root: &std::path::Path,
         clock: Clock,
+        site: &str,
     ) -> Result<Sessions, SessionError> {
         let backend = match config.store {
             SessionStoreKind::Sled => {
@@ -111,7 +113,7 @@ impl Sessions {
                 RedisConnection::new(
                     "session.redis_url",
                     &config.redis_url,
-                    &config.redis_prefix,
+                    &format!("{}{site}:", config.redis_prefix),
                     REDIS_TIMEOUT,
                 )
                 .map_err(SessionError::Start)?,
@@ -613,7 +615,7 @@ mod tests {
         };
         let now = Arc::clone(now);
         let clock = Clock(Arc::new(move || now.load(Ordering::Relaxed)));
-        Sessions::open(&config, dir, clock).unwrap()
+        Sessions::open(&config, dir, clock, "test").unwrap()
     }
 
     #[test]
