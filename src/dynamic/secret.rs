@@ -114,6 +114,9 @@ const MIN_ENTROPY_BITS: f64 = 128.0;
 /// of 64 characters scores about 240 bits, a 44-character base64 key about
 /// 210; `aaaa…` scores 0 and a repeated word a few dozen.
 fn estimated_entropy_bits(material: &[u8]) -> f64 {
+    // The first KiB says enough (and keeps the period search quadratic in
+    // a small number, whatever size of file is configured).
+    let material = &material[..material.len().min(1024)];
     let unit = shortest_period(material);
     let unit = &material[..unit];
     let mut counts = [0usize; 256];
