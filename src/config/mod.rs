@@ -36,7 +36,9 @@ pub use routes::{
     ParamConfig, ParamType, QueryConfig, RouteCacheConfig, RouteConfig, RouteMethod,
     RouteSessionConfig, is_identifier,
 };
-pub use server::{AccessLogFormat, CacheRule, MetricsAccess, ServerConfig, parse_addr};
+pub use server::{
+    AccessLogFormat, CacheRule, ForwardedHeader, MetricsAccess, ServerConfig, parse_addr,
+};
 pub use session::{CookieSecure, SameSitePolicy, SessionConfig, SessionStoreKind};
 pub use settings::Settings;
 
@@ -223,6 +225,31 @@ mod tests {
             redirect.contains("must be a path on this site"),
             "{redirect}"
         );
+    }
+
+    #[test]
+    fn allowed_hosts_entries_that_could_never_match_are_refused() {
+        for entry in [
+            "example.com:8080",
+            "*",
+            "*.example.com",
+            "::1",
+            "[::1",
+            "a b",
+        ] {
+            let text = format!("[server]\nallowed_hosts = [{entry:?}]\n");
+            let err = parse(&text)
+                .and_then(|config| config.validate(Path::new("/site")))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("server.allowed_hosts"),
+                "{entry}: {err}"
+            );
+        }
+        let text = "[server]\nallowed_hosts = [\"example.com\", \".example.org\", \"[::1]\", \"127.0.0.1\"]\n";
+        parse(text)
+            .and_then(|config| config.validate(Path::new("/site")))
+            .expect("valid entries");
     }
 
     #[test]

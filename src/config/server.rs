@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// `X-Forwarded-*` headers are believed; from anyone else they are
     /// ignored.
     pub trusted_proxies: Vec<String>,
+    /// The header family the trusted proxies write; the other is ignored,
+    /// since a proxy passes a client's own copy of it through.
+    pub forwarded_header: ForwardedHeader,
     /// Hosts the server answers for (`example.com`, `.example.com` for it
     /// and its subdomains); others get 421. Empty: any host, except under
     /// `kiln watch`, which allows only local names.
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             debug_headers: false,
             secret_key_file: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             allowed_hosts: Vec::new(),
         }
     }
@@ -128,6 +132,18 @@ pub enum AccessLogFormat {
     Combined,
     /// One JSON object per line.
     Json,
+}
+
+/// Which forwarding headers the trusted proxies write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`, `-Proto`, `-Host` (nginx, HAProxy, AWS ALB, Caddy).
+    #[default]
+    #[serde(rename = "x-forwarded")]
+    XForwarded,
+    /// `Forwarded` (RFC 7239).
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 /// Who may read `/metrics`.
@@ -211,10 +227,20 @@ pub(super) fn validate(server: &ServerConfig, root: &Path) -> Result<ServerSetti
     }
     for host in &server.allowed_hosts {
         let host = host.trim();
-        if host.is_empty() || host == "." || host.contains(['/', ' ', '@']) || host.contains("://")
+        let unbracketed_ipv6 = !host.starts_with('[') && host.matches(':').count() > 1;
+        // `[::1]:8080`, `[::1` or `example.com:8080`.
+        let with_port = match host.strip_prefix('[') {
+            Some(rest) => !rest.ends_with(']'),
+            None => host.contains(':') && !unbracketed_ipv6,
+        };
+        if host.is_empty()
+            || host == "."
+            || host.contains(['/', ' ', '@', '*'])
+            || unbracketed_ipv6
+            || with_port
         {
             return Err(config_error(format!(
-                "server.allowed_hosts: {host:?} is not a host name such as example.com, or .example.com for a domain and its subdomains"
+                "server.allowed_hosts: {host:?} is not a host name such as example.com, .example.com for a domain and its subdomains, or [::1] (no port, no wildcard)"
             )));
         }
     }

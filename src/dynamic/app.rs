@@ -175,7 +175,10 @@ impl DynamicApp {
             csrf: Csrf::new(
                 &key,
                 tls,
-                TrustedProxies::new(settings.trusted_proxies().to_vec()),
+                TrustedProxies::new(
+                    settings.trusted_proxies().to_vec(),
+                    settings.server().forwarded_header,
+                ),
             ),
             slow_query,
             max_body_bytes: settings.server().max_body_bytes,

@@ -10,22 +10,28 @@ use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap};
 use ipnet::IpNet;
 
-/// The configured proxies (`server.trusted_proxies`).
+use crate::config::ForwardedHeader;
+
+/// The configured proxies (`server.trusted_proxies`) and the header family
+/// they write (`server.forwarded_header`).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TrustedProxies(Vec<IpNet>);
+pub(crate) struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
-    pub(crate) fn new(nets: Vec<IpNet>) -> TrustedProxies {
-        TrustedProxies(nets)
+    pub(crate) fn new(nets: Vec<IpNet>, header: ForwardedHeader) -> TrustedProxies {
+        TrustedProxies { nets, header }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 }
 
@@ -68,9 +74,10 @@ fn forwarded_origin(
     proxies: &TrustedProxies,
     direct: RequestOrigin,
 ) -> RequestOrigin {
-    let elements = forwarded_elements(headers);
-    if !elements.is_empty() {
-        return from_forwarded(&elements, proxies, direct);
+    // Only the family the proxies write: they pass a client's own copy of
+    // the other one through, unchanged.
+    if proxies.header == ForwardedHeader::Forwarded {
+        return from_forwarded(&forwarded_elements(headers), proxies, direct);
     }
     let hops: Vec<Hop> = list(headers, "x-forwarded-for").map(Hop::parse).collect();
     let client = match client_index(&hops, proxies) {
@@ -206,7 +213,10 @@ mod tests {
     use super::*;
 
     fn proxies(nets: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(nets.iter().map(|net| net.parse().unwrap()).collect())
+        TrustedProxies::new(
+            nets.iter().map(|net| net.parse().unwrap()).collect(),
+            ForwardedHeader::XForwarded,
+        )
     }
 
     fn request(peer: &str, headers: &[(&str, &str)]) -> HttpRequest {
@@ -268,14 +278,35 @@ mod tests {
                 ),
             ],
         );
-        let origin = origin(&req, &proxies(&["10.0.0.0/8"]), false);
+        let forwarded = TrustedProxies::new(
+            vec!["10.0.0.0/8".parse().unwrap()],
+            ForwardedHeader::Forwarded,
+        );
+        let origin = origin(&req, &forwarded, false);
         assert_eq!(origin.client, Some("2001:db8::17".parse().unwrap()));
         assert_eq!(origin.host.as_deref(), Some("shop.example"));
         assert!(origin.https);
         let hidden = request("10.0.0.5:1", &[("forwarded", "for=_hidden;proto=https")]);
-        let origin = super::origin(&hidden, &proxies(&["10.0.0.0/8"]), false);
+        let origin = super::origin(&hidden, &forwarded, false);
         assert_eq!(origin.client, None);
         assert!(origin.https);
+    }
+
+    /// Regression: behind nginx (which writes X-Forwarded-For), a client's
+    /// own `Forwarded` header was believed.
+    #[test]
+    fn a_clients_own_header_of_the_other_family_is_ignored() {
+        let req = request(
+            "10.0.0.5:5000",
+            &[
+                ("forwarded", "for=10.0.0.1;proto=https;host=evil.example"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+        );
+        let origin = origin(&req, &proxies(&["10.0.0.0/8"]), false);
+        assert_eq!(origin.client, Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(origin.host.as_deref(), Some("kiln.internal:8080"));
+        assert!(!origin.https);
     }
 
     #[test]

@@ -269,7 +269,9 @@ impl Summary {
 /// Requests refused before anything answers them: for a host the server
 /// does not serve (421), or with a head or declared body over the limits.
 fn refused(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
-    if !state.allowed_hosts.allows(req) {
+    // Health probes (a load balancer, Kubernetes) name the address, not
+    // the site; `/healthz` says nothing a host check protects.
+    if req.path() != "/healthz" && !state.allowed_hosts.allows(req) {
         return Some(text(
             StatusCode::MISDIRECTED_REQUEST,
             "Misdirected request: this server does not answer for that host (server.allowed_hosts)\n",

@@ -162,7 +162,10 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
             },
         },
         metrics_access: server.metrics,
-        proxies: TrustedProxies::new(settings.trusted_proxies().to_vec()),
+        proxies: TrustedProxies::new(
+            settings.trusted_proxies().to_vec(),
+            settings.server().forwarded_header,
+        ),
         allowed_hosts: allowed_hosts(settings, options.addr),
         tls: tls_config.is_some(),
         dynamic,

@@ -209,7 +209,13 @@ async fn run_postgres(
     }
     if !applied.is_empty() {
         // Fresh statistics, so the plan check sees what production will.
-        client.batch_execute("ANALYZE").await.map_err(setup)?;
+        // Exempt from database.statement_timeout_ms, like the migrations.
+        client
+            .batch_execute(
+                "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ANALYZE; COMMIT",
+            )
+            .await
+            .map_err(setup)?;
     }
     Ok(applied)
 }

@@ -104,9 +104,10 @@ impl Conn {
 
     /// Runs read statements on this connection, in order. A statement
     /// running past `limit` is cancelled (PostgreSQL cancels it itself, by
-    /// the connection's `statement_timeout`); so is one whose caller stops
-    /// waiting (the request was dropped: the server stopping, an HTTP/2
-    /// stream reset).
+    /// the connection's `statement_timeout`). On SQLite a statement whose
+    /// caller stops waiting (the request was dropped) is interrupted too;
+    /// on PostgreSQL a cancel request could reach the connection after the
+    /// pool had lent it to another request, so the timeout alone bounds it.
     pub async fn read(
         self,
         statements: Vec<(String, Vec<SqlValue>)>,
@@ -128,22 +129,14 @@ impl Conn {
                     false => DbError::Query(err.to_string()),
                 }),
             Conn::Postgres(mut conn) => {
-                let cancel = CancelOnDrop(Some(conn.client.cancel_token()));
                 let mut results = Vec::with_capacity(statements.len());
                 for (sql, args) in &statements {
                     match conn.query(sql, args).await {
                         Ok(rows) => results.push(rows),
-                        Err(err) if err.is_cancelled() => {
-                            cancel.disarm();
-                            return Err(timed_out());
-                        }
-                        Err(err) => {
-                            cancel.disarm();
-                            return Err(postgres_failure(*conn, err));
-                        }
+                        Err(err) if err.is_cancelled() => return Err(timed_out()),
+                        Err(err) => return Err(postgres_failure(*conn, err)),
                     }
                 }
-                cancel.disarm();
                 Ok(results)
             }
         }
@@ -168,6 +161,9 @@ impl Conn {
             }
             Conn::Postgres(mut conn) => match conn.write(&statements, isolation).await {
                 Ok(row) => Ok(row),
+                Err(err) if err.is_cancelled() => {
+                    Err((DbError::StatementTimeout(Duration::ZERO), false))
+                }
                 Err(err) => {
                     let retry = err.is_retryable();
                     Err((postgres_failure(*conn, err), retry))
@@ -192,28 +188,6 @@ impl Conn {
                 .scanned_tables(&sql, &args)
                 .await
                 .map_err(|err| DbError::Query(err.to_string())),
-        }
-    }
-}
-
-/// Cancels the statement running on a PostgreSQL connection when dropped
-/// armed: the request waiting for it was dropped.
-struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
-
-impl CancelOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(token) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
-            });
         }
     }
 }
@@ -293,17 +267,6 @@ impl Database {
                 .parse()
                 .map_err(|err| DbError::Unavailable(format!("database.url: {err}")))?;
             pg.connect_timeout(connect_timeout);
-            if config.statement_timeout_ms > 0 {
-                // Set per connection, so PostgreSQL itself stops a statement
-                // (or a wait for a lock) that runs too long.
-                let ms = config.statement_timeout_ms;
-                let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
-                let options = match pg.get_options() {
-                    Some(given) => format!("{given} {limits}"),
-                    None => limits,
-                };
-                pg.options(&options);
-            }
             if pg.get_application_name().is_none() {
                 pg.application_name("kiln");
             }
@@ -312,6 +275,7 @@ impl Database {
                 config.statement_cache,
                 config.pre_ping,
                 policy.max_lifetime,
+                config.statement_timeout_ms,
             );
             (
                 Pool::Postgres(build_pool(manager, config)?),
@@ -377,6 +341,10 @@ impl Database {
             let conn = self.acquire().await?;
             match conn.write(Arc::clone(&statements), isolation).await {
                 Ok(row) => return Ok(row),
+                Err((DbError::StatementTimeout(_), _)) => {
+                    let limit = self.policy.statement_timeout.unwrap_or_default();
+                    return Err(DbError::StatementTimeout(limit));
+                }
                 Err((_, true)) if attempt < self.policy.retries => {
                     self.metrics.write_retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(backoff(attempt)).await;

@@ -27,6 +27,8 @@ pub struct Manager {
     pub statement_cache: usize,
     pub pre_ping: bool,
     pub max_lifetime: Option<Duration>,
+    /// `database.statement_timeout_ms`, set on each new connection.
+    pub statement_timeout_ms: u64,
     next_id: AtomicU64,
 }
 
@@ -36,12 +38,14 @@ impl Manager {
         statement_cache: usize,
         pre_ping: bool,
         max_lifetime: Option<Duration>,
+        statement_timeout_ms: u64,
     ) -> Manager {
         Manager {
             config,
             statement_cache,
             pre_ping,
             max_lifetime,
+            statement_timeout_ms,
             next_id: AtomicU64::new(1),
         }
     }
@@ -66,6 +70,18 @@ impl managed::Manager for Manager {
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        if self.statement_timeout_ms > 0 {
+            // Set once the session is open (not as a startup parameter,
+            // which connection poolers such as PgBouncer refuse), so
+            // PostgreSQL itself stops a statement or a lock wait that runs
+            // too long.
+            let ms = self.statement_timeout_ms;
+            client
+                .batch_execute(&format!(
+                    "SET statement_timeout = {ms}; SET lock_timeout = {ms}"
+                ))
+                .await?;
+        }
         Ok(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             client,

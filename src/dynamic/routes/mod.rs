@@ -166,12 +166,12 @@ impl Routes {
                 && route.template.is_some()
                 && route.cache.is_none();
             route.reads_session = !route.session_params.is_empty() || template_sees_session;
-            if route.reads_session && shared_cacheable(&route.cache_control) {
+            if route.reads_session && !kept_from_shared_caches(&route.cache_control) {
                 return Err(RouteError {
                     index,
                     label: route.label.clone(),
                     message: format!(
-                        "cache_control {:?} lets shared caches keep one visitor's page for others, but the response depends on the session; use \"private, ...\" or \"no-cache\"",
+                        "cache_control {:?} lets shared caches keep one visitor's page for others, but the response depends on the session; use \"private, ...\", \"no-cache\" or \"no-store\"",
                         route.cache_control.to_str().unwrap_or_default()
                     ),
                 });
@@ -317,14 +317,17 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
     })
 }
 
-/// Whether `cache_control` lets shared caches store and reuse a response
-/// without asking (`public` or `s-maxage`).
-fn shared_cacheable(cache_control: &HeaderValue) -> bool {
+/// Whether `cache_control` keeps shared caches from reusing a response
+/// without asking the server: `private`, `no-store` or `no-cache`, and no
+/// `public` or `s-maxage` overriding them (RFC 9111 §3, §5.2.2).
+fn kept_from_shared_caches(cache_control: &HeaderValue) -> bool {
     let text = cache_control.to_str().unwrap_or_default();
-    text.split(',').any(|directive| {
-        let name = directive.split('=').next().unwrap_or_default().trim();
-        name.eq_ignore_ascii_case("public") || name.eq_ignore_ascii_case("s-maxage")
-    })
+    let names: Vec<&str> = text
+        .split(',')
+        .map(|directive| directive.split('=').next().unwrap_or_default().trim())
+        .collect();
+    let has = |wanted: &str| names.iter().any(|name| name.eq_ignore_ascii_case(wanted));
+    (has("private") || has("no-store") || has("no-cache")) && !has("public") && !has("s-maxage")
 }
 
 /// Checks a route's cache policy: the key must cover every input the
