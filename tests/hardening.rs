@@ -105,8 +105,24 @@ fn an_assets_symlink_pointing_outside_the_site_is_refused() {
     assert!(message.contains("outside the site root"), "{message}");
     assert!(!site.dist().join("files").exists(), "nothing published");
 
-    // A link that stays inside the site is fine.
+    // Inside the site, but its secrets: refused too.
     std::fs::remove_file(site.path("assets/files/passwd")).unwrap();
+    site.write(".kiln/secret.key", [7u8; 32]);
+    for (link, target) in [
+        ("key", ".kiln/secret.key"),
+        ("config", "build.toml"),
+        ("all", "."),
+    ] {
+        let path = site.path(&format!("assets/files/{link}"));
+        std::os::unix::fs::symlink(site.path(target), &path).unwrap();
+        let err = site.build().expect_err("the build refuses the link");
+        assert!(
+            err.to_string().contains("does not publish"),
+            "{target}: {err}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+    // A link that stays inside the site, to a file of its own, is fine.
     site.write("shared/notice.txt", "inside\n");
     std::os::unix::fs::symlink(
         site.path("shared/notice.txt"),

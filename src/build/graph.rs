@@ -109,15 +109,32 @@ fn check_link_stays_inside(root: &Path, link: &Path) -> Result<(), Vec<Diagnosti
     let target = std::fs::canonicalize(link)
         .map_err(|err| vec![Diagnostic::new(format!("{}: {err}", link.display()))])?;
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    if target.starts_with(&root) {
-        return Ok(());
+    let Ok(inside) = target.strip_prefix(&root) else {
+        return Err(vec![Diagnostic::new(format!(
+            "{}: a symbolic link to {}, outside the site root; kiln publishes only files under {} (copy the file in, or move the link's target inside the site)",
+            link.display(),
+            target.display(),
+            root.display()
+        ))]);
+    };
+    // Inside the root, but where the site keeps what must never be served:
+    // the configuration, the database and migrations, hidden directories
+    // (`.kiln/secret.key`, `.git`).
+    let private = inside.as_os_str().is_empty()
+        || inside == Path::new(crate::config::CONFIG_FILE)
+        || inside.starts_with(crate::config::DATA_DIR)
+        || inside.starts_with("migrations")
+        || inside
+            .components()
+            .any(|part| part.as_os_str().to_string_lossy().starts_with('.'));
+    if private {
+        return Err(vec![Diagnostic::new(format!(
+            "{}: a symbolic link to {}, which holds the site's configuration, data or secrets; kiln does not publish the site root, build.toml, data/, migrations/ or hidden directories",
+            link.display(),
+            target.display()
+        ))]);
     }
-    Err(vec![Diagnostic::new(format!(
-        "{}: a symbolic link to {}, outside the site root; kiln publishes only files under {} (copy the file in, or move the link's target inside the site)",
-        link.display(),
-        target.display(),
-        root.display()
-    ))])
+    Ok(())
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
