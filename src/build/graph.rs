@@ -84,6 +84,13 @@ fn list_sources(settings: &Settings) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
     for entry in walker {
         let entry = entry.map_err(|err| {
             let path = err.path().unwrap_or(dir).to_path_buf();
+            // A link to an ancestor (the site root, say) is a loop to the
+            // walker; say first what is wrong with where it points.
+            if err.loop_ancestor().is_some()
+                && let Err(problem) = check_link_stays_inside(&settings.root, &path)
+            {
+                return problem;
+            }
             vec![Diagnostic::new(format!("{}: {err}", path.display()))]
         })?;
         if entry.path_is_symlink() {
