@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::Site;
 use common::forms::csrf;
 use common::http;
-use common::server::TestServer;
+use common::server::{TestServer, quiet_options};
 
 fn shop() -> Site {
     let site = Site::fixture("shop");
@@ -421,19 +421,6 @@ fn a_failing_migration_is_located_and_rolled_back() {
         )
         .unwrap();
     assert_eq!(extra, 0, "the failed migration left nothing behind");
-}
-
-fn quiet_options() -> kiln::server::ServeOptions {
-    kiln::server::ServeOptions {
-        addr: Some("127.0.0.1:0".parse().unwrap()),
-        workers: Some(1),
-        handle_signals: false,
-        access_log: Some(kiln::server::access_log::AccessLog::stdout(
-            kiln::config::AccessLogFormat::Off,
-        )),
-        clock: Default::default(),
-        live: None,
-    }
 }
 
 #[test]

@@ -194,16 +194,5 @@ fn long_running_queries_are_cancelled_at_the_statement_timeout_on_postgres() {
     site.build().expect("builds");
     let url = url_override(&schema);
     let server = TestServer::start(&site, &[&url, "database.statement_timeout_ms=300"]);
-    let slow: Vec<_> = (0..4)
-        .map(|_| {
-            let addr = server.addr;
-            std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]))
-        })
-        .collect();
-    for request in slow {
-        let response = request.join().unwrap();
-        assert_eq!(response.status, 503, "{}", response.text());
-    }
-    let after = http::get(server.addr, "/items/3", &[]);
-    assert_eq!(after.status, 200, "{}", after.text());
+    common::server::assert_slow_queries_are_cancelled(&server);
 }

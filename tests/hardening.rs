@@ -6,25 +6,12 @@ mod common;
 
 use common::Site;
 use common::http;
-use common::server::TestServer;
+use common::server::{Captured, TestServer, assert_slow_queries_are_cancelled, quiet_options};
 
 fn shop() -> Site {
     let site = Site::fixture("shop");
     site.build().expect("the shop builds");
     site
-}
-
-fn quiet_options() -> kiln::server::ServeOptions {
-    kiln::server::ServeOptions {
-        addr: Some("127.0.0.1:0".parse().unwrap()),
-        workers: Some(1),
-        handle_signals: false,
-        access_log: Some(kiln::server::access_log::AccessLog::stdout(
-            kiln::config::AccessLogFormat::Off,
-        )),
-        clock: Default::default(),
-        live: None,
-    }
 }
 
 /// A route that reads the session, marked `public`: a CDN would keep one
@@ -164,20 +151,6 @@ fn a_message_holding_the_csrf_placeholder_text_does_not_receive_tokens() {
     }
 }
 
-/// Collects what the access log writes.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `Origin: https://evil.example` with `X-Forwarded-Host: evil.example`
 /// from a client (no proxy configured) passed the origin check.
 #[test]
@@ -304,20 +277,7 @@ fn get_for_host(addr: std::net::SocketAddr, path: &str, host: &str) -> http::Res
 fn long_running_queries_are_cancelled_at_the_statement_timeout() {
     let site = shop();
     let server = TestServer::start(&site, &["database.statement_timeout_ms=300"]);
-    let slow: Vec<_> = (0..4)
-        .map(|_| {
-            let addr = server.addr;
-            std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]))
-        })
-        .collect();
-    for request in slow {
-        let response = request.join().unwrap();
-        assert_eq!(response.status, 503, "{}", response.text());
-        assert_eq!(response.header("retry-after"), Some("1"));
-    }
-    // The connections went back to the pool, idle.
-    let after = http::get(server.addr, "/items/3", &[]);
-    assert_eq!(after.status, 200, "{}", after.text());
+    assert_slow_queries_are_cancelled(&server);
 }
 
 /// `?n=9000000000000` on an `int` input without `max`: `kiln check` says

@@ -4,11 +4,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::{self, Response};
-use common::server::{TestServer, noise, site_with_pages};
+use common::server::{Captured, TestServer, noise, site_with_pages};
 use common::snapshot;
 
 const BR: (&str, &str) = ("Accept-Encoding", "br");
@@ -656,20 +655,6 @@ fn health_and_metrics_endpoints() {
     }
     let server = TestServer::start(&site, &["server.metrics=\"off\""]);
     assert_eq!(http::get(server.addr, "/metrics", &[]).status, 404);
-}
-
-/// A writer tests can read back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

@@ -123,3 +123,49 @@ pub(crate) fn site_with_pages() -> Site {
         .unwrap();
     site
 }
+
+/// Options for a server a test starts itself: one worker, an ephemeral
+/// port, no signals, no access log.
+pub(crate) fn quiet_options() -> ServeOptions {
+    ServeOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        workers: Some(1),
+        handle_signals: false,
+        access_log: Some(AccessLog::stdout(kiln::config::AccessLogFormat::Off)),
+        clock: Default::default(),
+        live: None,
+    }
+}
+
+/// A writer tests can read back (an access log's, say).
+#[derive(Clone, Default)]
+pub(crate) struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Four `/slow?n=9000000000000` requests at once (the route's query runs
+/// for hours) are each cancelled at the statement timeout with a 503, and
+/// the pool is idle again afterwards.
+pub(crate) fn assert_slow_queries_are_cancelled(server: &TestServer) {
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || super::http::get(addr, "/slow?n=9000000000000", &[]))
+        })
+        .collect();
+    for request in slow {
+        let response = request.join().unwrap();
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.header("retry-after"), Some("1"));
+    }
+    let after = super::http::get(server.addr, "/items/3", &[]);
+    assert_eq!(after.status, 200, "{}", after.text());
+}
