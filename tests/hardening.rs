@@ -6,7 +6,9 @@ mod common;
 
 use common::Site;
 use common::http;
-use common::server::{Captured, TestServer, assert_slow_queries_are_cancelled, quiet_options};
+use common::server::{
+    Captured, TestServer, assert_slow_queries_are_cancelled, quiet_options, site_with_pages,
+};
 
 fn shop() -> Site {
     let site = Site::fixture("shop");
@@ -330,4 +332,328 @@ fn a_csrf_token_from_another_visitors_page_or_a_planted_cookie_is_refused() {
     );
     assert_eq!(with(&cookie_a, &token_a), 303);
     assert_eq!(with(&cookie_b, &token_b), 303);
+}
+
+// Connections: deadlines on every request, caps on how many. Each server
+// here is started with short deadlines so the tests run in seconds; the
+// defaults are documented in docs/build-toml.md.
+
+/// A kept-alive connection: requests written and responses read one by one.
+struct KeptAlive {
+    stream: std::net::TcpStream,
+}
+
+impl KeptAlive {
+    fn open(addr: std::net::SocketAddr) -> KeptAlive {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        KeptAlive { stream }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one response with a Content-Length body.
+    fn response(&mut self) -> http::Response {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        let mut byte = [0u8; 1];
+        while !bytes.ends_with(b"\r\n\r\n") {
+            let read = self.stream.read(&mut byte).expect("read head");
+            assert_eq!(
+                read,
+                1,
+                "closed mid-head: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+            bytes.push(byte[0]);
+        }
+        let head = http::parse(&bytes, true);
+        let length: usize = head
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).expect("read body");
+        bytes.extend_from_slice(&body);
+        http::parse(&bytes, false)
+    }
+
+    /// Whether the server closes the connection within `within` (reading
+    /// and discarding whatever it still sends).
+    fn closed_within(&mut self, within: std::time::Duration) -> bool {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + within;
+        let mut sink = [0u8; 64 * 1024];
+        while std::time::Instant::now() < deadline {
+            self.stream
+                .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            match self.stream.read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+fn get_request(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+}
+
+fn metrics_text(addr: std::net::SocketAddr) -> String {
+    http::get(addr, "/metrics", &[]).text()
+}
+
+/// One request answered on a kept-alive connection, then the next head
+/// dribbled a byte at a time: the connection stayed open for good, and a
+/// thousand of them took every route down.
+#[test]
+fn a_second_request_head_dribbled_on_a_kept_alive_connection_is_cut_off() {
+    let site = site_with_pages();
+    let server = TestServer::start(
+        &site,
+        &["server.header_timeout_secs=1", "server.keep_alive_secs=60"],
+    );
+    let mut connection = KeptAlive::open(server.addr);
+    connection.write(&get_request(server.addr, "/")).unwrap();
+    assert_eq!(connection.response().status, 200);
+    connection.write(b"GET / HTTP/1.1\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut cut_off = false;
+    // Twenty seconds of dribbling, at most: far past the deadline.
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        if connection.write(b"X").is_err() || connection.closed_within(Default::default()) {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(cut_off, "the dribbled head kept its connection");
+    let metrics = metrics_text(server.addr);
+    assert!(
+        metrics.contains("kiln_connections_timed_out_total{phase=\"head\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A pipelined request's head left unfinished after the first response:
+/// actix-http had buffered its bytes and set no timer at all.
+#[test]
+fn a_pipelined_head_left_unfinished_is_cut_off() {
+    let site = site_with_pages();
+    let server = TestServer::start(
+        &site,
+        &["server.header_timeout_secs=1", "server.keep_alive_secs=1"],
+    );
+    let mut connection = KeptAlive::open(server.addr);
+    let mut request = get_request(server.addr, "/");
+    request.extend_from_slice(b"GET / HT");
+    connection.write(&request).unwrap();
+    assert_eq!(connection.response().status, 200);
+    assert!(
+        connection.closed_within(std::time::Duration::from_secs(20)),
+        "the unfinished head kept its connection"
+    );
+}
+
+/// A form body sent at 20 bytes a second was never cut off.
+#[test]
+fn a_form_body_sent_at_twenty_bytes_a_second_is_cut_off() {
+    let site = shop();
+    let server = TestServer::start(
+        &site,
+        &["server.body_timeout_secs=1", "server.min_body_rate=1024"],
+    );
+    let mut connection = KeptAlive::open(server.addr);
+    let head = format!(
+        "POST /notes/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4000\r\n\r\n",
+        server.addr
+    );
+    connection.write(head.as_bytes()).unwrap();
+    let dribbler = {
+        let mut stream = connection.stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for _ in 0..200 {
+                if stream.write_all(&[b'a'; 20]).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    };
+    let response = connection.response();
+    assert_eq!(response.status, 408);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(connection.closed_within(std::time::Duration::from_secs(20)));
+    drop(connection);
+    dribbler.join().unwrap();
+    // A body at a normal pace still goes through (to the CSRF check).
+    let response = http::send_body(
+        server.addr,
+        "POST",
+        "/notes/",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"author=ann&body=hello",
+    );
+    assert_eq!(response.status, 403);
+}
+
+/// A client that asks for a lot and never reads held its connection, and
+/// the response buffered for it, for good.
+#[test]
+fn a_client_that_stops_reading_is_disconnected() {
+    let site = site_with_pages();
+    let server = TestServer::start(&site, &["server.send_timeout_secs=1"]);
+    // A small receive window, and 30 MiB asked for, never read.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut connection = KeptAlive {
+        stream: socket.into(),
+    };
+    let request = get_request(server.addr, "/big.bin");
+    let mut pipelined = Vec::new();
+    for _ in 0..10 {
+        pipelined.extend_from_slice(&request);
+    }
+    // The server stops reading once its writes stall, so this write may
+    // block until the connection is closed: it runs on its own thread.
+    let mut writer = connection.stream.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = writer.write_all(&pipelined);
+    });
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if metrics_text(server.addr).contains("kiln_connections_timed_out_total{phase=\"send\"} 1")
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the stalled writer kept its connection");
+    assert!(connection.closed_within(std::time::Duration::from_secs(20)));
+    writing.join().unwrap();
+}
+
+/// A thousand idle connections from one host exhausted file descriptors
+/// and took every route down for everyone.
+#[test]
+fn connections_from_one_address_are_capped_and_others_still_get_in() {
+    let site = site_with_pages();
+    let server = TestServer::start(
+        &site,
+        &[
+            "server.max_connections_per_ip=4",
+            "server.header_timeout_secs=30",
+        ],
+    );
+    let held: Vec<KeptAlive> = (0..4).map(|_| answered_once(server.addr)).collect();
+    let refused = http::get(server.addr, "/", &[]);
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Another address is not held to 127.0.0.1's share.
+    let other = get_from(server.addr, "127.0.0.2", "/");
+    assert_eq!(other.status, 200);
+    drop(held);
+    let started = std::time::Instant::now();
+    let mut status = 0;
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        status = http::get(server.addr, "/", &[]).status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status, 200, "places are given back when connections close");
+    let metrics = metrics_from(server.addr, "127.0.0.2");
+    assert!(
+        metrics.contains("kiln_connections_refused_total{reason=\"max_connections_per_ip\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Every connection counts against `server.max_connections`.
+#[test]
+fn the_connection_cap_refuses_new_connections_until_one_closes() {
+    let site = site_with_pages();
+    let server = TestServer::start(
+        &site,
+        &["server.max_connections=3", "server.header_timeout_secs=30"],
+    );
+    // Each answered once, so each holds its place.
+    let held: Vec<KeptAlive> = (0..3).map(|_| answered_once(server.addr)).collect();
+    let refused = get_from(server.addr, "127.0.0.2", "/");
+    assert_eq!(refused.status, 503);
+    drop(held);
+    let mut status = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        status = http::get(server.addr, "/", &[]).status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status, 200);
+}
+
+/// A kept-alive connection carries `server.max_requests_per_connection`
+/// requests, then is closed (nginx's `keepalive_requests`).
+#[test]
+fn a_kept_alive_connection_is_closed_after_its_allowance_of_requests() {
+    let site = site_with_pages();
+    let server = TestServer::start(&site, &["server.max_requests_per_connection=3"]);
+    let mut connection = KeptAlive::open(server.addr);
+    for n in 1..=3 {
+        connection.write(&get_request(server.addr, "/")).unwrap();
+        let response = connection.response();
+        assert_eq!(response.status, 200);
+        let closes = response.header("connection") == Some("close");
+        assert_eq!(closes, n == 3, "request {n}");
+    }
+    assert!(connection.closed_within(std::time::Duration::from_secs(10)));
+}
+
+/// A kept-alive connection that has had one request answered.
+fn answered_once(addr: std::net::SocketAddr) -> KeptAlive {
+    let mut connection = KeptAlive::open(addr);
+    connection.write(&get_request(addr, "/")).unwrap();
+    assert_eq!(connection.response().status, 200);
+    connection
+}
+
+/// A GET sent from `source` (another loopback address).
+fn get_from(addr: std::net::SocketAddr, source: &str, path: &str) -> http::Response {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket
+        .bind(&source.into())
+        .expect("bind a second loopback address");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    http::parse(&bytes, false)
+}
+
+fn metrics_from(addr: std::net::SocketAddr, source: &str) -> String {
+    get_from(addr, source, "/metrics").text()
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -216,4 +217,182 @@ fn kiln_serve_with_a_bad_addr_exits_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--addr"));
+}
+
+/// An HTTP/2 client over TLS, on a runtime of its own.
+struct H2Client {
+    runtime: tokio::runtime::Runtime,
+    send: h2::client::SendRequest<bytes::Bytes>,
+    /// What the server's SETTINGS allowed.
+    max_concurrent_streams: usize,
+}
+
+impl H2Client {
+    fn connect(addr: std::net::SocketAddr, ca_der: &[u8]) -> H2Client {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (send, max_concurrent_streams) = runtime.block_on(async {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(rustls_pki_types::CertificateDer::from(ca_der.to_vec()))
+                .unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let tls = connector.connect(name, tcp).await.unwrap();
+            let (send, mut connection) = h2::client::handshake(tls).await.unwrap();
+            // Drive the connection until the server's SETTINGS arrive.
+            let max = std::future::poll_fn(|cx| {
+                let _ = std::pin::Pin::new(&mut connection).poll(cx);
+                match connection.max_concurrent_send_streams() {
+                    usize::MAX => std::task::Poll::Pending,
+                    max => std::task::Poll::Ready(max),
+                }
+            });
+            let max = tokio::time::timeout(Duration::from_secs(10), max)
+                .await
+                .expect("the server's SETTINGS arrive");
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            (send, max)
+        });
+        H2Client {
+            runtime,
+            send,
+            max_concurrent_streams,
+        }
+    }
+
+    /// Sends a request; the status, headers and body, or the stream's error.
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, ::http::HeaderMap, Vec<u8>), h2::Error> {
+        let mut request = ::http::Request::builder()
+            .method(method)
+            .uri(format!("https://127.0.0.1{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(()).unwrap();
+        let send = self.send.clone();
+        self.runtime.block_on(async move {
+            let mut send = send.ready().await?;
+            let (response, _) = send.send_request(request, true)?;
+            let response = response.await?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok((status, headers, bytes))
+        })
+    }
+}
+
+fn tls_site() -> (common::Site, TestCertificates) {
+    let site = site_with_pages();
+    let certs = certificates();
+    site.write("tls/cert.pem", &certs.cert_pem);
+    site.write("tls/key.pem", &certs.key_pem);
+    (site, certs)
+}
+
+const TLS: [&str; 2] = [
+    "server.tls_cert=\"tls/cert.pem\"",
+    "server.tls_key=\"tls/key.pem\"",
+];
+
+#[test]
+fn http2_serves_files_and_pages_with_their_headers() {
+    let (site, certs) = tls_site();
+    let server = TestServer::start(&site, &TLS);
+    let mut client = H2Client::connect(server.addr, &certs.ca_der);
+    let (status, headers, body) = client.request("GET", "/robots.txt", &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, b"User-agent: *\nAllow: /\n");
+    assert_eq!(headers["content-length"], "23");
+    assert!(headers.contains_key("date"));
+    assert!(headers.contains_key("etag"));
+    assert!(!headers.contains_key("connection"));
+    assert_eq!(
+        headers["strict-transport-security"],
+        "max-age=63072000; includeSubDomains"
+    );
+    let (status, headers, body) = client.request("HEAD", "/robots.txt", &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-length"], "23");
+    assert!(body.is_empty());
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let (status, _, body) = client
+        .request("GET", "/robots.txt", &[("if-none-match", &etag)])
+        .unwrap();
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
+    let (status, _, _) = client.request("GET", "/no-such-page", &[]).unwrap();
+    assert_eq!(status, 404);
+}
+
+/// HTTP/2 with no stream limit, and 16 MiB header lists decoded before
+/// kiln's own 16 KiB check.
+#[test]
+fn http2_streams_and_header_lists_are_limited() {
+    let (site, certs) = tls_site();
+    let mut overrides = TLS.to_vec();
+    overrides.push("server.h2_max_concurrent_streams=8");
+    let server = TestServer::start(&site, &overrides);
+    let mut client = H2Client::connect(server.addr, &certs.ca_der);
+    assert_eq!(client.max_concurrent_streams, 8);
+    let huge = "a".repeat(64 * 1024);
+    let refused = client.request("GET", "/robots.txt", &[("x-huge", &huge)]);
+    assert!(
+        !matches!(refused, Ok((200, _, _))),
+        "a 64 KiB header list was answered"
+    );
+    // The server is still there for well-behaved clients.
+    let mut client = H2Client::connect(server.addr, &certs.ca_der);
+    let (status, _, _) = client.request("GET", "/robots.txt", &[]).unwrap();
+    assert_eq!(status, 200);
+}
+
+/// Streams opened and reset at once, thousands of them (CVE-2023-44487):
+/// the server stays up and answers others.
+#[test]
+fn http2_rapid_reset_does_not_take_the_server_down() {
+    let (site, certs) = tls_site();
+    let server = TestServer::start(&site, &TLS);
+    let attacker = H2Client::connect(server.addr, &certs.ca_der);
+    let send = attacker.send.clone();
+    attacker.runtime.block_on(async move {
+        for _ in 0..5000 {
+            let Ok(mut ready) = send.clone().ready().await else {
+                break;
+            };
+            let request = ::http::Request::get("https://127.0.0.1/").body(()).unwrap();
+            // Dropping both halves of the stream resets it.
+            match ready.send_request(request, true) {
+                Ok(stream) => drop(stream),
+                Err(_) => break,
+            }
+        }
+    });
+    let mut client = H2Client::connect(server.addr, &certs.ca_der);
+    let (status, _, _) = client.request("GET", "/robots.txt", &[]).unwrap();
+    assert_eq!(status, 200);
 }

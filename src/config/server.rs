@@ -49,6 +49,24 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Seconds an idle keep-alive connection stays open.
     pub keep_alive_secs: u64,
+    /// Seconds a client may leave a response unread before its connection
+    /// is closed (against slow readers).
+    pub send_timeout_secs: u64,
+    /// Seconds any request body may take; past them, it must have arrived
+    /// at `min_body_rate` on average or the request gets 408.
+    pub body_timeout_secs: u64,
+    /// Bytes per second a request body must average once
+    /// `body_timeout_secs` have passed (against slow uploads).
+    pub min_body_rate: u64,
+    /// Connections open at once; 0 sizes it from the open-file limit.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (trusted proxies
+    /// exempt); 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Requests served on one kept-alive connection before it is closed.
+    pub max_requests_per_connection: u64,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
     /// More ranges than this in one request get the whole file (status 200).
@@ -98,6 +116,13 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             header_timeout_secs: 5,
             keep_alive_secs: 15,
+            send_timeout_secs: 30,
+            body_timeout_secs: 10,
+            min_body_rate: 1024,
+            max_connections: 0,
+            max_connections_per_ip: 256,
+            max_requests_per_connection: 1000,
+            h2_max_concurrent_streams: 128,
             shutdown_grace_secs: 30,
             max_ranges: 16,
             access_log: AccessLogFormat::Off,
@@ -205,6 +230,16 @@ pub(super) fn validate(server: &ServerConfig, root: &Path) -> Result<ServerSetti
     for (key, value) in [
         ("server.header_timeout_secs", server.header_timeout_secs),
         ("server.keep_alive_secs", server.keep_alive_secs),
+        ("server.send_timeout_secs", server.send_timeout_secs),
+        ("server.body_timeout_secs", server.body_timeout_secs),
+        (
+            "server.max_requests_per_connection",
+            server.max_requests_per_connection,
+        ),
+        (
+            "server.h2_max_concurrent_streams",
+            u64::from(server.h2_max_concurrent_streams),
+        ),
     ] {
         if value == 0 {
             return Err(config_error(format!("{key} must be at least 1")));

@@ -42,7 +42,7 @@ pub(crate) struct DynamicApp {
     pub views: ArcSwap<Views>,
     pub csrf: Csrf,
     pub slow_query: Option<Duration>,
-    pub max_body_bytes: u64,
+    pub(crate) body_limits: crate::http::request_body::BodyLimits,
     pub templates_dir: PathBuf,
     /// The route cache, when a route is cached.
     pub cache: Option<RouteCache>,
@@ -181,7 +181,11 @@ impl DynamicApp {
                 ),
             ),
             slow_query,
-            max_body_bytes: settings.server().max_body_bytes,
+            body_limits: crate::http::request_body::BodyLimits {
+                max_bytes: settings.server().max_body_bytes,
+                grace: Duration::from_secs(settings.server().body_timeout_secs),
+                min_rate: settings.server().min_body_rate,
+            },
             templates_dir: settings.templates_dir.clone(),
             cache,
             sessions,

@@ -13,7 +13,6 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::csrf;
@@ -53,7 +52,7 @@ pub(crate) async fn post(
             "Send the form as application/x-www-form-urlencoded\n",
         );
     }
-    let body = match read_body(payload, app.max_body_bytes).await {
+    let body = match crate::http::request_body::read(payload, app.body_limits).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -162,25 +161,4 @@ async fn invalid_form(
         Ok(rendered) => send(req, app, route, rendered, &slot, false),
         Err(TemplateFailed) => internal_error(),
     }
-}
-
-/// Reads a form body up to `limit` bytes.
-async fn read_body(mut payload: Payload, limit: u64) -> Result<Vec<u8>, HttpResponse> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            text(
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read\n",
-            )
-        })?;
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large\n",
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -82,9 +82,9 @@ impl RouteClass {
 }
 
 /// Statuses the server produces; anything else is counted as "other".
-const STATUSES: [u16; 21] = [
-    200, 204, 206, 303, 304, 308, 400, 403, 404, 405, 406, 412, 413, 415, 416, 421, 422, 431, 500,
-    503, 0,
+const STATUSES: [u16; 22] = [
+    200, 204, 206, 303, 304, 308, 400, 403, 404, 405, 406, 408, 412, 413, 415, 416, 421, 422, 431,
+    500, 503, 0,
 ];
 
 fn status_slot(status: u16) -> usize {
@@ -127,7 +127,66 @@ pub(crate) struct Metrics {
     latency: [Histogram; CLASSES.len()],
     bytes_sent: [AtomicU64; CLASSES.len()],
     open_connections: AtomicI64,
+    connections_refused: [AtomicU64; ConnectionRefused::ALL.len()],
+    timed_out: [AtomicU64; TimedOut::ALL.len()],
     reloads: AtomicU64,
+}
+
+/// Why a connection was closed as soon as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionRefused {
+    /// `server.max_connections` were open.
+    MaxConnections,
+    /// `server.max_connections_per_ip` were open from the client's address.
+    MaxConnectionsPerIp,
+}
+
+impl ConnectionRefused {
+    const ALL: [ConnectionRefused; 2] = [
+        ConnectionRefused::MaxConnections,
+        ConnectionRefused::MaxConnectionsPerIp,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ConnectionRefused::MaxConnections => "max_connections",
+            ConnectionRefused::MaxConnectionsPerIp => "max_connections_per_ip",
+        }
+    }
+}
+
+/// What a client took too long over, closing its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimedOut {
+    /// A request head (`server.header_timeout_secs`).
+    Head,
+    /// Nothing to do for longer than a kept-alive connection may idle.
+    Idle,
+    /// Reading a response (`server.send_timeout_secs`).
+    Send,
+}
+
+impl TimedOut {
+    const ALL: [TimedOut; 3] = [TimedOut::Head, TimedOut::Idle, TimedOut::Send];
+
+    fn name(self) -> &'static str {
+        match self {
+            TimedOut::Head => "head",
+            TimedOut::Idle => "idle",
+            TimedOut::Send => "send",
+        }
+    }
+
+    /// Why the connection was closed, for the I/O error that closes it.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            TimedOut::Head => "the request head was not complete within server.header_timeout_secs",
+            TimedOut::Idle => "the connection stayed idle past its keep-alive time",
+            TimedOut::Send => {
+                "the client did not read the response within server.send_timeout_secs"
+            }
+        }
+    }
 }
 
 impl Metrics {
@@ -147,6 +206,14 @@ impl Metrics {
 
     pub(crate) fn reloaded(&self) {
         self.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self, why: ConnectionRefused) {
+        self.connections_refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn timed_out(&self, what: TimedOut) {
+        self.timed_out[what as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection until the returned guard is dropped.
@@ -210,6 +277,22 @@ impl Collector for Metrics {
             "kiln_open_connections",
             "Open client connections.",
             self.open_connections.load(Ordering::Relaxed),
+        )?;
+        out.counters(
+            "kiln_connections_refused",
+            "Connections closed on accept, by the cap they would have exceeded.",
+            ConnectionRefused::ALL.iter().map(|why| {
+                let refused = self.connections_refused[*why as usize].load(Ordering::Relaxed);
+                ([("reason", why.name())], refused)
+            }),
+        )?;
+        out.counters(
+            "kiln_connections_timed_out",
+            "Connections closed because the client was too slow, by what it was slow at.",
+            TimedOut::ALL.iter().map(|what| {
+                let closed = self.timed_out[*what as usize].load(Ordering::Relaxed);
+                ([("phase", what.name())], closed)
+            }),
         )?;
         out.counter(
             "kiln_reloads",

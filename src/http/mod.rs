@@ -17,5 +17,6 @@ pub(crate) mod negotiate;
 mod oracle_tests;
 pub(crate) mod pipeline;
 pub(crate) mod range;
+pub(crate) mod request_body;
 pub(crate) mod resolve;
 pub(crate) mod table;

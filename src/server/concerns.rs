@@ -3,6 +3,9 @@
 //! endpoints, and errors raised inside the app (a session store that
 //! fails, say) — in this order:
 //!
+//! 0. the connection's clock learns a request has begun (its head
+//!    deadline is over) and, when the response is out, that it has been
+//!    answered; the last request a connection may carry is told to close it;
 //! 1. size limits: heads over `max_header_bytes` (431) and declared bodies
 //!    over `max_body_bytes` (413) are refused before anything else runs;
 //! 2. the request is answered, and counted under a [`RouteClass`];
@@ -41,6 +44,7 @@ use crate::http::metrics::RouteClass;
 use crate::http::pipeline::text;
 use crate::server::access_log::{AccessLog, LogEntry};
 use crate::server::state::{AppState, RequestLimits};
+use crate::server::transport::guard::ConnectionClock;
 
 /// Answers `req` with `answer` inside the concerns: the static pipeline's
 /// path, with no middleware in the way.
@@ -50,11 +54,43 @@ pub(crate) fn around(
     answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
 ) -> HttpResponse {
     let started = Instant::now();
+    let connection = OnConnection::started(req);
     let (response, class) = match refused(req, state) {
         Some(refusal) => (refusal, RouteClass::Rejected),
         None => answer(req),
     };
-    finish(req, state, response, class, started, None)
+    connection.answered(finish(req, state, response, class, started, None))
+}
+
+/// A request's place on its connection, when the connection is one of
+/// [`crate::server::transport`]'s (in unit tests it is not).
+struct OnConnection {
+    clock: Option<Rc<ConnectionClock>>,
+    /// The connection's last request: its response closes it.
+    last: bool,
+}
+
+impl OnConnection {
+    fn started(req: &HttpRequest) -> OnConnection {
+        let clock = req.conn_data::<Rc<ConnectionClock>>().cloned();
+        let last = clock.as_ref().is_some_and(|clock| clock.request_started());
+        OnConnection { clock, last }
+    }
+
+    fn answered(self, response: HttpResponse) -> HttpResponse {
+        self.done();
+        if self.last {
+            closing(response)
+        } else {
+            response
+        }
+    }
+
+    fn done(&self) {
+        if let Some(clock) = &self.clock {
+            clock.request_answered();
+        }
+    }
 }
 
 /// The middleware: the concerns around a scope whose responses are all
@@ -110,9 +146,11 @@ where
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let started = Instant::now();
         let state = Arc::clone(&self.state);
+        let connection = OnConnection::started(request.request());
         if let Some(refusal) = refused(request.request(), &state) {
             let (req, _payload) = request.into_parts();
             let response = finish(&req, &state, refusal, RouteClass::Rejected, started, None);
+            let response = connection.answered(response);
             return Box::pin(ready(Ok(ServiceResponse::new(req, response))));
         }
         // The request cannot be kept (actix's router needs it unshared), so
@@ -129,9 +167,12 @@ where
                 Ok(answered) => {
                     let (req, response) = answered.map_into_boxed_body().into_parts();
                     let response = finish(&req, &state, response, class, started, summary);
-                    Ok(ServiceResponse::new(req, response))
+                    Ok(ServiceResponse::new(req, connection.answered(response)))
                 }
-                Err(error) => Err(failed(&state, summary, error, class, started)),
+                Err(error) => {
+                    connection.done();
+                    Err(failed(&state, summary, error, class, started))
+                }
             }
         })
     }

@@ -18,13 +18,13 @@ pub(crate) mod reload;
 pub(crate) mod state;
 pub(crate) mod tasks;
 pub(crate) mod tls;
+pub(crate) mod transport;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer};
 use arc_swap::ArcSwap;
 
 use crate::config::Settings;
@@ -117,6 +117,38 @@ fn allowed_hosts(settings: &Settings, addr: Option<SocketAddr>) -> AllowedHosts 
     AllowedHosts::new(LOCAL_HOSTS.iter().copied().chain(own.as_deref()))
 }
 
+/// `server.max_connections`, or, when 0, what the open-file limit allows
+/// once the database, the disk cache and the files being served have
+/// their descriptors. The soft limit is first raised to the hard one, as
+/// nginx's `worker_rlimit_nofile` and Go's runtime do: the default soft
+/// limit (1,024 on most systems) is a compatibility setting for `select`,
+/// which kiln does not use.
+fn max_connections(configured: usize) -> usize {
+    const RESERVED: u64 = 256;
+    const CEILING: u64 = 16_384;
+    if configured > 0 {
+        return configured;
+    }
+    let open_files = raise_open_file_limit();
+    open_files.saturating_sub(RESERVED).clamp(64, CEILING) as usize
+}
+
+/// Raises the soft open-file limit to the hard one; returns the soft limit.
+fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = raised;
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
 /// Loads the output directory and starts serving it on a new thread.
 /// With dynamic routes, the database is opened and migrated, and the route
 /// queries' plans checked, before the server listens.
@@ -180,8 +212,28 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
     let tls = tls_config.is_some();
     let handle_signals = options.handle_signals;
     let live = options.live.clone();
-    let keep_alive = Duration::from_secs(server.keep_alive_secs);
-    let header_timeout = Duration::from_secs(server.header_timeout_secs);
+    let transport = transport::Transport {
+        deadlines: transport::guard::Deadlines {
+            head: Duration::from_secs(server.header_timeout_secs),
+            idle: Duration::from_secs(server.keep_alive_secs + server.header_timeout_secs),
+            send: Duration::from_secs(server.send_timeout_secs),
+            max_requests: server.max_requests_per_connection,
+        },
+        caps: Arc::new(transport::caps::ConnectionCaps::new(
+            max_connections(server.max_connections),
+            server.max_connections_per_ip,
+            state.proxies.clone(),
+            Arc::clone(&state.metrics),
+        )),
+        tls: tls_config.map(Arc::new),
+        keep_alive: Duration::from_secs(server.keep_alive_secs),
+        h2: transport::h2::H2Limits {
+            max_concurrent_streams: server.h2_max_concurrent_streams,
+            max_header_list_bytes: u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX),
+            keep_alive: Duration::from_secs(server.keep_alive_secs),
+            send_timeout: Duration::from_secs(server.send_timeout_secs),
+        },
+    };
     let grace = server.shutdown_grace_secs;
     let thread = std::thread::Builder::new()
         .name("kiln-serve".into())
@@ -193,33 +245,23 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
                     let _ = handle_sender.send(Err(err));
                     return Ok(());
                 }
-                let app_state = Arc::clone(&thread_state);
-                let metrics = Arc::clone(&thread_state.metrics);
-                let mut http = HttpServer::new(move || {
-                    App::new().configure(app::services(Arc::clone(&app_state), live.clone()))
-                })
-                // The guard lives in the connection's data and counts it until it closes.
-                .on_connect(move |_, data| {
-                    data.insert(metrics.connection());
-                })
-                .keep_alive(keep_alive)
-                .client_request_timeout(header_timeout)
-                .client_disconnect_timeout(Duration::from_secs(1))
-                .shutdown_timeout(grace)
-                .tcp_nodelay(true)
-                .backlog(2048);
+                let mut builder = actix_web::dev::Server::build()
+                    .shutdown_timeout(grace)
+                    .backlog(2048);
                 if workers > 0 {
-                    http = http.workers(workers);
+                    builder = builder.workers(workers);
                 }
                 if !handle_signals {
-                    http = http.disable_signals();
+                    builder = builder.disable_signals();
                 }
-                let listening = match tls_config {
-                    Some(config) => http.listen_rustls_0_23(listener, config),
-                    None => http.listen(listener),
+                let app_state = Arc::clone(&thread_state);
+                let make_app = move || {
+                    actix_web::App::new()
+                        .configure(app::services(Arc::clone(&app_state), live.clone()))
                 };
+                let listening = transport::listen(builder, listener, transport, make_app);
                 let running = match listening {
-                    Ok(http) => http.run(),
+                    Ok(builder) => builder.run(),
                     Err(error) => {
                         let _ = handle_sender.send(Err(Cause::Server(error).into()));
                         return Ok(());

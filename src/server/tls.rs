@@ -1,5 +1,5 @@
 //! TLS with rustls: the certificate chain and key from `[server]`, HTTP/2
-//! offered by ALPN (actix-web adds `h2` and `http/1.1`).
+//! offered by ALPN.
 
 use std::io;
 use std::path::Path;
@@ -31,5 +31,9 @@ pub(crate) fn server_config(cert: &Path, key: &Path) -> io::Result<ServerConfig>
         .map_err(|err| invalid(cert, &err))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
+        .map(|mut config| {
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            config
+        })
         .map_err(|err| invalid(key, &err))
 }
