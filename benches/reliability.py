@@ -12,10 +12,11 @@ Meanwhile a normal client, connecting from another loopback address
 (127.0.0.2, as a visitor elsewhere would), fetches the home page 20 times
 a second, each on a new connection, and its latencies are recorded; a
 request not answered within 2 s counts as failed. At the end the script
-records the normal client's p50/p99 and failures during the attack, how
-many connections the attack still held when it ended (slowhttptest's
-own count, and the server's `kiln_open_connections`), and whether the
-server still answers.
+records the normal client's p50/p99 and failures during the attack, the
+most connections the server held open at once and how many it still held
+in the attack's last second (established sockets on the server's port,
+counted by `ss`, the same way for both servers), and whether the server
+still answers afterwards.
 
 nginx runs with Debian's defaults (`worker_connections 768`, 60 s header,
 body and send timeouts) on the same dist/ and is attacked the same way,
@@ -26,14 +27,12 @@ needs.
 Needs: slowhttptest, nginx-light (Debian packages). Takes about 5 minutes.
 Run: python3 benches/reliability.py
 """
-import csv
 import shutil
 import socket
 import statistics
 import subprocess
 import threading
 import time
-import urllib.request
 
 from common import REPO, SCRATCH, fresh_dir, kiln_binary, wait_for_port
 
@@ -110,8 +109,8 @@ def normal_request(port, path="/"):
         return None
 
 
-def normal_client(port, stop, latencies, failures):
-    while not stop.is_set():
+def normal_client(port, until, latencies, failures):
+    while time.perf_counter() < until:
         began = time.perf_counter()
         latency = normal_request(port)
         if latency is None:
@@ -121,16 +120,17 @@ def normal_client(port, stop, latencies, failures):
         time.sleep(max(0.0, 0.05 - (time.perf_counter() - began)))
 
 
-def open_connections(port):
-    """kiln's count of open connections, read from /metrics."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith("kiln_open_connections "):
-                    return int(float(line.split()[1])) - 1  # this request's own
-    except OSError:
-        return None
-    return None
+def established(port):
+    """Established TCP connections on the server's side of `port`."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def count_connections(port, until, samples):
+    while time.perf_counter() < until:
+        samples.append((time.perf_counter(), established(port)))
+        time.sleep(0.5)
 
 
 def attack(mode, port, slow_path, post_path, work, name):
@@ -142,27 +142,31 @@ def attack(mode, port, slow_path, post_path, work, name):
         "slow-body": ["-B", "-i", "5", "-s", "65536", "-u", f"{url}{post_path}"],
         "slow-read": ["-X", "-w", "512", "-y", "1024", "-n", "5", "-z", "32", "-k", "3", "-u", f"{url}{slow_path}"],
     }
-    stop = threading.Event()
-    latencies, failures = [], []
-    client = threading.Thread(target=normal_client, args=(port, stop, latencies, failures))
-    client.start()
-    subprocess.run(["slowhttptest", *common, *modes[mode]],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=LENGTH + 120)
-    stop.set()
-    client.join()
-    held = None
-    with open(f"{prefix}.csv") as stats:
-        rows = list(csv.DictReader(stats))
-        if rows:
-            held = int(rows[-1].get("connected", rows[-1].get("Connected", "0")) or 0)
+    started = time.perf_counter()
+    until = started + LENGTH
+    latencies, failures, samples = [], [], []
+    threads = [
+        threading.Thread(target=normal_client, args=(port, until, latencies, failures)),
+        threading.Thread(target=count_connections, args=(port, until, samples)),
+    ]
+    attacker = subprocess.Popen(["slowhttptest", *common, *modes[mode]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    attacker.terminate()
+    attacker.wait()
+    time.sleep(1)
     alive = normal_request(port) is not None
+    last_second = [count for at, count in samples if at >= until - 1.5]
     return {
         "p50": statistics.median(latencies) * 1000 if latencies else None,
         "p99": statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) >= 100 else None,
         "answered": len(latencies),
         "failed": len(failures),
-        "held": held,
-        "open": open_connections(port) if name == "kiln" else None,
+        "peak": max((count for _, count in samples), default=None),
+        "held": max(last_second, default=None),
         "alive": alive,
     }
 
@@ -187,12 +191,12 @@ def main():
     print(f"{CONNECTIONS} attacking connections at {RATE}/s for {LENGTH} s; "
           f"normal client: GET / from 127.0.0.2, 20/s; slow read of {slow_path}")
     print(f"{'attack':10} {'server':6} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'failed':>6} "
-          f"{'held at end':>11} {'open (kiln)':>11} {'alive':>5}")
+          f"{'peak conns':>10} {'held at end':>11} {'alive':>5}")
     for (mode, name), r in results.items():
         def number(value):
             return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
         print(f"{mode:10} {name:6} {number(r['p50']):>7} {number(r['p99']):>7} {r['answered']:>5} "
-              f"{r['failed']:>6} {number(r['held']):>11} {number(r['open']):>11} {str(r['alive']):>5}")
+              f"{r['failed']:>6} {number(r['peak']):>10} {number(r['held']):>11} {str(r['alive']):>5}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ fn shop() -> Site {
 }
 
 fn metrics(server: &TestServer) -> String {
-    http::get(server.addr, "/metrics", &[]).text()
+    server.metrics().text()
 }
 
 /// The value of the series `line_start` (name and labels) in `/metrics`.

@@ -19,7 +19,7 @@ fn shop() -> Site {
 }
 
 fn metric(server: &TestServer, name: &str) -> f64 {
-    let body = http::get(server.addr, "/metrics", &[]).text();
+    let body = server.metrics().text();
     body.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
@@ -487,7 +487,7 @@ fn metrics_report_the_pool_and_each_route() {
     let site = shop();
     let server = TestServer::start(&site, &["database.min_idle=2"]);
     assert_eq!(http::get(server.addr, "/items/5", &[]).status, 200);
-    let body = http::get(server.addr, "/metrics", &[]).text();
+    let body = server.metrics().text();
     assert!(
         body.contains("kiln_route_query_duration_seconds_count{route=\"GET /items/{id:int}\"} 1"),
         "{body}"

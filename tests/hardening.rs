@@ -408,8 +408,8 @@ fn get_request(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
 }
 
-fn metrics_text(addr: std::net::SocketAddr) -> String {
-    http::get(addr, "/metrics", &[]).text()
+fn metrics_text(server: &TestServer) -> String {
+    server.metrics().text()
 }
 
 /// One request answered on a kept-alive connection, then the next head
@@ -437,7 +437,7 @@ fn a_second_request_head_dribbled_on_a_kept_alive_connection_is_cut_off() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     assert!(cut_off, "the dribbled head kept its connection");
-    let metrics = metrics_text(server.addr);
+    let metrics = metrics_text(&server);
     assert!(
         metrics.contains("kiln_connections_timed_out_total{phase=\"head\"} 1"),
         "{metrics}"
@@ -536,8 +536,7 @@ fn a_client_that_stops_reading_is_disconnected() {
     let mut closed = false;
     while started.elapsed() < std::time::Duration::from_secs(30) {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        if metrics_text(server.addr).contains("kiln_connections_timed_out_total{phase=\"send\"} 1")
-        {
+        if metrics_text(&server).contains("kiln_connections_timed_out_total{phase=\"send\"} 1") {
             closed = true;
             break;
         }
@@ -577,7 +576,7 @@ fn connections_from_one_address_are_capped_and_others_still_get_in() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(status, 200, "places are given back when connections close");
-    let metrics = metrics_from(server.addr, "127.0.0.2");
+    let metrics = metrics_text(&server);
     assert!(
         metrics.contains("kiln_connections_refused_total{reason=\"max_connections_per_ip\"} 1"),
         "{metrics}"
@@ -654,6 +653,57 @@ fn get_from(addr: std::net::SocketAddr, source: &str, path: &str) -> http::Respo
     http::parse(&bytes, false)
 }
 
-fn metrics_from(addr: std::net::SocketAddr, source: &str) -> String {
-    get_from(addr, source, "/metrics").text()
+/// `/metrics` through a reverse proxy on the same host: every visitor
+/// looked like a loopback client and read the server's metrics.
+#[test]
+fn metrics_are_not_served_to_the_public_listener_by_default() {
+    let site = site_with_pages();
+    site.write("metrics.token", "0123456789abcdef0123\n");
+    let token = site.path("metrics.token");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = TestServer::start(&site, &["server.metrics_token_file=\"metrics.token\""]);
+    // From loopback, as a same-host proxy forwards every visitor.
+    assert_eq!(http::get(server.addr, "/metrics", &[]).status, 404);
+    let wrong = [("Authorization", "Bearer 0123456789abcdef0124")];
+    assert_eq!(http::get(server.addr, "/metrics", &wrong).status, 404);
+    let right = [("Authorization", "Bearer 0123456789abcdef0123")];
+    let metrics = http::get(server.addr, "/metrics", &right);
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text().contains("kiln_open_connections"));
+    // Health probes still reach the public listener.
+    assert_eq!(http::get(server.addr, "/healthz", &[]).status, 200);
+    // The admin listener answers its two endpoints and nothing else.
+    let admin = server.running().admin_addr.unwrap();
+    assert_eq!(http::get(admin, "/metrics", &[]).status, 200);
+    assert_eq!(http::get(admin, "/healthz", &[]).status, 200);
+    assert_eq!(http::get(admin, "/robots.txt", &[]).status, 404);
+    drop(server);
+    // `loopback` serves local clients, but not what a proxy forwarded.
+    let server = TestServer::start(&site, &["server.metrics=\"loopback\""]);
+    assert_eq!(http::get(server.addr, "/metrics", &[]).status, 200);
+    let forwarded = [("X-Forwarded-For", "203.0.113.9")];
+    assert_eq!(http::get(server.addr, "/metrics", &forwarded).status, 404);
+}
+
+/// A metrics token anyone could guess, or in a file others can read.
+#[test]
+fn a_weak_or_readable_metrics_token_is_refused_at_start() {
+    let site = site_with_pages();
+    use std::os::unix::fs::PermissionsExt;
+    for (contents, mode, expected) in [
+        ("short\n", 0o600, "at least 16"),
+        ("0123456789abcdef0123\n", 0o644, "chmod 600"),
+    ] {
+        site.write("metrics.token", contents);
+        let token = site.path("metrics.token");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        let settings = site.settings(&["server.metrics_token_file=\"metrics.token\""]);
+        let err = kiln::server::start(&settings, quiet_options())
+            .err()
+            .expect("refused");
+        let message = err.to_string();
+        assert!(message.contains("metrics.token"), "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
 }

@@ -632,7 +632,7 @@ fn health_and_metrics_endpoints() {
     // client has read their responses; only the /metrics one stays open.
     let mut text = String::new();
     for _ in 0..250 {
-        let metrics = http::get(server.addr, "/metrics", &[]);
+        let metrics = server.metrics();
         assert_eq!(metrics.status, 200);
         text = metrics.text();
         if text.contains("kiln_open_connections 1\n") {
@@ -655,6 +655,7 @@ fn health_and_metrics_endpoints() {
     }
     let server = TestServer::start(&site, &["server.metrics=\"off\""]);
     assert_eq!(http::get(server.addr, "/metrics", &[]).status, 404);
+    assert_eq!(server.metrics().status, 404);
 }
 
 #[test]

@@ -87,7 +87,7 @@ fn whoami(server: &TestServer, cookie: &str) -> serde_json::Value {
 }
 
 fn store_operations(server: &TestServer) -> f64 {
-    let body = http::get(server.addr, "/metrics", &[]).text();
+    let body = server.metrics().text();
     body.lines()
         .find_map(|line| {
             line.strip_prefix("kiln_session_store_operations_total ")?

@@ -75,6 +75,13 @@ pub struct ServerConfig {
     pub access_log: AccessLogFormat,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// A second listener that answers only `/metrics` and `/healthz`
+    /// (`127.0.0.1:9808`, say); none when unset.
+    pub admin_addr: Option<String>,
+    /// A file holding the bearer token that opens `/metrics` on the public
+    /// listener (relative to the site root). `KILN_METRICS_TOKEN`
+    /// overrides it.
+    pub metrics_token_file: Option<PathBuf>,
     /// Send `X-Kiln-Cache` (hit, miss, stale) and `Age` on responses from
     /// the route cache. Off by default: they tell a visitor how the server
     /// caches, which only its operator needs to know.
@@ -126,7 +133,9 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             max_ranges: 16,
             access_log: AccessLogFormat::Off,
-            metrics: MetricsAccess::Loopback,
+            metrics: MetricsAccess::Admin,
+            admin_addr: None,
+            metrics_token_file: None,
             debug_headers: false,
             secret_key_file: None,
             trusted_proxies: Vec::new(),
@@ -177,7 +186,12 @@ pub enum ForwardedHeader {
 pub enum MetricsAccess {
     /// Not served at all.
     Off,
-    /// Only clients connecting from a loopback address.
+    /// On the admin listener (`server.admin_addr`), or on the public one
+    /// with the bearer token. Under `kiln watch`, also to local clients.
+    Admin,
+    /// As `admin`, and to clients connecting from a loopback address with
+    /// no forwarding headers. A reverse proxy on the same host that adds
+    /// none passes this check: prefer `admin`.
     Loopback,
     /// Anyone who can reach the server.
     Public,
@@ -193,6 +207,8 @@ pub(super) struct ServerSettings {
     pub(super) tls: Option<(PathBuf, PathBuf)>,
     /// `server.trusted_proxies`, parsed.
     pub(super) trusted_proxies: Vec<ipnet::IpNet>,
+    /// `server.admin_addr`, parsed.
+    pub(super) admin_addr: Option<std::net::SocketAddr>,
 }
 
 /// Stage two for `[server]`.
@@ -284,11 +300,24 @@ pub(super) fn validate(server: &ServerConfig, root: &Path) -> Result<ServerSetti
         .iter()
         .map(|text| parse_net(text))
         .collect::<Result<_, _>>()?;
+    let admin_addr = match &server.admin_addr {
+        Some(text) => {
+            let admin = parse_addr("server.admin_addr", text)?;
+            if admin == addr && admin.port() != 0 {
+                return Err(config_error(format!(
+                    "server.admin_addr = {text:?} is server.addr: the admin listener needs an address of its own"
+                )));
+            }
+            Some(admin)
+        }
+        None => None,
+    };
     Ok(ServerSettings {
         addr,
         cache_rules,
         tls,
         trusted_proxies,
+        admin_addr,
     })
 }
 

@@ -115,6 +115,11 @@ impl Settings {
         &self.parsed_server.cache_rules
     }
 
+    /// `server.admin_addr`, parsed.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.parsed_server.admin_addr
+    }
+
     /// `server.trusted_proxies`, parsed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.parsed_server.trusted_proxies

@@ -144,7 +144,8 @@ fn shortest_period(bytes: &[u8]) -> usize {
 }
 
 /// Refuses a key file that users other than its owner may read.
-fn check_private(path: &Path, setting: &str) -> io::Result<()> {
+/// Refuses a secret file other users may read.
+pub(crate) fn check_private(path: &Path, setting: &str) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .map_err(|err| io::Error::new(err.kind(), format!("{setting}{}: {err}", path.display())))?

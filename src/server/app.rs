@@ -44,6 +44,23 @@ pub(crate) fn services(
     }
 }
 
+/// The admin listener's app (`server.admin_addr`): `/metrics` and
+/// `/healthz` only.
+pub(crate) fn admin_services(state: Arc<AppState>) -> impl FnOnce(&mut ServiceConfig) {
+    move |config| {
+        config.default_service(fn_service(move |request: ServiceRequest| {
+            let state = Arc::clone(&state);
+            async move {
+                let (req, _payload) = request.into_parts();
+                let response = concerns::around_admin(&req, &state, |req| {
+                    endpoints::answer_admin(req, &state)
+                });
+                Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
+            }
+        }));
+    }
+}
+
 /// The server's own endpoints, then the file table.
 fn answer_static(req: &HttpRequest, state: &AppState) -> (HttpResponse, RouteClass) {
     if let Some(answered) = endpoints::answer(req, state) {

@@ -62,6 +62,22 @@ pub(crate) fn around(
     connection.answered(finish(req, state, response, class, started, None))
 }
 
+/// [`around`] for the admin listener: no host check (a scraper names the
+/// address), the rest as on the public listener.
+pub(crate) fn around_admin(
+    req: &HttpRequest,
+    state: &AppState,
+    answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
+) -> HttpResponse {
+    let started = Instant::now();
+    let connection = OnConnection::started(req);
+    let (response, class) = match oversized(req, state.request_limits) {
+        Some(refusal) => (refusal, RouteClass::Rejected),
+        None => answer(req),
+    };
+    connection.answered(finish(req, state, response, class, started, None))
+}
+
 /// A request's place on its connection, when the connection is one of
 /// [`crate::server::transport`]'s (in unit tests it is not).
 struct OnConnection {
@@ -448,6 +464,7 @@ mod tests {
                 paths: PathRules { pretty_urls: true },
             },
             metrics_access: MetricsAccess::Public,
+            metrics_token: None,
             proxies: Default::default(),
             allowed_hosts: Default::default(),
             tls: false,

@@ -23,6 +23,9 @@ pub(crate) enum Cause {
     LoadBuild(io::Error),
     #[error("{0}")]
     Tls(io::Error),
+    /// The metrics token could not be read or is too weak.
+    #[error("{0}")]
+    MetricsToken(io::Error),
     #[error(transparent)]
     Open(OpenError),
     #[error("binding {addr}: {error}")]

@@ -27,7 +27,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use arc_swap::ArcSwap;
 
-use crate::config::Settings;
+use crate::config::{MetricsAccess, Settings};
 use crate::dynamic::app::{DynamicApp, Stores};
 use crate::dynamic::session;
 use crate::http::forwarded::TrustedProxies;
@@ -64,6 +64,8 @@ pub struct ServeOptions {
 /// A server running on its own thread.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `server.admin_addr` is set.
+    pub admin_addr: Option<SocketAddr>,
     pub tls: bool,
     pub(crate) state: Arc<AppState>,
     handle: ServerHandle,
@@ -149,6 +151,9 @@ fn raise_open_file_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
+/// Connections the admin listener (`server.admin_addr`) takes at once.
+const ADMIN_CONNECTIONS: usize = 64;
+
 /// Loads the output directory and starts serving it on a new thread.
 /// With dynamic routes, the database is opened and migrated, and the route
 /// queries' plans checked, before the server listens.
@@ -193,7 +198,16 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
                 pretty_urls: server.pretty_urls,
             },
         },
-        metrics_access: server.metrics,
+        metrics_access: match server.metrics {
+            // Under `kiln watch` the developer's own browser and curl read them.
+            MetricsAccess::Admin if settings.dev => MetricsAccess::Loopback,
+            access => access,
+        },
+        metrics_token: endpoints::metrics_token(
+            &settings.root,
+            server.metrics_token_file.as_deref(),
+        )
+        .map_err(Cause::MetricsToken)?,
         proxies: TrustedProxies::new(
             settings.trusted_proxies().to_vec(),
             settings.server().forwarded_header,
@@ -205,6 +219,16 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
     let addr = options.addr.unwrap_or(settings.addr());
     let listener = TcpListener::bind(addr).map_err(|error| Cause::Bind { addr, error })?;
     let addr = listener.local_addr().map_err(Cause::Server)?;
+    let admin_listener = match settings.admin_addr() {
+        Some(admin) => {
+            Some(TcpListener::bind(admin).map_err(|error| Cause::Bind { addr: admin, error })?)
+        }
+        None => None,
+    };
+    let admin_addr = match &admin_listener {
+        Some(listener) => Some(listener.local_addr().map_err(Cause::Server)?),
+        None => None,
+    };
     let workers = options.workers.unwrap_or(server.workers);
     let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
     let thread_state = Arc::clone(&state);
@@ -259,7 +283,29 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
                     actix_web::App::new()
                         .configure(app::services(Arc::clone(&app_state), live.clone()))
                 };
-                let listening = transport::listen(builder, listener, transport, make_app);
+                // Caps of its own: monitoring must get in while the public
+                // listener is full.
+                let admin_transport = transport::Transport {
+                    tls: None,
+                    caps: Arc::new(transport::caps::ConnectionCaps::new(
+                        ADMIN_CONNECTIONS,
+                        0,
+                        Default::default(),
+                        Arc::clone(&thread_state.metrics),
+                    )),
+                    ..transport.clone()
+                };
+                let mut listening = transport::listen(builder, listener, transport, make_app);
+                if let Some(admin_listener) = admin_listener {
+                    let admin_state = Arc::clone(&thread_state);
+                    let make_admin = move || {
+                        actix_web::App::new()
+                            .configure(app::admin_services(Arc::clone(&admin_state)))
+                    };
+                    listening = listening.and_then(|builder| {
+                        transport::listen(builder, admin_listener, admin_transport, make_admin)
+                    });
+                }
                 let running = match listening {
                     Ok(builder) => builder.run(),
                     Err(error) => {
@@ -283,6 +329,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
     };
     Ok(RunningServer {
         addr,
+        admin_addr,
         tls,
         state,
         handle,

@@ -30,6 +30,8 @@ pub(crate) struct AppState {
     pub request_limits: RequestLimits,
     pub static_rules: StaticRules,
     pub metrics_access: MetricsAccess,
+    /// The bearer token that opens `/metrics` on the public listener.
+    pub metrics_token: Option<String>,
     /// Whose forwarded headers are believed, and whether kiln's own
     /// listener is https: together they say where a request came from.
     pub proxies: TrustedProxies,

@@ -25,7 +25,7 @@ impl TestServer {
         overrides: &[&str],
         log: Option<AccessLog>,
     ) -> TestServer {
-        let settings = site.settings(overrides);
+        let settings = site.settings(&with_admin_listener(overrides));
         let options = ServeOptions {
             addr: Some("127.0.0.1:0".parse().unwrap()),
             workers: Some(2),
@@ -49,12 +49,18 @@ impl TestServer {
         overrides: &[&str],
         options: ServeOptions,
     ) -> TestServer {
-        let settings = site.settings(overrides);
+        let settings = site.settings(&with_admin_listener(overrides));
         let server = kiln::server::start(&settings, options).expect("server starts");
         TestServer {
             addr: server.addr,
             server: Some(server),
         }
+    }
+
+    /// `/metrics`, read on the admin listener every test server has.
+    pub(crate) fn metrics(&self) -> super::http::Response {
+        let admin = self.running().admin_addr.expect("an admin listener");
+        super::http::get(admin, "/metrics", &[])
     }
 
     pub(crate) fn running(&self) -> &RunningServer {
@@ -75,6 +81,14 @@ impl Drop for TestServer {
             let _ = server.stop(false);
         }
     }
+}
+
+/// Test servers read `/metrics` on an admin listener of their own, as
+/// production scrapers do; a test's overrides come after, and win.
+fn with_admin_listener<'a>(overrides: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["server.admin_addr=\"127.0.0.1:0\""];
+    all.extend_from_slice(overrides);
+    all
 }
 
 /// Deterministic, poorly compressible bytes.
