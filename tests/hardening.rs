@@ -707,3 +707,67 @@ fn a_weak_or_readable_metrics_token_is_refused_at_start() {
         assert!(message.contains(expected), "{message}");
     }
 }
+
+/// Slow queries, many at once: every dynamic route waited on the pool and
+/// answered 503 together; dynamic requests now shed at once beyond their
+/// places and queue, and static files are served all the while.
+#[test]
+fn dynamic_routes_shed_load_while_static_files_keep_being_served() {
+    let site = shop();
+    let css = site.output_of("css/site.css");
+    let server = TestServer::start(
+        &site,
+        &[
+            "server.dynamic_in_flight=1",
+            "server.admission_queue=1",
+            "server.admission_wait_ms=200",
+            "database.statement_timeout_ms=3000",
+        ],
+    );
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]));
+    // The slow query holds the only place; wait until it does.
+    let started = std::time::Instant::now();
+    while !metrics_text(&server).contains("kiln_requests_in_flight{class=\"dynamic\"} 1")
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let shed = http::get(server.addr, "/items/3", &[]);
+    assert_eq!(shed.status, 503, "{}", shed.text());
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    let file = http::get(server.addr, &format!("/{css}"), &[]);
+    assert_eq!(file.status, 200);
+    assert_eq!(slow.join().unwrap().status, 503);
+    assert_eq!(http::get(server.addr, "/items/3", &[]).status, 200);
+    let metrics = metrics_text(&server);
+    assert!(
+        metrics.contains("kiln_requests_shed_total{class=\"dynamic\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A client posting in a loop: with `server.write_rate_per_minute`, its
+/// writes beyond the rate are refused before any work is done.
+#[test]
+fn writes_beyond_the_per_client_rate_get_429() {
+    let site = shop();
+    let server = TestServer::start(&site, &["server.write_rate_per_minute=2"]);
+    let post = || {
+        http::send_body(
+            server.addr,
+            "POST",
+            "/notes/",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"author=ann&body=hello",
+        )
+    };
+    // No CSRF token: refused by the form, but counted against the rate.
+    assert_eq!(post().status, 403);
+    assert_eq!(post().status, 403);
+    let limited = post();
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), Some("60"));
+    // Reads are not writes.
+    assert_eq!(http::get(server.addr, "/items/3", &[]).status, 200);
+}

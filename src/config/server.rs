@@ -67,6 +67,19 @@ pub struct ServerConfig {
     pub max_requests_per_connection: u64,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_concurrent_streams: u32,
+    /// Dynamic GET/HEAD requests handled at once; 0: twice
+    /// `database.max_size`.
+    pub dynamic_in_flight: usize,
+    /// Dynamic writes (POST and the rest) handled at once; 0:
+    /// `database.max_size`.
+    pub write_in_flight: usize,
+    /// Requests of each class that may wait for a place; 0: as many as
+    /// the class has places.
+    pub admission_queue: usize,
+    /// How long a request may wait for a place before it gets 503.
+    pub admission_wait_ms: u64,
+    /// Writes one client address may make a minute; 0: no limit.
+    pub write_rate_per_minute: u32,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
     /// More ranges than this in one request get the whole file (status 200).
@@ -130,6 +143,11 @@ impl Default for ServerConfig {
             max_connections_per_ip: 256,
             max_requests_per_connection: 1000,
             h2_max_concurrent_streams: 128,
+            dynamic_in_flight: 0,
+            write_in_flight: 0,
+            admission_queue: 0,
+            admission_wait_ms: 1000,
+            write_rate_per_minute: 0,
             shutdown_grace_secs: 30,
             max_ranges: 16,
             access_log: AccessLogFormat::Off,

@@ -82,9 +82,9 @@ impl RouteClass {
 }
 
 /// Statuses the server produces; anything else is counted as "other".
-const STATUSES: [u16; 22] = [
-    200, 204, 206, 303, 304, 308, 400, 403, 404, 405, 406, 408, 412, 413, 415, 416, 421, 422, 431,
-    500, 503, 0,
+const STATUSES: [u16; 23] = [
+    200, 204, 206, 303, 304, 308, 400, 403, 404, 405, 406, 408, 412, 413, 415, 416, 421, 422, 429,
+    431, 500, 503, 0,
 ];
 
 fn status_slot(status: u16) -> usize {

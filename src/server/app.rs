@@ -15,11 +15,12 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::routes::Selected;
 use crate::dynamic::session;
+use crate::http::forwarded;
 use crate::http::metrics::RouteClass;
 use crate::http::pipeline;
 use crate::server::concerns::{self, Concerns};
 use crate::server::state::AppState;
-use crate::server::{endpoints, live};
+use crate::server::{admission, endpoints, live};
 
 /// Registers the app's services (the order is the order they are tried).
 pub(crate) fn services(
@@ -67,6 +68,24 @@ fn answer_static(req: &HttpRequest, state: &AppState) -> (HttpResponse, RouteCla
         return answered;
     }
     pipeline::serve_static(req, &state.table.load(), state.static_rules)
+}
+
+/// A place for a dynamic request under admission control (none to wait
+/// for without it).
+async fn admit(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<admission::Admitted>, HttpResponse> {
+    let Some(admission) = &state.admission else {
+        return Ok(None);
+    };
+    let class = admission::Class::of(req.method());
+    // The client behind trusted proxies, for the per-client write limit.
+    let client = match class {
+        admission::Class::Write => forwarded::origin(req, &state.proxies, state.tls).client,
+        admission::Class::Read => None,
+    };
+    admission.admit(class, client).await.map(Some)
 }
 
 /// `kiln watch`'s client script and event stream.
@@ -142,12 +161,20 @@ fn dynamic_scope(
                     selected.unwrap_or_else(|| dynamic.routes.select(req.method(), req.path()));
                 let response = match selected {
                     Selected::Route(index, values) => {
+                        let admitted = match admit(&req, &state).await {
+                            Ok(admitted) => admitted,
+                            Err(refusal) => {
+                                return Ok(ServiceResponse::new(req, refusal));
+                            }
+                        };
                         let route = &dynamic.routes.routes[index];
                         let not_found = || pipeline::not_found(&req, &state.table.load());
-                        crate::dynamic::handle::handle(
+                        let response = crate::dynamic::handle::handle(
                             &req, payload, &dynamic, route, values, not_found,
                         )
-                        .await
+                        .await;
+                        drop(admitted);
+                        response
                     }
                     Selected::WrongMethod(allow) => pipeline::wrong_method(&req, &allow),
                     Selected::None => answer_static(&req, &state).0,

@@ -469,6 +469,7 @@ mod tests {
             allowed_hosts: Default::default(),
             tls: false,
             dynamic: None,
+            admission: None,
         })
     }
 
@@ -531,7 +532,7 @@ mod tests {
                     .contains_key(header::X_CONTENT_TYPE_OPTIONS)
             );
         });
-        let registry = crate::server::metrics::registry(&state.metrics, &state.table, None);
+        let registry = crate::server::metrics::registry(&state.metrics, &state.table, None, None);
         let metrics = crate::server::metrics::encode(&registry).expect("encodes");
         for counted in [
             "kiln_http_requests_total{class=\"dynamic\",status=\"500\"} 1",
