@@ -196,3 +196,32 @@ fn long_running_queries_are_cancelled_at_the_statement_timeout_on_postgres() {
     let server = TestServer::start(&site, &[&url, "database.statement_timeout_ms=300"]);
     common::server::assert_slow_queries_are_cancelled(&server);
 }
+
+/// A client leaves while its query runs, on PostgreSQL: the connection
+/// leaves the pool and the server is asked to cancel the statement.
+#[test]
+fn a_client_that_disconnects_cancels_its_query_on_postgres() {
+    let Some(schema) = Schema::create("departing") else {
+        return;
+    };
+    let site = Site::fixture("shop");
+    site.build().expect("builds");
+    let url = url_override(&schema);
+    let mut overrides = vec![url.as_str()];
+    overrides.extend(common::server::ONE_CONNECTION);
+    let server = TestServer::start(&site, &overrides);
+    common::server::assert_a_departing_client_cancels_its_query(&server);
+    // The statement itself stops: none of this size runs on after its
+    // client left (the other tests' slow queries stop within 300 ms).
+    let running = || {
+        common::postgres::count(
+            &schema.admin_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+             AND query LIKE '%WITH RECURSIVE c (x)%' AND query_start < now() - interval '2 seconds'",
+        )
+    };
+    // Long enough for the departed query to count as old, and for the
+    // other tests' slow queries (300 ms limit) to have stopped.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(running(), 0, "the departed client's statement still runs");
+}

@@ -771,3 +771,12 @@ fn writes_beyond_the_per_client_rate_get_429() {
     // Reads are not writes.
     assert_eq!(http::get(server.addr, "/items/3", &[]).status, 200);
 }
+
+/// A client that gave up on a slow page left its query running, holding a
+/// pooled connection until the statement timeout.
+#[test]
+fn a_client_that_disconnects_cancels_its_query() {
+    let site = shop();
+    let server = TestServer::start(&site, &common::server::ONE_CONNECTION);
+    common::server::assert_a_departing_client_cancels_its_query(&server);
+}

@@ -20,6 +20,7 @@ use crate::http::metrics::RouteClass;
 use crate::http::pipeline;
 use crate::server::concerns::{self, Concerns};
 use crate::server::state::AppState;
+use crate::server::transport::guard::ConnectionClock;
 use crate::server::{admission, endpoints, live};
 
 /// Registers the app's services (the order is the order they are tried).
@@ -86,6 +87,33 @@ async fn admit(
         admission::Class::Read => None,
     };
     admission.admit(class, client).await.map(Some)
+}
+
+/// Answers a read with `handled`, unless its HTTP/1 client closes the
+/// connection first: then the handler is dropped, and with it its query
+/// (interrupted on SQLite, cancelled on PostgreSQL), and the access log
+/// records 499 as nginx does. Writes run to the end (a transaction half
+/// done is not undone by the client leaving); HTTP/2 streams are stopped
+/// by their reset in `transport::h2`.
+async fn until_client_gone(
+    req: &HttpRequest,
+    handled: impl std::future::Future<Output = HttpResponse>,
+) -> HttpResponse {
+    let connection = req.conn_data::<std::rc::Rc<ConnectionClock>>().cloned();
+    match connection {
+        Some(clock) if admission::Class::of(req.method()) == admission::Class::Read => {
+            tokio::select! {
+                response = handled => response,
+                () = clock.client_gone() => HttpResponse::new(client_closed_request()),
+            }
+        }
+        _ => handled.await,
+    }
+}
+
+/// nginx's status for a request whose client left before the answer.
+fn client_closed_request() -> actix_web::http::StatusCode {
+    actix_web::http::StatusCode::from_u16(499).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST)
 }
 
 /// `kiln watch`'s client script and event stream.
@@ -169,10 +197,10 @@ fn dynamic_scope(
                         };
                         let route = &dynamic.routes.routes[index];
                         let not_found = || pipeline::not_found(&req, &state.table.load());
-                        let response = crate::dynamic::handle::handle(
+                        let handled = crate::dynamic::handle::handle(
                             &req, payload, &dynamic, route, values, not_found,
-                        )
-                        .await;
+                        );
+                        let response = until_client_gone(&req, handled).await;
                         drop(admitted);
                         response
                     }

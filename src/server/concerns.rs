@@ -53,13 +53,18 @@ pub(crate) fn around(
     state: &AppState,
     answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
 ) -> HttpResponse {
-    let started = Instant::now();
-    let connection = OnConnection::started(req);
+    let started_at = Instant::now();
+    let clock = clock_of(req);
+    let last = started(clock);
     let (response, class) = match refused(req, state) {
         Some(refusal) => (refusal, RouteClass::Rejected),
         None => answer(req),
     };
-    connection.answered(finish(req, state, response, class, started, None))
+    answered(
+        clock,
+        last,
+        finish(req, state, response, class, started_at, None),
+    )
 }
 
 /// [`around`] for the admin listener: no host check (a scraper names the
@@ -69,44 +74,38 @@ pub(crate) fn around_admin(
     state: &AppState,
     answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
 ) -> HttpResponse {
-    let started = Instant::now();
-    let connection = OnConnection::started(req);
+    let started_at = Instant::now();
+    let clock = clock_of(req);
+    let last = started(clock);
     let (response, class) = match oversized(req, state.request_limits) {
         Some(refusal) => (refusal, RouteClass::Rejected),
         None => answer(req),
     };
-    connection.answered(finish(req, state, response, class, started, None))
+    answered(
+        clock,
+        last,
+        finish(req, state, response, class, started_at, None),
+    )
 }
 
-/// A request's place on its connection, when the connection is one of
-/// [`crate::server::transport`]'s (in unit tests it is not).
-struct OnConnection {
-    clock: Option<Rc<ConnectionClock>>,
-    /// The connection's last request: its response closes it.
-    last: bool,
+/// Tells the request's connection (one of [`crate::server::transport`]'s;
+/// in unit tests there is none) that a request began; returns whether it
+/// is the last the connection may carry.
+fn started(clock: Option<&ConnectionClock>) -> bool {
+    clock.is_some_and(ConnectionClock::request_started)
 }
 
-impl OnConnection {
-    fn started(req: &HttpRequest) -> OnConnection {
-        let clock = req.conn_data::<Rc<ConnectionClock>>().cloned();
-        let last = clock.as_ref().is_some_and(|clock| clock.request_started());
-        OnConnection { clock, last }
+/// Tells the connection the request has been answered; the last request's
+/// response closes it.
+fn answered(clock: Option<&ConnectionClock>, last: bool, response: HttpResponse) -> HttpResponse {
+    if let Some(clock) = clock {
+        clock.request_answered();
     }
+    if last { closing(response) } else { response }
+}
 
-    fn answered(self, response: HttpResponse) -> HttpResponse {
-        self.done();
-        if self.last {
-            closing(response)
-        } else {
-            response
-        }
-    }
-
-    fn done(&self) {
-        if let Some(clock) = &self.clock {
-            clock.request_answered();
-        }
-    }
+fn clock_of(req: &HttpRequest) -> Option<&ConnectionClock> {
+    req.conn_data::<Rc<ConnectionClock>>().map(|clock| &**clock)
 }
 
 /// The middleware: the concerns around a scope whose responses are all
@@ -160,13 +159,21 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let started = Instant::now();
+        let started_at = Instant::now();
         let state = Arc::clone(&self.state);
-        let connection = OnConnection::started(request.request());
+        let clock = request.conn_data::<Rc<ConnectionClock>>().cloned();
+        let last = started(clock.as_deref());
         if let Some(refusal) = refused(request.request(), &state) {
             let (req, _payload) = request.into_parts();
-            let response = finish(&req, &state, refusal, RouteClass::Rejected, started, None);
-            let response = connection.answered(response);
+            let response = finish(
+                &req,
+                &state,
+                refusal,
+                RouteClass::Rejected,
+                started_at,
+                None,
+            );
+            let response = answered(clock.as_deref(), last, response);
             return Box::pin(ready(Ok(ServiceResponse::new(req, response))));
         }
         // The request cannot be kept (actix's router needs it unshared), so
@@ -180,14 +187,19 @@ where
         let class = self.class;
         Box::pin(async move {
             match service.call(request).await {
-                Ok(answered) => {
-                    let (req, response) = answered.map_into_boxed_body().into_parts();
-                    let response = finish(&req, &state, response, class, started, summary);
-                    Ok(ServiceResponse::new(req, connection.answered(response)))
+                Ok(response) => {
+                    let (req, response) = response.map_into_boxed_body().into_parts();
+                    let response = finish(&req, &state, response, class, started_at, summary);
+                    Ok(ServiceResponse::new(
+                        req,
+                        answered(clock.as_deref(), last, response),
+                    ))
                 }
                 Err(error) => {
-                    connection.done();
-                    Err(failed(&state, summary, error, class, started))
+                    if let Some(clock) = &clock {
+                        clock.request_answered();
+                    }
+                    Err(failed(&state, summary, error, class, started_at))
                 }
             }
         })

@@ -67,3 +67,21 @@ pub(crate) fn admin(url: &str, sql: &str) {
     .join()
     .expect("admin thread");
 }
+
+/// The first column of the first row of `sql`, a count.
+pub(crate) fn count(url: &str, sql: &str) -> i64 {
+    let sql = sql.to_string();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        run(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL at KILN_TEST_POSTGRES_URL");
+            actix_web::rt::spawn(connection);
+            let row = client.query_one(&sql, &[]).await.expect("count query");
+            row.get::<_, i64>(0)
+        })
+    })
+    .join()
+    .expect("count thread")
+}

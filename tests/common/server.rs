@@ -183,3 +183,41 @@ pub(crate) fn assert_slow_queries_are_cancelled(server: &TestServer) {
     let after = super::http::get(server.addr, "/items/3", &[]);
     assert_eq!(after.status, 200, "{}", after.text());
 }
+
+/// Overrides for [`assert_a_departing_client_cancels_its_query`]: one
+/// pooled connection, which only a cancelled query gives back before the
+/// next request's wait (30 s) or the statement timeout (60 s) ends.
+pub(crate) const ONE_CONNECTION: [&str; 4] = [
+    "database.max_size=1",
+    "database.min_idle=1",
+    "database.statement_timeout_ms=60000",
+    "database.acquire_timeout_ms=30000",
+];
+
+/// A client sends `/slow?n=9000000000000` and closes its connection while
+/// the query runs: the query is stopped and its pooled connection given
+/// back (or replaced), so the next request is answered.
+pub(crate) fn assert_a_departing_client_cancels_its_query(server: &TestServer) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+    let request = format!(
+        "GET /slow?n=9000000000000 HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    // The query has its connection (and a moment to begin) before the
+    // client leaves.
+    while !server
+        .metrics()
+        .text()
+        .contains("kiln_db_connections_in_use 1")
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stream);
+    let next = super::http::get(server.addr, "/api/items/3", &[]);
+    assert_eq!(next.status, 200, "{}", next.text());
+}

@@ -104,10 +104,10 @@ impl Conn {
 
     /// Runs read statements on this connection, in order. A statement
     /// running past `limit` is cancelled (PostgreSQL cancels it itself, by
-    /// the connection's `statement_timeout`). On SQLite a statement whose
-    /// caller stops waiting (the request was dropped) is interrupted too;
-    /// on PostgreSQL a cancel request could reach the connection after the
-    /// pool had lent it to another request, so the timeout alone bounds it.
+    /// the connection's `statement_timeout`). A statement whose caller
+    /// stops waiting (the request was dropped: its client went away) is
+    /// interrupted on SQLite, and cancelled on PostgreSQL, whose connection
+    /// then leaves the pool ([`CancelOnDrop`]).
     pub async fn read(
         self,
         statements: Vec<(String, Vec<SqlValue>)>,
@@ -128,15 +128,27 @@ impl Conn {
                     true => timed_out(),
                     false => DbError::Query(err.to_string()),
                 }),
-            Conn::Postgres(mut conn) => {
+            Conn::Postgres(conn) => {
+                let mut guard = CancelOnDrop(Some(conn));
                 let mut results = Vec::with_capacity(statements.len());
                 for (sql, args) in &statements {
+                    let Some(conn) = guard.0.as_mut() else {
+                        break;
+                    };
                     match conn.query(sql, args).await {
                         Ok(rows) => results.push(rows),
-                        Err(err) if err.is_cancelled() => return Err(timed_out()),
-                        Err(err) => return Err(postgres_failure(*conn, err)),
+                        Err(err) => {
+                            let Some(conn) = guard.0.take() else {
+                                break;
+                            };
+                            if err.is_cancelled() {
+                                return Err(timed_out());
+                            }
+                            return Err(postgres_failure(*conn, err));
+                        }
                     }
                 }
+                guard.0.take();
                 Ok(results)
             }
         }
@@ -188,6 +200,27 @@ impl Conn {
                 .scanned_tables(&sql, &args)
                 .await
                 .map_err(|err| DbError::Query(err.to_string())),
+        }
+    }
+}
+
+/// A PostgreSQL connection lent to reads. If the reads are dropped before
+/// they finish (the client went away), the connection leaves the pool for
+/// good and the server is asked to cancel its statement: since no request
+/// can be lent it again, the cancel request cannot reach another one's.
+struct CancelOnDrop(Option<Box<Object<postgres::Manager>>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(conn) = self.0.take() else {
+            return;
+        };
+        let cancel = conn.client.cancel_token();
+        drop(Object::take(*conn));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+            });
         }
     }
 }

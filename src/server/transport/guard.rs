@@ -5,19 +5,24 @@
 //! byte of a later request arrives its keep-alive timer stops: a client
 //! that answers one request and then sends the next head a byte every two
 //! seconds kept its connection forever. Here every HTTP/1 request head
-//! must be complete within `server.header_timeout_secs` of its first byte,
-//! a connection with nothing to do is closed once it has been idle for
-//! `server.keep_alive_secs` plus that, and a write the client does not
-//! drain for `server.send_timeout_secs` closes it too (nginx's
-//! `client_header_timeout`, `keepalive_timeout` and `send_timeout`).
+//! must be complete within `server.header_timeout_secs` of its first byte
+//! (taken, to spare the common request a clock read, as the first read
+//! that finds the head unfinished); bytes that arrived while a request
+//! was handled (a pipelined head actix-http buffers out of our sight) must
+//! become a request within `server.keep_alive_secs` plus that; and a write
+//! the client does not drain for `server.send_timeout_secs` closes the
+//! connection too (nginx's `client_header_timeout` and `send_timeout`).
+//! An idle connection is closed by actix-http's own keep-alive timer.
 //!
 //! The stream cannot see where a request ends, so the requests read from
 //! it tell it, through the [`ConnectionClock`] actix keeps in the
 //! connection's data: [`ConnectionClock::request_started`] when a head has
 //! been parsed, [`ConnectionClock::request_answered`] when its response is
 //! out. While a request is being handled no read deadline applies: its
-//! body is bounded by the body deadline of [`crate::http::body`], its
-//! handler by the statement timeout.
+//! body is bounded where it is read ([`crate::http::request_body`]), its
+//! handler by the statement timeout. A read that finds the connection
+//! closed tells [`ConnectionClock::client_gone`], which stops the reads
+//! still being handled.
 
 use std::cell::Cell;
 use std::io;
@@ -27,6 +32,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::caps::Slot;
@@ -48,15 +54,33 @@ pub(crate) struct Deadlines {
 /// Where an HTTP/1 connection is between requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
-    /// Reading a head that must be complete by the deadline.
-    Head { deadline: Instant },
-    /// A request is being read or handled.
-    Handling,
-    /// The response is out; the next head has not begun.
+    /// Reading a head. Its deadline is fixed the first time a read finds
+    /// nothing more (a head that arrives whole never needs one, so the
+    /// common request touches no clock and no timer).
+    Head {
+        deadline: Option<Instant>,
+        allowed: Allowed,
+    },
+    /// A request is being handled; `read` says whether bytes arrived
+    /// meanwhile (a body, or a pipelined head).
+    Handling { read: bool },
+    /// The response is out and nothing has arrived since: actix-http's
+    /// keep-alive timer closes the connection if nothing does.
     Answered,
     /// HTTP/2 multiplexes requests: no head deadline applies to the
-    /// connection (h2's own pings close idle ones).
+    /// connection (`transport::h2` closes idle ones).
     Multiplexed,
+}
+
+/// How long a head in progress may take, and what running out is called.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Allowed {
+    /// `server.header_timeout_secs`, from the head's first byte.
+    Head,
+    /// Keep-alive plus that, from the response: bytes that arrived while
+    /// the last request was handled may be the start of the next head,
+    /// buffered by actix-http where no read of ours sees it end.
+    Idle,
 }
 
 /// Shared by a connection's stream and its requests.
@@ -65,16 +89,43 @@ pub(crate) struct ConnectionClock {
     phase: Cell<Phase>,
     requests: Cell<u64>,
     max_requests: u64,
+    /// [`Deadlines::idle`].
+    idle: Duration,
+    /// The client closed the connection (or it broke).
+    gone: Cell<bool>,
+    on_gone: Notify,
 }
 
 impl ConnectionClock {
     fn new(deadlines: &Deadlines) -> ConnectionClock {
         ConnectionClock {
             phase: Cell::new(Phase::Head {
-                deadline: Instant::now() + deadlines.head,
+                deadline: None,
+                allowed: Allowed::Head,
             }),
             requests: Cell::new(0),
             max_requests: deadlines.max_requests,
+            idle: deadlines.idle,
+            gone: Cell::new(false),
+            on_gone: Notify::new(),
+        }
+    }
+
+    /// Resolves once the client has closed the connection: a request still
+    /// being handled can stop, and give back what it holds (its query).
+    /// A client that only half-closes (shuts down its sending side and
+    /// waits for the answer) looks the same; HTTP/1.1 clients do not.
+    pub(crate) async fn client_gone(&self) {
+        let notified = self.on_gone.notified();
+        if self.gone.get() {
+            return;
+        }
+        notified.await;
+    }
+
+    fn went(&self) {
+        if !self.gone.replace(true) {
+            self.on_gone.notify_waiters();
         }
     }
 
@@ -82,24 +133,60 @@ impl ConnectionClock {
     /// should close after this request (its keep-alive allowance is spent).
     pub(crate) fn request_started(&self) -> bool {
         if self.phase.get() != Phase::Multiplexed {
-            self.phase.set(Phase::Handling);
+            self.phase.set(Phase::Handling { read: false });
         }
         let served = self.requests.get() + 1;
         self.requests.set(served);
         served >= self.max_requests
     }
 
-    /// The request's response has been produced. A head that began
-    /// meanwhile (a pipelined request) keeps its deadline.
+    /// The request's response has been produced.
     pub(crate) fn request_answered(&self) {
-        if self.phase.get() == Phase::Handling {
-            self.phase.set(Phase::Answered);
+        match self.phase.get() {
+            Phase::Handling { read: false } => self.phase.set(Phase::Answered),
+            Phase::Handling { read: true } => self.phase.set(Phase::Head {
+                deadline: Some(Instant::now() + self.idle),
+                allowed: Allowed::Idle,
+            }),
+            _ => {}
         }
     }
 
     /// The connection speaks HTTP/2.
     pub(crate) fn multiplexed(&self) {
         self.phase.set(Phase::Multiplexed);
+    }
+
+    /// Bytes arrived.
+    fn bytes_read(&self) {
+        match self.phase.get() {
+            Phase::Answered => self.phase.set(Phase::Head {
+                deadline: None,
+                allowed: Allowed::Head,
+            }),
+            Phase::Handling { read: false } => self.phase.set(Phase::Handling { read: true }),
+            _ => {}
+        }
+    }
+
+    /// When a read that found nothing must give up, and what it waited for.
+    fn read_deadline(&self, deadlines: &Deadlines) -> Option<(Instant, TimedOut)> {
+        let Phase::Head { deadline, allowed } = self.phase.get() else {
+            return None;
+        };
+        let deadline = deadline.unwrap_or_else(|| {
+            let fixed = Instant::now() + deadlines.head;
+            self.phase.set(Phase::Head {
+                deadline: Some(fixed),
+                allowed,
+            });
+            fixed
+        });
+        let what = match allowed {
+            Allowed::Head => TimedOut::Head,
+            Allowed::Idle => TimedOut::Idle,
+        };
+        Some((deadline, what))
     }
 }
 
@@ -108,8 +195,6 @@ pub(crate) struct Guarded<S> {
     inner: S,
     clock: Rc<ConnectionClock>,
     deadlines: Deadlines,
-    /// Set when a read found nothing after the response went out.
-    idle_since: Option<Instant>,
     /// Set when a write found the client's window full.
     stalled_since: Option<Instant>,
     read_timer: Option<Pin<Box<Sleep>>>,
@@ -125,7 +210,6 @@ impl<S> Guarded<S> {
             inner,
             clock: Rc::new(ConnectionClock::new(&deadlines)),
             deadlines,
-            idle_since: None,
             stalled_since: None,
             read_timer: None,
             write_timer: None,
@@ -137,29 +221,6 @@ impl<S> Guarded<S> {
         Rc::clone(&self.clock)
     }
 
-    /// Bytes arrived: a head begins if none was expected to be underway.
-    fn on_bytes_read(&mut self) {
-        self.idle_since = None;
-        if self.clock.phase.get() == Phase::Answered {
-            self.clock.phase.set(Phase::Head {
-                deadline: Instant::now() + self.deadlines.head,
-            });
-        }
-    }
-
-    /// When a read that found nothing must give up, and what it waited for.
-    fn read_deadline(&mut self) -> Option<(Instant, TimedOut)> {
-        match self.clock.phase.get() {
-            Phase::Head { deadline } => Some((deadline, TimedOut::Head)),
-            // While a write is stalled, the write's own deadline applies.
-            Phase::Answered if self.stalled_since.is_none() => {
-                let since = *self.idle_since.get_or_insert_with(Instant::now);
-                Some((since + self.deadlines.idle, TimedOut::Idle))
-            }
-            Phase::Answered | Phase::Handling | Phase::Multiplexed => None,
-        }
-    }
-
     fn timed_out(&self, what: TimedOut) -> io::Error {
         self.slot.metrics().timed_out(what);
         io::Error::new(io::ErrorKind::TimedOut, what.reason())
@@ -167,6 +228,8 @@ impl<S> Guarded<S> {
 }
 
 /// Polls `timer`, set (or moved) to `deadline`: ready once it has passed.
+/// Only reads waiting on an unfinished head, and writes a client does not
+/// drain, get here.
 fn expired(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> bool {
     let timer = match timer {
         Some(timer) => {
@@ -188,15 +251,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.on_bytes_read();
+                    this.clock.bytes_read();
+                } else if room {
+                    this.clock.went();
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => match this.read_deadline() {
+            Poll::Ready(Err(error)) => {
+                this.clock.went();
+                Poll::Ready(Err(error))
+            }
+            Poll::Pending => match this.clock.read_deadline(&this.deadlines) {
                 Some((deadline, what)) if expired(&mut this.read_timer, deadline, cx) => {
                     Poll::Ready(Err(this.timed_out(what)))
                 }
@@ -216,7 +285,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         match Pin::new(&mut this.inner).poll_write(cx, bytes) {
             Poll::Ready(result) => {
                 this.stalled_since = None;
-                this.idle_since = None;
                 Poll::Ready(result)
             }
             Poll::Pending => {
