@@ -780,3 +780,20 @@ fn a_client_that_disconnects_cancels_its_query() {
     let server = TestServer::start(&site, &common::server::ONE_CONNECTION);
     common::server::assert_a_departing_client_cancels_its_query(&server);
 }
+
+/// `?q=%` in a `LIKE` search matched every row: user text injected
+/// wildcards. The documented escape makes it match only itself.
+#[test]
+fn a_search_for_a_wildcard_matches_only_the_character() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let items = |query: &str| {
+        let response = http::get(server.addr, &format!("/items/?q={query}"), &[]);
+        assert_eq!(response.status, 200);
+        response.text().matches("class=\"item\"").count()
+    };
+    assert_eq!(items("Item%201"), 10, "a plain search still matches");
+    assert_eq!(items("%25"), 0);
+    assert_eq!(items("_"), 0);
+    assert_eq!(items("Item_1"), 0);
+}

@@ -55,11 +55,14 @@ pub(crate) struct Deadlines {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     /// Reading a head. Its deadline is fixed the first time a read finds
-    /// nothing more (a head that arrives whole never needs one, so the
-    /// common request touches no clock and no timer).
+    /// nothing more before the head's blank line has been seen: a head
+    /// that arrives whole (the common request) reads no clock and arms no
+    /// timer, though actix-http reads until the socket is empty before it
+    /// parses.
     Head {
         deadline: Option<Instant>,
         allowed: Allowed,
+        complete: bool,
     },
     /// A request is being handled; `read` says whether bytes arrived
     /// meanwhile (a body, or a pipelined head).
@@ -102,6 +105,7 @@ impl ConnectionClock {
             phase: Cell::new(Phase::Head {
                 deadline: None,
                 allowed: Allowed::Head,
+                complete: false,
             }),
             requests: Cell::new(0),
             max_requests: deadlines.max_requests,
@@ -147,6 +151,7 @@ impl ConnectionClock {
             Phase::Handling { read: true } => self.phase.set(Phase::Head {
                 deadline: Some(Instant::now() + self.idle),
                 allowed: Allowed::Idle,
+                complete: false,
             }),
             _ => {}
         }
@@ -157,12 +162,22 @@ impl ConnectionClock {
         self.phase.set(Phase::Multiplexed);
     }
 
-    /// Bytes arrived.
-    fn bytes_read(&self) {
+    /// Bytes arrived; `before` are the last three that came earlier.
+    fn bytes_read(&self, before: [u8; 3], bytes: &[u8]) {
         match self.phase.get() {
             Phase::Answered => self.phase.set(Phase::Head {
                 deadline: None,
                 allowed: Allowed::Head,
+                complete: ends_head(before, bytes),
+            }),
+            Phase::Head {
+                deadline,
+                allowed,
+                complete: false,
+            } if ends_head(before, bytes) => self.phase.set(Phase::Head {
+                deadline,
+                allowed,
+                complete: true,
             }),
             Phase::Handling { read: false } => self.phase.set(Phase::Handling { read: true }),
             _ => {}
@@ -171,7 +186,12 @@ impl ConnectionClock {
 
     /// When a read that found nothing must give up, and what it waited for.
     fn read_deadline(&self, deadlines: &Deadlines) -> Option<(Instant, TimedOut)> {
-        let Phase::Head { deadline, allowed } = self.phase.get() else {
+        let Phase::Head {
+            deadline,
+            allowed,
+            complete: false,
+        } = self.phase.get()
+        else {
             return None;
         };
         let deadline = deadline.unwrap_or_else(|| {
@@ -179,6 +199,7 @@ impl ConnectionClock {
             self.phase.set(Phase::Head {
                 deadline: Some(fixed),
                 allowed,
+                complete: false,
             });
             fixed
         });
@@ -190,11 +211,45 @@ impl ConnectionClock {
     }
 }
 
+/// Whether `bytes`, read after `before`, hold the blank line that ends a
+/// request head (`\r\n\r\n`, or a bare `\n\n`, which parsers accept).
+/// A head that arrives alone (a GET) ends the read, which is checked first.
+fn ends_head(before: [u8; 3], bytes: &[u8]) -> bool {
+    let at = |index: usize| -> u8 {
+        // `index` counts from the start of `before`.
+        if index < 3 {
+            before[index]
+        } else {
+            bytes[index - 3]
+        }
+    };
+    let blank_line_ends_at = |newline: usize| {
+        let end = newline + 3;
+        at(end - 1) == b'\n' || (at(end - 1) == b'\r' && at(end - 2) == b'\n')
+    };
+    let Some(last) = bytes.len().checked_sub(1) else {
+        return false;
+    };
+    if bytes[last] == b'\n' && blank_line_ends_at(last) {
+        return true;
+    }
+    // Split across reads, or followed by a body in the same read.
+    bytes
+        .iter()
+        .take(2)
+        .enumerate()
+        .any(|(index, byte)| *byte == b'\n' && blank_line_ends_at(index))
+        || memchr::memmem::find(bytes, b"\n\r\n").is_some()
+        || memchr::memmem::find(bytes, b"\n\n").is_some()
+}
+
 /// A stream whose reads and writes keep to the [`Deadlines`].
 pub(crate) struct Guarded<S> {
     inner: S,
     clock: Rc<ConnectionClock>,
     deadlines: Deadlines,
+    /// The last three bytes read, for a head's end split across reads.
+    last_read: [u8; 3],
     /// Set when a write found the client's window full.
     stalled_since: Option<Instant>,
     read_timer: Option<Pin<Box<Sleep>>>,
@@ -210,6 +265,7 @@ impl<S> Guarded<S> {
             inner,
             clock: Rc::new(ConnectionClock::new(&deadlines)),
             deadlines,
+            last_read: [0; 3],
             stalled_since: None,
             read_timer: None,
             write_timer: None,
@@ -224,6 +280,16 @@ impl<S> Guarded<S> {
     fn timed_out(&self, what: TimedOut) -> io::Error {
         self.slot.metrics().timed_out(what);
         io::Error::new(io::ErrorKind::TimedOut, what.reason())
+    }
+}
+
+/// The last three bytes of `before` followed by `bytes`.
+fn last_three(before: [u8; 3], bytes: &[u8]) -> [u8; 3] {
+    match bytes {
+        [.., a, b, c] => [*a, *b, *c],
+        [a, b] => [before[2], *a, *b],
+        [a] => [before[1], before[2], *a],
+        [] => before,
     }
 }
 
@@ -254,8 +320,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let room = buf.remaining() > 0;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.clock.bytes_read();
+                let filled = buf.filled();
+                if filled.len() > before {
+                    let bytes = &filled[before..];
+                    this.clock.bytes_read(this.last_read, bytes);
+                    this.last_read = last_three(this.last_read, bytes);
                 } else if room {
                     this.clock.went();
                 }
@@ -303,5 +372,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_head_is_found_across_reads() {
+        let none = [0; 3];
+        assert!(ends_head(none, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(ends_head(none, b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(!ends_head(none, b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!ends_head(none, b"\n"));
+        // Split after each byte of the blank line.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for split in head.len() - 4..head.len() {
+            let (first, second) = head.split_at(split);
+            let before = last_three(none, first);
+            assert!(!ends_head(none, first) || split == head.len());
+            assert!(ends_head(before, second), "split at {split}");
+        }
+        assert_eq!(last_three([1, 2, 3], b"a"), [2, 3, b'a']);
+        assert_eq!(last_three([1, 2, 3], b"ab"), [3, b'a', b'b']);
+        assert_eq!(last_three([1, 2, 3], b"abcd"), [b'b', b'c', b'd']);
     }
 }
