@@ -73,8 +73,8 @@ pub struct ServerConfig {
     /// Dynamic writes (POST and the rest) handled at once; 0:
     /// `database.max_size`.
     pub write_in_flight: usize,
-    /// Requests of each class that may wait for a place; 0: as many as
-    /// the class has places.
+    /// Requests of each class that may wait for a place; 0: four times
+    /// the dynamic reads' places.
     pub admission_queue: usize,
     /// How long a request may wait for a place before it gets 503.
     pub admission_wait_ms: u64,

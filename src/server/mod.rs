@@ -170,7 +170,9 @@ fn admission_limits(settings: &Settings) -> admission::AdmissionLimits {
     admission::AdmissionLimits {
         read_in_flight,
         write_in_flight,
-        queue: or(server.admission_queue, read_in_flight),
+        // Room for a burst on one page: requests waiting on a cached
+        // route's single query hold their places meanwhile.
+        queue: or(server.admission_queue, 4 * read_in_flight),
         wait: Duration::from_millis(server.admission_wait_ms),
         writes_per_minute: server.write_rate_per_minute,
     }
