@@ -38,12 +38,8 @@ fn certificates() -> TestCertificates {
     }
 }
 
-/// A TLS client connection offering `alpn`, trusting only the test CA.
-fn tls_connect(
-    addr: std::net::SocketAddr,
-    ca_der: &[u8],
-    alpn: &[&[u8]],
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+/// A TLS client configuration offering `alpn`, trusting only the test CA.
+fn client_config(ca_der: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls_pki_types::CertificateDer::from(ca_der.to_vec()))
@@ -55,6 +51,16 @@ fn tls_connect(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A TLS client connection offering `alpn`, trusting only the test CA.
+fn tls_connect(
+    addr: std::net::SocketAddr,
+    ca_der: &[u8],
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = client_config(ca_der, alpn);
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let socket = TcpStream::connect(addr).unwrap();
@@ -234,17 +240,7 @@ impl H2Client {
             .build()
             .unwrap();
         let (send, max_concurrent_streams) = runtime.block_on(async {
-            let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(rustls_pki_types::CertificateDer::from(ca_der.to_vec()))
-                .unwrap();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"h2".to_vec()];
+            let config = client_config(ca_der, &[b"h2"]);
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();

@@ -53,18 +53,7 @@ pub(crate) fn around(
     state: &AppState,
     answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
 ) -> HttpResponse {
-    let started_at = Instant::now();
-    let clock = clock_of(req);
-    let last = started(clock);
-    let (response, class) = match refused(req, state) {
-        Some(refusal) => (refusal, RouteClass::Rejected),
-        None => answer(req),
-    };
-    answered(
-        clock,
-        last,
-        finish(req, state, response, class, started_at, None),
-    )
+    answer_within(req, state, refused, answer)
 }
 
 /// [`around`] for the admin listener: no host check (a scraper names the
@@ -74,18 +63,31 @@ pub(crate) fn around_admin(
     state: &AppState,
     answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
 ) -> HttpResponse {
+    answer_within(
+        req,
+        state,
+        |req, state| oversized(req, state.request_limits),
+        answer,
+    )
+}
+
+/// The chain as a function: the connection is told, `refuse` may answer
+/// first, then `answer` does, and the response is finished.
+fn answer_within(
+    req: &HttpRequest,
+    state: &AppState,
+    refuse: impl FnOnce(&HttpRequest, &AppState) -> Option<HttpResponse>,
+    answer: impl FnOnce(&HttpRequest) -> (HttpResponse, RouteClass),
+) -> HttpResponse {
     let started_at = Instant::now();
     let clock = clock_of(req);
     let last = started(clock);
-    let (response, class) = match oversized(req, state.request_limits) {
+    let (response, class) = match refuse(req, state) {
         Some(refusal) => (refusal, RouteClass::Rejected),
         None => answer(req),
     };
-    answered(
-        clock,
-        last,
-        finish(req, state, response, class, started_at, None),
-    )
+    let response = finish(req, state, response, class, started_at, None);
+    answered(clock, last, response)
 }
 
 /// Tells the request's connection (one of [`crate::server::transport`]'s;
