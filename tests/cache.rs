@@ -1,8 +1,9 @@
 //! The route cache: hits and misses, the disk level across a restart,
 //! invalidation by tag on every level, one query for many concurrent
 //! misses, stale-while-revalidate, CSRF pages cached with a per-visitor
-//! token, the memory budget, warming, and Redis shared by two servers
-//! (when `KILN_TEST_REDIS_URL` is set; keys under a prefix per run).
+//! token, the memory budget, warming, what a hostile client cannot make
+//! it store (free text, floods of one-off keys), and Redis shared by two
+//! servers (when `KILN_TEST_REDIS_URL` is set; keys under a prefix per run).
 
 mod common;
 
@@ -109,6 +110,9 @@ fn the_disk_level_survives_a_restart() {
         cache_state(&http::get(server.addr, "/items/9", &[])),
         "miss"
     );
+    // Its second use writes it to disk (admit = "repeat").
+    assert_eq!(cache_state(&http::get(server.addr, "/items/9", &[])), "hit");
+    assert_eq!(metric(&server, "kiln_cache_promoted_total"), 1.0);
     server.stop(true);
     let server = TestServer::start(&site, &[]);
     let after = http::get(server.addr, "/items/9", &[]);
@@ -313,6 +317,136 @@ fn cache_keys_leave_out_no_input_the_queries_read() {
     );
 }
 
+/// A cached page whose template changed the CSRF token as it rendered it
+/// (`| upper`): the cache found no placeholder to fill, so every visitor
+/// got the cache's placeholder, uppercased, instead of a token.
+#[test]
+fn a_cached_page_that_changes_its_csrf_token_is_rendered_per_visitor() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let token = |response: &Response| {
+        let body = response.text();
+        let start = body.find("value=\"").expect("the token field") + 7;
+        body[start..].split('"').next().unwrap().to_string()
+    };
+    let first = http::get(server.addr, "/shouty/", &[]);
+    let second = http::get(server.addr, "/shouty/", &[]);
+    for response in [&first, &second] {
+        assert_eq!(response.status, 200);
+        assert!(!response.has("x-kiln-cache"), "rendered for its request");
+        assert!(
+            !response.text().contains("KILN-CSRF-"),
+            "{}",
+            response.text()
+        );
+        assert!(response.has("set-cookie"), "each visitor gets a cookie");
+    }
+    assert_ne!(token(&first), token(&second));
+}
+
+/// `/catalogue/?q=<random>` in a loop: every request was a miss that ran
+/// the queries, rendered, compressed twice and wrote to disk, and each
+/// left an entry behind.
+#[test]
+fn random_searches_in_a_loop_store_nothing() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/", &[])),
+        "miss"
+    );
+    for n in 0..20 {
+        let search = http::get(server.addr, &format!("/catalogue/?q=x{n}y"), &[]);
+        assert_eq!(search.status, 200);
+        assert!(
+            search.text().contains(&format!("x{n}y")),
+            "rendered for its request"
+        );
+        assert!(!search.has("x-kiln-cache"), "past the cache");
+    }
+    assert_eq!(metric(&server, "kiln_cache_bypassed_total"), 20.0);
+    // The search never displaced or split the page everyone reads.
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/", &[])),
+        "hit"
+    );
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/?q=", &[])),
+        "hit"
+    );
+    // Only the page read twice went to disk.
+    assert_eq!(metric(&server, "kiln_cache_promoted_total"), 1.0);
+}
+
+/// A client walking `?page=1..N` (or any parameter with many values)
+/// filled the cache with entries nobody asked for twice, pushing out the
+/// pages people read.
+#[test]
+fn a_flood_of_one_off_keys_cannot_push_out_a_routes_popular_pages() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/", &[])),
+        "miss"
+    );
+    for page in 2..=30 {
+        let response = http::get(server.addr, &format!("/catalogue/?page={page}"), &[]);
+        assert_eq!(response.status, 200);
+        assert_eq!(cache_state(&response), "miss");
+    }
+    // max_entries = 5: the first page and four others were kept.
+    assert_eq!(metric(&server, "kiln_cache_route_full_total"), 25.0);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/", &[])),
+        "hit"
+    );
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/?page=3", &[])),
+        "hit"
+    );
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/catalogue/?page=30", &[])),
+        "miss",
+        "a full route stores nothing new"
+    );
+    // Other routes keep their own room.
+    http::get(server.addr, "/items/1", &[]);
+    assert_eq!(cache_state(&http::get(server.addr, "/items/1", &[])), "hit");
+}
+
+/// Under `admit = "repeat"` a key asked for once costs no disk write.
+#[test]
+fn a_key_requested_once_never_reaches_the_disk() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    for id in 1..=10 {
+        assert_eq!(
+            cache_state(&http::get(server.addr, &format!("/items/{id}"), &[])),
+            "miss"
+        );
+    }
+    assert_eq!(metric(&server, "kiln_cache_bytes{level=\"disk\"}"), 0.0);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/10", &[])),
+        "hit"
+    );
+    assert!(metric(&server, "kiln_cache_bytes{level=\"disk\"}") > 0.0);
+    server.stop(true);
+    let server = TestServer::start(&site, &[]);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/9", &[])),
+        "miss"
+    );
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/10", &[])),
+        "hit"
+    );
+    assert_eq!(
+        metric(&server, "kiln_cache_hits_total{level=\"disk\"}"),
+        1.0
+    );
+}
+
 // Redis
 
 struct RedisPrefix {
@@ -339,6 +473,36 @@ impl RedisPrefix {
             format!("cache.redis_prefix={:?}", self.prefix),
             "cache.disk=false".into(),
         ]
+    }
+}
+
+impl RedisPrefix {
+    /// Members of a tag's set, under whatever site identity the server used.
+    fn tag_members(&self, tag: &str) -> usize {
+        let (url, pattern) = (self.url.clone(), format!("{}*:tag:{tag}", self.prefix));
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let client = redis::Client::open(url).unwrap();
+                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                let mut members = 0;
+                for key in keys {
+                    let count: usize = redis::cmd("ZCARD")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                    members += count;
+                }
+                members
+            })
+        })
+        .join()
+        .unwrap()
     }
 }
 
@@ -392,6 +556,8 @@ fn two_servers_share_entries_and_invalidations_through_redis() {
     let b = TestServer::start(&site_b, &with_url);
 
     assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "miss");
+    // Its second use on A stores it in Redis (admit = "repeat").
+    assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "hit");
     let from_b = http::get(b.addr, "/items/2", &[]);
     assert_eq!(cache_state(&from_b), "hit");
     assert!(from_b.text().contains("Item 2"));
@@ -427,4 +593,33 @@ fn two_sites_on_one_redis_never_see_each_others_entries() {
     assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "miss");
     assert_eq!(cache_state(&http::get(b.addr, "/items/2", &[])), "miss");
     assert_eq!(metric(&b, "kiln_cache_hits_total{level=\"redis\"}"), 0.0);
+}
+
+/// A tag's set in Redis grew by one member per stored key for as long as
+/// the tag kept getting entries, whether or not those entries still
+/// existed.
+#[test]
+fn redis_tag_sets_are_pruned_with_their_entries() {
+    let Some(redis) = RedisPrefix::new("tag-prune") else {
+        return;
+    };
+    let overrides = redis.overrides();
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let site = shop();
+    let server = TestServer::start(&site, &overrides);
+    // ttl_secs = 1, admit = "always": each goes to Redis at once.
+    for id in 1..=5 {
+        assert_eq!(
+            http::get(server.addr, &format!("/brief/{id}"), &[]).status,
+            200
+        );
+    }
+    assert_eq!(redis.tag_members("brief"), 5);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(http::get(server.addr, "/brief/6", &[]).status, 200);
+    assert_eq!(
+        redis.tag_members("brief"),
+        1,
+        "the expired members went with their entries"
+    );
 }

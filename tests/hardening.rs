@@ -267,6 +267,41 @@ fn dns_rebinding_to_kiln_watch_is_refused() {
     assert_eq!(ours.status, 200);
 }
 
+/// Behind a proxy that rewrites `Host` to its upstream's name: every
+/// request was refused (the proxy's `Host` is not the site's), or, with
+/// that name allowed, the check protected nothing. From a trusted proxy
+/// the forwarded host is the one checked; from anyone else, `Host`.
+#[test]
+fn the_host_allow_list_checks_what_a_trusted_proxy_forwarded() {
+    let site = shop();
+    let settings = site.settings(&[
+        "server.allowed_hosts=[\"shop.example\"]",
+        "server.trusted_proxies=[\"127.0.0.1\"]",
+    ]);
+    let server = kiln::server::start(&settings, quiet_options()).expect("starts");
+    let forwarded = |host: &str| {
+        let request = format!(
+            "GET /items/ HTTP/1.1\r\nHost: upstream:8080\r\nX-Forwarded-Host: {host}\r\nConnection: close\r\n\r\n"
+        );
+        http::raw(server.addr, request.as_bytes(), false).status
+    };
+    assert_eq!(forwarded("shop.example"), 200);
+    assert_eq!(forwarded("evil.example"), 421);
+    assert_eq!(
+        get_for_host(server.addr, "/items/", "upstream:8080").status,
+        421
+    );
+    let _ = server.stop(false);
+    // Anyone else's X-Forwarded-Host is not believed.
+    let settings = site.settings(&["server.allowed_hosts=[\"shop.example\"]"]);
+    let server = kiln::server::start(&settings, quiet_options()).expect("starts");
+    let request = "GET /items/ HTTP/1.1\r\nHost: evil.example\r\nX-Forwarded-Host: shop.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        http::raw(server.addr, request.as_bytes(), false).status,
+        421
+    );
+}
+
 /// A GET whose `Host` is `host` (the helpers send the socket address).
 fn get_for_host(addr: std::net::SocketAddr, path: &str, host: &str) -> http::Response {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -745,6 +780,40 @@ fn dynamic_routes_shed_load_while_static_files_keep_being_served() {
         metrics.contains("kiln_requests_shed_total{class=\"dynamic\"} 1"),
         "{metrics}"
     );
+}
+
+/// Cache hits took a place as if they ran queries: with slow queries
+/// holding every place, a cached page answered 503 although it needed no
+/// database. A place is now held only around database work.
+#[test]
+fn cached_pages_are_served_while_slow_queries_hold_every_place() {
+    let site = shop();
+    let server = TestServer::start(
+        &site,
+        &[
+            "server.dynamic_in_flight=1",
+            "server.admission_queue=0",
+            "database.statement_timeout_ms=3000",
+        ],
+    );
+    assert_eq!(http::get(server.addr, "/items/3", &[]).status, 200);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]));
+    let started = std::time::Instant::now();
+    while !metrics_text(&server).contains("kiln_requests_in_flight{class=\"dynamic\"} 1")
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let hit = http::get(server.addr, "/items/3", &[]);
+    assert_eq!(hit.status, 200, "{}", hit.text());
+    assert_eq!(hit.header("x-kiln-cache"), Some("hit"));
+    assert_eq!(
+        http::get(server.addr, "/items/4", &[]).status,
+        503,
+        "a miss needs a place"
+    );
+    assert_eq!(slow.join().unwrap().status, 503);
 }
 
 /// A client posting in a loop: with `server.write_rate_per_minute`, its

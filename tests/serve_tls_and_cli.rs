@@ -392,3 +392,52 @@ fn http2_rapid_reset_does_not_take_the_server_down() {
     let (status, _, _) = client.request("GET", "/robots.txt", &[]).unwrap();
     assert_eq!(status, 200);
 }
+
+/// Slowloris over HTTP/2: a stream's HEADERS sent without END_HEADERS and
+/// its CONTINUATION never sent. h2 waits for the rest of the block, so no
+/// stream is ever in flight; the connection is sent GOAWAY when idle for
+/// `keep_alive_secs`, and dropped `header_timeout_secs` later, since the
+/// client never finishes the block nor answers the GOAWAY's PING.
+#[test]
+fn http2_header_block_left_unfinished_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (site, certs) = tls_site();
+    let mut overrides = TLS.to_vec();
+    overrides.extend(["server.keep_alive_secs=1", "server.header_timeout_secs=1"]);
+    let server = TestServer::start(&site, &overrides);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let closed = runtime.block_on(async {
+        let config = client_config(&certs.ca_der, &[b"h2"]);
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        // SETTINGS, empty.
+        frames.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        // HEADERS on stream 1, one byte of block (`:method: GET`), no flags.
+        frames.extend_from_slice(&[0, 0, 1, 0x1, 0, 0, 0, 0, 1, 0x82]);
+        tls.write_all(&frames).await.unwrap();
+        tls.flush().await.unwrap();
+        // Read (and ignore) what the server sends until it closes.
+        let mut buffer = [0u8; 4096];
+        let until_closed = async {
+            loop {
+                match tls.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), until_closed)
+            .await
+            .is_ok()
+    });
+    assert!(closed, "the unfinished header block kept its connection");
+    let mut client = H2Client::connect(server.addr, &certs.ca_der);
+    let (status, _, _) = client.request("GET", "/robots.txt", &[]).unwrap();
+    assert_eq!(status, 200);
+}

@@ -486,3 +486,30 @@ fn the_cookie_name_and_secure_flag_follow_the_configuration() {
         assert!(header.contains(attribute), "{header}");
     }
 }
+
+/// Behind a TLS-terminating proxy, `secure = "auto"` sent the session
+/// cookie without `Secure` (kiln itself spoke plain HTTP), so a visitor's
+/// session id could leave over any later plain-HTTP request.
+#[test]
+fn the_session_cookie_is_secure_when_a_trusted_proxy_says_https() {
+    let site = shop();
+    let server = TestServer::start(&site, &["server.trusted_proxies=[\"127.0.0.1\"]"]);
+    let https = ("X-Forwarded-Proto", "https");
+    let (csrf_cookie, token) = csrf(&http::get(server.addr, "/notes/", &[https]));
+    assert!(csrf_cookie.starts_with("__Host-"), "{csrf_cookie}");
+    let response = post(
+        server.addr,
+        "/profile",
+        &[("Cookie", &csrf_cookie), https],
+        &[("csrf_token", &token), ("name", "Ada")],
+    );
+    assert_eq!(response.status, 303, "{}", response.text());
+    let header = set_cookie_header(&response, "kiln_session");
+    assert!(
+        header.ends_with("; Secure") || header.contains("; Secure;"),
+        "{header}"
+    );
+    // Through the same proxy over plain HTTP the cookie stays usable there.
+    let plain = set_cookie_header(&post_profile(&server, "Bob"), "kiln_session");
+    assert!(!plain.contains("Secure"), "{plain}");
+}

@@ -33,7 +33,7 @@ pub use js::{JsConfig, LegalComments};
 pub use overrides::Override;
 pub use pages::PagesConfig;
 pub use routes::{
-    ParamConfig, ParamType, QueryConfig, RouteCacheConfig, RouteConfig, RouteMethod,
+    CacheAdmit, ParamConfig, ParamType, QueryConfig, RouteCacheConfig, RouteConfig, RouteMethod,
     RouteSessionConfig, is_identifier,
 };
 pub use server::{

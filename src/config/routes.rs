@@ -107,9 +107,37 @@ pub struct RouteCacheConfig {
     /// Tags write routes invalidate by (`{name}` filled from the inputs).
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Query parameters the key varies on (default: all of them; path
-    /// parameters always). Every parameter the SQL reads must be listed.
+    /// Query parameters the key varies on (default: all of them but
+    /// `bypass`; path parameters always). Every parameter the SQL reads
+    /// must be listed.
     pub vary: Option<Vec<String>>,
+    /// Query parameters (free text, such as a search box) that send a
+    /// request past the cache when given a value other than their default.
+    #[serde(default)]
+    pub bypass: Vec<String>,
+    /// Most entries of this route kept at once; beyond it new responses
+    /// are served but not stored until some leave. `0`: no limit.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+    /// When an entry reaches the disk and Redis levels.
+    #[serde(default)]
+    pub admit: CacheAdmit,
+}
+
+fn default_max_entries() -> usize {
+    1000
+}
+
+/// `[route.cache] admit`: when a response goes below the memory level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheAdmit {
+    /// On its second use: a key requested once (a one-off search, a
+    /// crawler's walk) never costs a disk or Redis write.
+    #[default]
+    Repeat,
+    /// As soon as it is rendered.
+    Always,
 }
 
 fn default_route_cache_control() -> String {

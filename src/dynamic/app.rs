@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
+use crate::dynamic::admission::{Admission, AdmissionLimits};
 use crate::dynamic::csrf::Csrf;
 use crate::dynamic::db::{Database, DbError};
 use crate::dynamic::response_cache::{CacheError, RouteCache};
@@ -59,12 +60,17 @@ pub(crate) struct DynamicApp {
     pub live_reload: bool,
     /// `server.debug_headers`: cached responses say how they were served.
     pub debug_headers: bool,
+    /// Places for database work, and the per-client write rate.
+    pub admission: Admission,
+    /// Whom to believe about the client's address (the write rate's key).
+    pub proxies: TrustedProxies,
 }
 
 impl DynamicApp {
     /// The pool, session, route cache and per-route query series.
     pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> fmt::Result {
         self.database.encode_metrics(out)?;
+        self.admission.encode_metrics(out)?;
         if let Some(sessions) = &self.sessions {
             sessions.encode_metrics(out)?;
         }
@@ -168,18 +174,17 @@ impl DynamicApp {
             routes.drop_cache_policies();
             None
         };
+        let proxies = TrustedProxies::new(
+            settings.trusted_proxies().to_vec(),
+            settings.server().forwarded_header,
+        );
         Ok(DynamicApp {
             routes,
             database: Arc::new(database),
             views: ArcSwap::from_pointee(views),
-            csrf: Csrf::new(
-                &key,
-                tls,
-                TrustedProxies::new(
-                    settings.trusted_proxies().to_vec(),
-                    settings.server().forwarded_header,
-                ),
-            ),
+            csrf: Csrf::new(&key, tls, proxies.clone()),
+            admission: Admission::new(AdmissionLimits::of(settings)),
+            proxies,
             slow_query,
             body_limits: crate::http::request_body::BodyLimits {
                 max_bytes: settings.server().max_body_bytes,

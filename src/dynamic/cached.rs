@@ -21,7 +21,8 @@ use crate::dynamic::produce::{Failure, Target, produce};
 use crate::dynamic::response::{Body, COMPRESS_MIN_BYTES, Privacy, finish};
 use crate::dynamic::response_cache::RouteCache;
 use crate::dynamic::response_cache::entry::{
-    Entry, Freshness, body_tag, csrf_placeholder, cut_placeholders, now_ms, splice_token,
+    Entry, Freshness, body_tag, csrf_placeholder, cut_placeholders, now_ms,
+    placeholder_transformed, splice_token,
 };
 use crate::dynamic::routes::Values;
 use crate::dynamic::routes::fill::fill_template;
@@ -37,36 +38,34 @@ pub(crate) async fn respond(
     cache: &RouteCache,
     route: &Route,
     policy: &CachePolicy,
-    values: Values,
-    not_found: impl FnOnce() -> HttpResponse,
-) -> HttpResponse {
-    let key = policy.key(&route.label, &values);
-    let view = SessionView::of_values(&values);
+    values: &Values,
+) -> Result<HttpResponse, Failure> {
+    if policy.token_changed.load(Ordering::Relaxed) {
+        return Err(Failure::Uncacheable);
+    }
+    let key = policy.key(&route.label, values);
+    let view = SessionView::of_values(values);
     let target = Target::of(req, &view);
     let filled_here = AtomicBool::new(false);
     let result = cache
-        .get_or_fill(&key, || async {
+        .get_or_fill(&key, &policy.admit, || async {
             filled_here.store(true, Ordering::Relaxed);
-            make_entry(dynamic, route, policy, &values, target).await
+            make_entry(dynamic, route, policy, values, target).await
         })
         .await;
-    let entry = match result {
-        Ok(entry) => entry,
-        Err(Failure::NotFound) => return not_found(),
-        Err(Failure::Response(response)) => return response,
-    };
+    let entry = result?;
     let state = if filled_here.load(Ordering::Relaxed) {
         "miss"
     } else if entry.freshness(now_ms()) == Freshness::Stale {
         cache.metrics.stale_served();
         if cache.begin_refresh(&key) {
-            refresh_in_background(dynamic, route, values, key, target);
+            refresh_in_background(dynamic, route, values.clone(), key, target);
         }
         "stale"
     } else {
         "hit"
     };
-    serve(req, dynamic, route, &entry, state)
+    Ok(serve(req, dynamic, route, &entry, state))
 }
 
 /// Renders a cache entry for `values`.
@@ -86,6 +85,15 @@ pub(crate) async fn make_entry(
     } else {
         (rendered.body, Vec::new())
     };
+    if csrf && (csrf_at.is_empty() || placeholder_transformed(&body, placeholder)) {
+        if !policy.token_changed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "route {}: its template changes csrf_token() as it renders it (a filter?), so the cache cannot give each visitor their own token; its pages are rendered for each request. Render the token as it is (csrf_field(), or {{{{ csrf_token() }}}}) to cache them.",
+                route.label
+            );
+        }
+        return Err(Failure::Uncacheable);
+    }
     let tags = policy
         .tags
         .iter()
@@ -199,7 +207,7 @@ fn refresh_in_background(
                 session: &view,
             };
             let refreshed = cache
-                .fill(&key, || {
+                .fill(&key, &policy.admit, || {
                     make_entry(&dynamic, route, policy, &values, target)
                 })
                 .await;
@@ -243,11 +251,16 @@ pub(crate) async fn warm(dynamic: &DynamicApp, url: &str) -> Result<(), String> 
         session: &view,
     };
     match cache
-        .fill(&key, || make_entry(dynamic, route, policy, &values, target))
+        .fill(&key, &policy.admit.always(), || {
+            make_entry(dynamic, route, policy, &values, target)
+        })
         .await
     {
         Ok(_) => Ok(()),
         Err(Failure::NotFound) => Err(format!("cache.warm: {url}: not found")),
+        Err(Failure::Uncacheable) => Err(format!(
+            "cache.warm: {url}: the page cannot be cached (its template changes csrf_token())"
+        )),
         Err(Failure::Response(response)) => {
             Err(format!("cache.warm: {url}: answered {}", response.status()))
         }

@@ -14,6 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::dynamic::admission::Class;
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::csrf;
 use crate::dynamic::db::Row;
@@ -36,6 +37,12 @@ pub(crate) async fn post(
     route: &Route,
     mut values: Values,
 ) -> HttpResponse {
+    // The client behind trusted proxies, for the per-client write rate:
+    // checked before the body is read or anything else is done.
+    let client = crate::http::forwarded::origin(req, &app.proxies, app.tls).client;
+    if let Some(refusal) = app.admission.refuse_write(client) {
+        return refusal;
+    }
     let form_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -90,6 +97,10 @@ pub(crate) async fn post(
     let returned = if route.exec.is_empty() {
         Row::new()
     } else {
+        let _place = match app.admission.admit(Class::Write).await {
+            Ok(place) => place,
+            Err(refusal) => return refusal,
+        };
         let started = Instant::now();
         let written = app.database.write(statements, route.isolation).await;
         app.observe(route, "exec", started.elapsed());
@@ -138,6 +149,10 @@ async fn invalid_form(
         let body = serde_json::json!({ "errors": errors });
         return json(StatusCode::UNPROCESSABLE_ENTITY, &body);
     }
+    let _place = match app.admission.admit(Class::Read).await {
+        Ok(place) => place,
+        Err(refusal) => return refusal,
+    };
     let results = match read(app, route, &values).await {
         Ok(results) => results,
         Err(err) => return database_failure(route, &err),

@@ -49,7 +49,16 @@ pub(crate) async fn handle(
     if let (Some(cache), Some(policy)) = (&app.cache, &route.cache)
         && !visitors_own
     {
-        return cached::respond(req, app, cache, route, policy, values, not_found).await;
+        // Free text (a search) is rendered for its request alone.
+        if policy.bypassed_by(&values) {
+            cache.metrics.bypassed();
+        } else {
+            match cached::respond(req, app, cache, route, policy, &values).await {
+                Ok(response) | Err(Failure::Response(response)) => return response,
+                Err(Failure::NotFound) => return not_found(),
+                Err(Failure::Uncacheable) => {}
+            }
+        }
     }
     let view = session_view(&session, route.template.is_some());
     let slot = CsrfSlot::new(&app.csrf, app.csrf.cookie_token(req));
@@ -58,7 +67,7 @@ pub(crate) async fn handle(
         // Taking the flash changed the session, so that response sets its
         // cookie: it is the visitor's own, never a shared one.
         Ok(rendered) => send(req, app, route, rendered, &slot, visitors_own),
-        Err(Failure::NotFound) => not_found(),
+        Err(Failure::NotFound | Failure::Uncacheable) => not_found(),
         Err(Failure::Response(response)) => response,
     }
 }

@@ -11,6 +11,7 @@
 //! pools connections, [`redis`] holds the Redis connection the cache and
 //! sessions share the code of, [`secret`] keeps the key that signs cookies.
 
+pub(crate) mod admission;
 pub(crate) mod app;
 pub(crate) mod cached;
 pub(crate) mod csrf;

@@ -11,6 +11,7 @@ use actix_web::HttpRequest;
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
+use crate::dynamic::admission::Class;
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::db::{DbError, Row, SqlValue};
 use crate::dynamic::page::{Page, Rendered, SessionView, TemplateFailed, render, shape};
@@ -42,6 +43,10 @@ pub(crate) enum Failure {
     NotFound,
     /// A database or template failure, already answered.
     Response(HttpResponse),
+    /// The page cannot be cached: its template changed the CSRF token as
+    /// it rendered it (a filter), so the cache cannot put each visitor's
+    /// token in its place. It is rendered for the request instead.
+    Uncacheable,
 }
 
 /// Runs a GET route's queries and renders the page.
@@ -52,6 +57,11 @@ pub(crate) async fn produce(
     target: Target<'_>,
     slot: &Arc<CsrfSlot>,
 ) -> Result<Rendered, Failure> {
+    let _place = app
+        .admission
+        .admit(Class::Read)
+        .await
+        .map_err(Failure::Response)?;
     let results = read(app, route, values)
         .await
         .map_err(|err| Failure::Response(database_failure(route, &err)))?;

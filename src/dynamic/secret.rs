@@ -143,7 +143,6 @@ fn shortest_period(bytes: &[u8]) -> usize {
         .unwrap_or(bytes.len())
 }
 
-/// Refuses a key file that users other than its owner may read.
 /// Refuses a secret file other users may read.
 pub(crate) fn check_private(path: &Path, setting: &str) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

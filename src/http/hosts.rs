@@ -7,6 +7,8 @@
 use actix_web::HttpRequest;
 use actix_web::http::header;
 
+use crate::http::forwarded::{self, TrustedProxies};
+
 /// The hosts a server answers for; empty means any.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AllowedHosts {
@@ -38,10 +40,18 @@ impl AllowedHosts {
         self.names.is_empty() && self.domains.is_empty()
     }
 
-    /// Whether `req` names an allowed host (`Host`, or the HTTP/2 authority).
-    pub(crate) fn allows(&self, req: &HttpRequest) -> bool {
+    /// Whether `req` names an allowed host: `Host` (or the HTTP/2
+    /// authority), or, from one of the `proxies`, the host it forwarded
+    /// (a proxy may rewrite `Host` to its upstream's name and pass the
+    /// visitor's in `X-Forwarded-Host`, as Django's `USE_X_FORWARDED_HOST`
+    /// expects).
+    pub(crate) fn allows(&self, req: &HttpRequest, proxies: &TrustedProxies) -> bool {
         if self.is_empty() {
             return true;
+        }
+        if !proxies.is_empty() {
+            let origin = forwarded::origin(req, proxies, false);
+            return origin.host.is_some_and(|host| self.allows_host(&host));
         }
         let host = req
             .headers()

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use actix_web::body::BoxBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse, fn_service};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, fn_service};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
+use crate::dynamic::admission;
 use crate::dynamic::app::DynamicApp;
 use crate::dynamic::routes::Selected;
 use crate::dynamic::session;
@@ -21,7 +22,7 @@ use crate::http::pipeline;
 use crate::server::concerns::{self, Concerns};
 use crate::server::state::AppState;
 use crate::server::transport::guard::ConnectionClock;
-use crate::server::{admission, endpoints, live};
+use crate::server::{endpoints, live};
 
 /// Registers the app's services (the order is the order they are tried).
 pub(crate) fn services(
@@ -71,24 +72,6 @@ fn answer_static(req: &HttpRequest, state: &AppState) -> (HttpResponse, RouteCla
     pipeline::serve_static(req, &state.table.load(), state.static_rules)
 }
 
-/// A place for a dynamic request under admission control (none to wait
-/// for without it).
-async fn admit(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<admission::Admitted>, HttpResponse> {
-    let Some(admission) = &state.admission else {
-        return Ok(None);
-    };
-    let class = admission::Class::of(req.method());
-    // The client behind trusted proxies, for the per-client write limit.
-    let client = match class {
-        admission::Class::Write => forwarded::origin(req, &state.proxies, state.tls).client,
-        admission::Class::Read => None,
-    };
-    admission.admit(class, client).await.map(Some)
-}
-
 /// Answers a read with `handled`, unless its HTTP/1 client closes the
 /// connection first: then the handler is dropped, and with it its query
 /// (interrupted on SQLite, cancelled on PostgreSQL), and the access log
@@ -114,6 +97,58 @@ async fn until_client_gone(
 /// nginx's status for a request whose client left before the answer.
 fn client_closed_request() -> actix_web::http::StatusCode {
     actix_web::http::StatusCode::from_u16(499).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST)
+}
+
+/// `session.secure = "auto"` on a server that speaks plain HTTP behind
+/// TLS-terminating `trusted_proxies`: the session cookie is marked
+/// `Secure` on responses to visitors the proxy says came over https
+/// (actix-session fixes the attribute for the whole middleware).
+#[derive(Clone)]
+struct SecureBehindProxy {
+    enabled: bool,
+    proxies: forwarded::TrustedProxies,
+    cookie_name: Arc<str>,
+}
+
+impl SecureBehindProxy {
+    fn of(dynamic: &DynamicApp, state: &AppState) -> SecureBehindProxy {
+        let config = &dynamic.session_config;
+        SecureBehindProxy {
+            enabled: config.secure == crate::config::CookieSecure::Auto
+                && !state.tls
+                && !state.proxies.is_empty(),
+            proxies: state.proxies.clone(),
+            cookie_name: config.cookie_name.as_str().into(),
+        }
+    }
+
+    fn applies(&self, req: &HttpRequest) -> bool {
+        self.enabled && forwarded::origin(req, &self.proxies, false).https
+    }
+}
+
+/// Adds `Secure` to the `Set-Cookie` of cookie `name` where it lacks it.
+fn mark_secure(headers: &mut actix_web::http::header::HeaderMap, name: &str) {
+    use actix_web::http::header::{HeaderValue, SET_COOKIE};
+    let prefix = format!("{name}=");
+    let cookies: Vec<HeaderValue> = headers.get_all(SET_COOKIE).cloned().collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(SET_COOKIE);
+    for cookie in cookies {
+        let text = cookie.to_str().unwrap_or_default();
+        let lacks_secure = text.starts_with(&prefix)
+            && !text
+                .split(';')
+                .any(|attribute| attribute.trim().eq_ignore_ascii_case("secure"));
+        let cookie = if lacks_secure {
+            HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(cookie)
+        } else {
+            cookie
+        };
+        headers.append(SET_COOKIE, cookie);
+    }
 }
 
 /// `kiln watch`'s client script and event stream.
@@ -166,6 +201,7 @@ fn dynamic_scope(
         dynamic.tls,
     );
     let concerns = Concerns::new(Arc::clone(&state), RouteClass::Dynamic);
+    let secure_cookie = SecureBehindProxy::of(&dynamic, &state);
     web::scope("")
         .guard(actix_web::guard::fn_guard(move |ctx| {
             let head = ctx.head();
@@ -177,6 +213,18 @@ fn dynamic_scope(
             true
         }))
         .wrap(middleware)
+        .wrap_fn(move |request, service| {
+            let secure = secure_cookie.applies(request.request());
+            let cookie_name = Arc::clone(&secure_cookie.cookie_name);
+            let answered = service.call(request);
+            async move {
+                let mut response = answered.await?;
+                if secure {
+                    mark_secure(response.headers_mut(), &cookie_name);
+                }
+                Ok(response)
+            }
+        })
         .wrap(concerns)
         .default_service(fn_service(move |request: ServiceRequest| {
             let state = Arc::clone(&state);
@@ -189,20 +237,12 @@ fn dynamic_scope(
                     selected.unwrap_or_else(|| dynamic.routes.select(req.method(), req.path()));
                 let response = match selected {
                     Selected::Route(index, values) => {
-                        let admitted = match admit(&req, &state).await {
-                            Ok(admitted) => admitted,
-                            Err(refusal) => {
-                                return Ok(ServiceResponse::new(req, refusal));
-                            }
-                        };
                         let route = &dynamic.routes.routes[index];
                         let not_found = || pipeline::not_found(&req, &state.table.load());
                         let handled = crate::dynamic::handle::handle(
                             &req, payload, &dynamic, route, values, not_found,
                         );
-                        let response = until_client_gone(&req, handled).await;
-                        drop(admitted);
-                        response
+                        until_client_gone(&req, handled).await
                     }
                     Selected::WrongMethod(allow) => pipeline::wrong_method(&req, &allow),
                     Selected::None => answer_static(&req, &state).0,

@@ -342,7 +342,7 @@ impl Summary {
 fn refused(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     // Health probes (a load balancer, Kubernetes) name the address, not
     // the site; `/healthz` says nothing a host check protects.
-    if req.path() != "/healthz" && !state.allowed_hosts.allows(req) {
+    if req.path() != "/healthz" && !state.allowed_hosts.allows(req, &state.proxies) {
         return Some(text(
             StatusCode::MISDIRECTED_REQUEST,
             "Misdirected request: this server does not answer for that host (server.allowed_hosts)\n",
@@ -483,7 +483,6 @@ mod tests {
             allowed_hosts: Default::default(),
             tls: false,
             dynamic: None,
-            admission: None,
         })
     }
 
@@ -546,7 +545,7 @@ mod tests {
                     .contains_key(header::X_CONTENT_TYPE_OPTIONS)
             );
         });
-        let registry = crate::server::metrics::registry(&state.metrics, &state.table, None, None);
+        let registry = crate::server::metrics::registry(&state.metrics, &state.table, None);
         let metrics = crate::server::metrics::encode(&registry).expect("encodes");
         for counted in [
             "kiln_http_requests_total{class=\"dynamic\",status=\"500\"} 1",

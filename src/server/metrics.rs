@@ -14,23 +14,18 @@ use prometheus_client::registry::Registry;
 use crate::dynamic::app::DynamicApp;
 use crate::http::metrics::{Exposition, Metrics};
 use crate::http::table::Table;
-use crate::server::admission::Admission;
 
 /// The registry of a running server.
 pub(crate) fn registry(
     http: &Arc<Metrics>,
     table: &Arc<ArcSwap<Table>>,
     dynamic: Option<&Arc<DynamicApp>>,
-    admission: Option<&Arc<Admission>>,
 ) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Arc::clone(http)));
     registry.register_collector(Box::new(TableCollector(Arc::clone(table))));
     if let Some(dynamic) = dynamic {
         registry.register_collector(Box::new(DynamicCollector(Arc::clone(dynamic))));
-    }
-    if let Some(admission) = admission {
-        registry.register_collector(Box::new(Arc::clone(admission)));
     }
     registry.register_collector(Box::new(ProcessCollector {
         started: SystemTime::now(),
@@ -170,7 +165,7 @@ mod tests {
         metrics.observe(RouteClass::NotFound, 404, Duration::from_micros(10), 100);
         let guard = metrics.connection();
         let table = Arc::new(ArcSwap::from_pointee(Table::default()));
-        let registry = registry(&metrics, &table, None, None);
+        let registry = registry(&metrics, &table, None);
         let text = encode(&registry).expect("encodes");
         for expected in [
             "kiln_http_requests_total{class=\"asset\",status=\"200\"} 1",

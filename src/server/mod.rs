@@ -7,7 +7,6 @@
 //! `kiln watch`'s event stream; [`check`] is `kiln check`.
 
 pub mod access_log;
-pub(crate) mod admission;
 pub(crate) mod app;
 pub(crate) mod check;
 pub(crate) mod concerns;
@@ -152,32 +151,6 @@ fn raise_open_file_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
-/// `[server]`'s admission limits, the automatic ones sized from the
-/// database pool: reads may take each connection twice over (many are
-/// answered from the cache), writes once.
-fn admission_limits(settings: &Settings) -> admission::AdmissionLimits {
-    let server = settings.server();
-    let pool = settings.database().max_size.max(1);
-    let or = |configured: usize, automatic: usize| {
-        if configured > 0 {
-            configured
-        } else {
-            automatic
-        }
-    };
-    let read_in_flight = or(server.dynamic_in_flight, 2 * pool);
-    let write_in_flight = or(server.write_in_flight, pool);
-    admission::AdmissionLimits {
-        read_in_flight,
-        write_in_flight,
-        // Room for a burst on one page: requests waiting on a cached
-        // route's single query hold their places meanwhile.
-        queue: or(server.admission_queue, 4 * read_in_flight),
-        wait: Duration::from_millis(server.admission_wait_ms),
-        writes_per_minute: server.write_rate_per_minute,
-    }
-}
-
 /// Connections the admin listener (`server.admin_addr`) takes at once.
 const ADMIN_CONNECTIONS: usize = 64;
 
@@ -206,11 +179,8 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
     };
     let table = Arc::new(ArcSwap::from_pointee(table));
     let http_metrics = Arc::new(Metrics::default());
-    let admission = dynamic
-        .as_ref()
-        .map(|_| Arc::new(admission::Admission::new(admission_limits(settings))));
     let state = Arc::new(AppState {
-        registry: metrics::registry(&http_metrics, &table, dynamic.as_ref(), admission.as_ref()),
+        registry: metrics::registry(&http_metrics, &table, dynamic.as_ref()),
         table,
         metrics: http_metrics,
         log: options
@@ -245,7 +215,6 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
         allowed_hosts: allowed_hosts(settings, options.addr),
         tls: tls_config.is_some(),
         dynamic,
-        admission,
     });
     let addr = options.addr.unwrap_or(settings.addr());
     let listener = TcpListener::bind(addr).map_err(|error| Cause::Bind { addr, error })?;
@@ -286,6 +255,7 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
             max_concurrent_streams: server.h2_max_concurrent_streams,
             max_header_list_bytes: u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX),
             keep_alive: Duration::from_secs(server.keep_alive_secs),
+            header_timeout: Duration::from_secs(server.header_timeout_secs),
             send_timeout: Duration::from_secs(server.send_timeout_secs),
         },
     };

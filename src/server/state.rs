@@ -40,8 +40,6 @@ pub(crate) struct AppState {
     pub tls: bool,
     /// Declared routes and their database, when the site has any.
     pub dynamic: Option<Arc<DynamicApp>>,
-    /// Places and queues for dynamic requests, with them.
-    pub admission: Option<Arc<crate::server::admission::Admission>>,
 }
 
 /// Size limits on what a client sends.

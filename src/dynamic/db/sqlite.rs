@@ -4,7 +4,7 @@
 //! async workers.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,9 @@ pub struct Conn {
     inner: Arc<Mutex<Connection>>,
     /// Stops the statement running on this connection, from any thread.
     interrupt: Arc<rusqlite::InterruptHandle>,
+    /// Set when the call on this connection must stop: its progress handler
+    /// reads it (an interrupt alone misses a call between statements).
+    stop: Arc<AtomicBool>,
 }
 
 /// A blocking call that did not return.
@@ -82,9 +85,15 @@ impl Conn {
         }
     }
 
-    /// Runs `call` like [`Conn::interact`], but interrupts the statement
+    /// Runs `call` like [`Conn::interact`], but interrupts its statements
     /// once `limit` passes (the call then returns SQLite's interrupt
     /// error) or when the caller stops waiting (the request was dropped).
+    ///
+    /// `sqlite3_interrupt` alone is not enough: it is a no-op when it lands
+    /// between two statements of the call (or before the blocking pool has
+    /// started it), and the rest would then run unbounded. A progress
+    /// handler checks the deadline and the stop flag every
+    /// [`PROGRESS_OPS`] virtual machine steps of every statement.
     pub async fn interact_within<R, F>(
         &self,
         limit: Option<Duration>,
@@ -94,13 +103,27 @@ impl Conn {
         F: FnOnce(&mut Connection) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let guard = InterruptOnDrop(Some(Arc::clone(&self.interrupt)));
-        let running = self.interact(call);
+        self.stop.store(false, Ordering::Relaxed);
+        let guard = InterruptOnDrop(Some((Arc::clone(&self.interrupt), Arc::clone(&self.stop))));
+        let deadline = limit.map(|limit| std::time::Instant::now() + limit);
+        let stop = Arc::clone(&self.stop);
+        let running = self.interact(move |conn| {
+            let handler = move || {
+                stop.load(Ordering::Relaxed)
+                    || deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline)
+            };
+            // Fails only on a connection used from a thread not its own.
+            let _ = conn.progress_handler(PROGRESS_OPS, Some(handler));
+            let result = call(conn);
+            let _ = conn.progress_handler(0, None::<fn() -> bool>);
+            result
+        });
         tokio::pin!(running);
         let result = match limit {
             Some(limit) => match tokio::time::timeout(limit, &mut running).await {
                 Ok(result) => result,
                 Err(_) => {
+                    self.stop.store(true, Ordering::Relaxed);
                     self.interrupt.interrupt();
                     // The statement stops at its next step; wait for it,
                     // so the connection goes back to the pool idle.
@@ -118,9 +141,14 @@ impl Conn {
     }
 }
 
-/// Interrupts the connection's statement when dropped armed: the request
-/// waiting for it was dropped.
-struct InterruptOnDrop(Option<Arc<rusqlite::InterruptHandle>>);
+/// Virtual machine steps between two checks of a call's deadline: a few
+/// microseconds of work, so a timed-out statement stops within a
+/// millisecond while the check costs nothing measurable.
+const PROGRESS_OPS: std::os::raw::c_int = 1000;
+
+/// Stops the connection's call when dropped armed: the request waiting
+/// for it was dropped.
+struct InterruptOnDrop(Option<(Arc<rusqlite::InterruptHandle>, Arc<AtomicBool>)>);
 
 impl InterruptOnDrop {
     fn disarm(mut self) {
@@ -130,7 +158,8 @@ impl InterruptOnDrop {
 
 impl Drop for InterruptOnDrop {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
+        if let Some((handle, stop)) = self.0.take() {
+            stop.store(true, Ordering::Relaxed);
             handle.interrupt();
         }
     }
@@ -169,6 +198,7 @@ impl managed::Manager for Manager {
         Ok(Conn {
             id,
             interrupt: Arc::new(opened.get_interrupt_handle()),
+            stop: Arc::new(AtomicBool::new(false)),
             inner: Arc::new(Mutex::new(opened)),
         })
     }
@@ -394,5 +424,36 @@ mod tests {
             scans("WITH RECURSIVE c (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 5) SELECT count(*) FROM c")
                 .is_empty()
         );
+    }
+
+    /// The statement timeout fired while the call was between statements
+    /// (here: before its first): `sqlite3_interrupt` was a no-op, and the
+    /// long statement after it ran to its end.
+    #[test]
+    fn a_timeout_between_statements_still_stops_the_next_one() {
+        let opened = Connection::open_in_memory().unwrap();
+        let conn = Conn {
+            id: 1,
+            interrupt: Arc::new(opened.get_interrupt_handle()),
+            stop: Arc::new(AtomicBool::new(false)),
+            inner: Arc::new(Mutex::new(opened)),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(conn.interact_within(
+            Some(Duration::from_millis(50)),
+            |conn| {
+                std::thread::sleep(Duration::from_millis(200));
+                conn.query_row(
+                    "WITH RECURSIVE c (x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000000) SELECT count(*) FROM c",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+            },
+        ));
+        let err = result.unwrap().expect_err("the statement was stopped");
+        assert!(is_interrupted(&err), "{err}");
     }
 }

@@ -75,6 +75,15 @@ pub(crate) fn cut_placeholders(body: &[u8], placeholder: &str) -> (Vec<u8>, Vec<
     (out, offsets)
 }
 
+/// Whether `body` (with the exact placeholders cut out) still holds the
+/// placeholder's random part in some other form: the template changed the
+/// token as it rendered it (`| upper`, a URL), so it cannot be filled in.
+pub(crate) fn placeholder_transformed(body: &[u8], placeholder: &str) -> bool {
+    let random = placeholder.rsplit('-').next().unwrap_or(placeholder);
+    let lowered = body.to_ascii_lowercase();
+    memchr::memmem::find(&lowered, random.as_bytes()).is_some()
+}
+
 /// `body` with `token` at each of `offsets` (increasing, within the body).
 pub(crate) fn splice_token(body: &[u8], offsets: &[u32], token: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + offsets.len() * token.len());

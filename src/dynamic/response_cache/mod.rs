@@ -6,6 +6,12 @@
 //! a miss everywhere runs the route once however many requests are waiting
 //! for the same key ([`RouteCache::get_or_fill`]). Write routes drop
 //! entries by tag, through a tag index on every level (never a scan).
+//!
+//! What a route may keep is bounded ([`Admit`]): at most `max_entries` of
+//! its entries at once (a full route serves new responses without storing
+//! them, so a flood of one-off keys cannot push out the pages people
+//! read), and under `admit = "repeat"` an entry stays in memory until its
+//! second use before it costs a disk or Redis write.
 
 pub(crate) mod disk;
 pub(crate) mod entry;
@@ -55,6 +61,9 @@ pub(crate) struct CacheMetrics {
     fills: Histogram,
     stale_served: AtomicU64,
     invalidated: AtomicU64,
+    route_full: AtomicU64,
+    promoted: AtomicU64,
+    bypassed: AtomicU64,
 }
 
 impl CacheMetrics {
@@ -69,9 +78,80 @@ impl CacheMetrics {
     pub(crate) fn stale_served(&self) {
         self.stale_served.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub(crate) fn bypassed(&self) {
+        self.bypassed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-type Tags = Arc<Mutex<HashMap<String, HashSet<Arc<str>>>>>;
+/// What the cache may keep of one route, from its `[route.cache]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Admit {
+    /// The route's key prefix: 8 hex digits of its label's hash.
+    pub route: Arc<str>,
+    /// Most entries of the route in memory at once; 0: no limit.
+    pub max_entries: usize,
+    /// Below memory only from an entry's second use (`admit = "repeat"`).
+    pub repeat: bool,
+}
+
+impl Admit {
+    /// Everything at once, without a limit: for `cache.warm`, whose URLs
+    /// the site's author listed.
+    pub(crate) fn always(&self) -> Admit {
+        Admit {
+            route: Arc::clone(&self.route),
+            max_entries: 0,
+            repeat: false,
+        }
+    }
+}
+
+/// What the memory level holds, besides the entries: each tag's keys, each
+/// route's count, and the keys not yet stored below memory.
+#[derive(Default)]
+struct MemoryIndex {
+    tags: HashMap<String, HashSet<Arc<str>>>,
+    per_route: HashMap<Arc<str>, usize>,
+    awaiting_use: HashSet<Arc<str>>,
+}
+
+impl MemoryIndex {
+    fn per_route(&self, route: &str) -> usize {
+        self.per_route.get(route).copied().unwrap_or(0)
+    }
+
+    /// Forgets `key` when memory let go of it (a replacement keeps its
+    /// tags and waiting state, but was counted twice).
+    fn removed(&mut self, key: &Arc<str>, entry_tags: &[String], replaced: bool) {
+        if let Some((route, _)) = key.split_once('.')
+            && let Some(count) = self.per_route.get_mut(route)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_route.remove(route);
+            }
+        }
+        if replaced {
+            return;
+        }
+        self.awaiting_use.remove(key);
+        for tag in entry_tags {
+            if let Some(keys) = self.tags.get_mut(tag) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.tags.remove(tag);
+                }
+            }
+        }
+    }
+}
+
+type Index = Arc<Mutex<MemoryIndex>>;
+
+fn lock(index: &Index) -> std::sync::MutexGuard<'_, MemoryIndex> {
+    index.lock().unwrap_or_else(|poison| poison.into_inner())
+}
 
 /// Fills in progress, by key: later requests for the key wait on the cell.
 type Inflight = Mutex<HashMap<Arc<str>, Arc<OnceCell<Arc<Entry>>>>>;
@@ -79,7 +159,7 @@ type Inflight = Mutex<HashMap<Arc<str>, Arc<OnceCell<Arc<Entry>>>>>;
 /// Every level, the in-flight fills and the memory level's tag index.
 pub(crate) struct RouteCache {
     memory: moka::sync::Cache<Arc<str>, Arc<Entry>>,
-    memory_tags: Tags,
+    index: Index,
     memory_bytes: u64,
     pub disk: Option<Disk>,
     redis: Option<redis::Redis>,
@@ -132,9 +212,9 @@ impl RouteCache {
         site: &str,
     ) -> Result<RouteCache, CacheError> {
         let metrics = CacheMetrics::default();
-        let memory_tags: Tags = Arc::default();
+        let index: Index = Arc::default();
         let evictions = Arc::clone(&metrics.memory_evictions);
-        let listener_tags = Arc::clone(&memory_tags);
+        let listener_index = Arc::clone(&index);
         let memory = moka::sync::Cache::builder()
             .max_capacity(config.memory_bytes)
             .weigher(|_: &Arc<str>, entry: &Arc<Entry>| {
@@ -145,9 +225,7 @@ impl RouteCache {
                 if cause == RemovalCause::Size {
                     evictions.fetch_add(1, Ordering::Relaxed);
                 }
-                if cause != RemovalCause::Replaced {
-                    untag(&listener_tags, &key, &entry.tags);
-                }
+                lock(&listener_index).removed(&key, &entry.tags, cause == RemovalCause::Replaced);
             })
             .build();
         let disk = if config.disk {
@@ -168,7 +246,7 @@ impl RouteCache {
         };
         Ok(RouteCache {
             memory,
-            memory_tags,
+            index,
             memory_bytes: config.memory_bytes,
             disk,
             redis,
@@ -194,6 +272,11 @@ impl RouteCache {
             && entry.freshness(now) != Freshness::Expired
         {
             self.metrics.hit(Level::Memory);
+            if lock(&self.index).awaiting_use.remove(key) {
+                // Its second use: now it is worth a disk and Redis write.
+                self.metrics.promoted.fetch_add(1, Ordering::Relaxed);
+                self.store_below(key, &entry).await;
+            }
             return Some(entry);
         }
         self.metrics.miss(Level::Memory);
@@ -225,9 +308,32 @@ impl RouteCache {
         None
     }
 
-    /// Stores `entry` in every level.
-    pub(crate) async fn store(&self, key: &Arc<str>, entry: &Arc<Entry>) {
+    /// Stores `entry` as `admit` allows: not at all when its route is full,
+    /// in memory only until its second use under `repeat` (a key that was
+    /// already below memory is refreshed there at once), else everywhere.
+    pub(crate) async fn store(&self, key: &Arc<str>, entry: &Arc<Entry>, admit: &Admit) {
+        let below_now = {
+            let mut index = lock(&self.index);
+            let held = self.memory.contains_key(key);
+            if !held && admit.max_entries > 0 && index.per_route(&admit.route) >= admit.max_entries
+            {
+                self.metrics.route_full.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let wait = admit.repeat && (!held || index.awaiting_use.contains(key));
+            if wait {
+                index.awaiting_use.insert(Arc::clone(key));
+            }
+            !wait
+        };
         self.remember(key, entry);
+        if below_now {
+            self.store_below(key, entry).await;
+        }
+    }
+
+    /// Stores `entry` on the disk and Redis levels.
+    async fn store_below(&self, key: &Arc<str>, entry: &Arc<Entry>) {
         if let Some(disk) = &self.disk {
             disk.put(key, entry);
         }
@@ -242,6 +348,7 @@ impl RouteCache {
     pub(crate) async fn get_or_fill<F, Fut, E>(
         &self,
         key: &Arc<str>,
+        admit: &Admit,
         fill: F,
     ) -> Result<Arc<Entry>, E>
     where
@@ -266,7 +373,7 @@ impl RouteCache {
                 {
                     return Ok(entry);
                 }
-                let entry = self.fill(key, fill).await?;
+                let entry = self.fill(key, admit, fill).await?;
                 Ok(entry)
             })
             .await
@@ -285,7 +392,12 @@ impl RouteCache {
     }
 
     /// Runs `fill`, times it, and stores what it made.
-    pub(crate) async fn fill<F, Fut, E>(&self, key: &Arc<str>, fill: F) -> Result<Arc<Entry>, E>
+    pub(crate) async fn fill<F, Fut, E>(
+        &self,
+        key: &Arc<str>,
+        admit: &Admit,
+        fill: F,
+    ) -> Result<Arc<Entry>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Entry, E>>,
@@ -293,7 +405,7 @@ impl RouteCache {
         let started = Instant::now();
         let entry = Arc::new(fill().await?);
         self.metrics.fills.observe(started.elapsed());
-        self.store(key, &entry).await;
+        self.store(key, &entry, admit).await;
         Ok(entry)
     }
 
@@ -329,12 +441,7 @@ impl RouteCache {
 
     /// Drops `tag` from this server's memory and disk levels.
     pub(crate) fn invalidate_local(&self, tag: &str) -> usize {
-        let keys = self
-            .memory_tags
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .remove(tag)
-            .unwrap_or_default();
+        let keys = lock(&self.index).tags.remove(tag).unwrap_or_default();
         let mut dropped = keys.len();
         for key in keys {
             self.memory.invalidate(&key);
@@ -358,15 +465,17 @@ impl RouteCache {
         )
     }
 
-    /// Puts an entry in memory and indexes its tags.
+    /// Puts an entry in memory, indexes its tags and counts it for its
+    /// route (memory's listener takes both back when it leaves).
     fn remember(&self, key: &Arc<str>, entry: &Arc<Entry>) {
         {
-            let mut tags = self
-                .memory_tags
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut index = lock(&self.index);
             for tag in &entry.tags {
-                tags.entry(tag.clone()).or_default().insert(Arc::clone(key));
+                let keys = index.tags.entry(tag.clone()).or_default();
+                keys.insert(Arc::clone(key));
+            }
+            if let Some((route, _)) = key.split_once('.') {
+                *index.per_route.entry(route.into()).or_default() += 1;
             }
         }
         self.memory.insert(Arc::clone(key), Arc::clone(entry));
@@ -445,6 +554,21 @@ impl RouteCache {
             "Entries dropped by write routes' tags.",
             self.metrics.invalidated.load(Ordering::Relaxed),
         )?;
+        out.counter(
+            "kiln_cache_route_full",
+            "Responses served without being stored: their route held cache.max_entries.",
+            self.metrics.route_full.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_cache_promoted",
+            "Entries written below memory on their second use (admit = \"repeat\").",
+            self.metrics.promoted.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_cache_bypassed",
+            "Requests of cached routes sent past the cache by a cache.bypass parameter.",
+            self.metrics.bypassed.load(Ordering::Relaxed),
+        )?;
         if let Some(redis) = &self.redis {
             out.counter(
                 "kiln_cache_redis_errors",
@@ -453,17 +577,5 @@ impl RouteCache {
             )?;
         }
         Ok(())
-    }
-}
-
-fn untag(tags: &Tags, key: &Arc<str>, entry_tags: &[String]) {
-    let mut tags = tags.lock().unwrap_or_else(|poison| poison.into_inner());
-    for tag in entry_tags {
-        if let Some(keys) = tags.get_mut(tag) {
-            keys.remove(key);
-            if keys.is_empty() {
-                tags.remove(tag);
-            }
-        }
     }
 }

@@ -1,6 +1,9 @@
 //! Level 3: Redis, shared by several servers. Entries live under
-//! `PREFIX e:KEY` with a TTL of their remaining lifetime; each tag is a set
-//! `PREFIX t:TAG` of keys, so invalidation deletes exactly the tagged keys.
+//! `PREFIX e:KEY` with a TTL of their remaining lifetime; each tag is a
+//! sorted set `PREFIX tag:TAG` of keys scored by when they expire, so
+//! invalidation deletes exactly the tagged keys, and members whose entries
+//! have expired are pruned each time the tag gets a new one (a tag on a
+//! route with many keys does not grow without bound).
 //! Every invalidation is also published on `PREFIX invalidations`, so the
 //! other servers drop the tag from their own memory and disk levels.
 //! Redis is an optimisation: a slow or missing Redis is a miss (each call is
@@ -68,7 +71,7 @@ impl Redis {
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        self.connection.key(&format!("t:{tag}"))
+        self.connection.key(&format!("tag:{tag}"))
     }
 
     /// Runs a call on the connection with the timeout; a failure is
@@ -109,9 +112,19 @@ impl Redis {
             .arg("PX")
             .arg(ttl)
             .ignore();
+        let now = now_ms();
         for tag in &entry.tags {
             let tag_key = self.tag_key(tag);
-            pipe.cmd("SADD").arg(&tag_key).arg(&entry_key).ignore();
+            pipe.cmd("ZADD")
+                .arg(&tag_key)
+                .arg(entry.stale_until_ms)
+                .arg(&entry_key)
+                .ignore();
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&tag_key)
+                .arg("-inf")
+                .arg(now)
+                .ignore();
             // The set lives as long as its longest-lived entry.
             pipe.cmd("PEXPIRE")
                 .arg(&tag_key)
@@ -134,7 +147,7 @@ impl Redis {
         let tag_key = self.tag_key(tag);
         let members = tag_key.clone();
         let keys: Vec<String> = self
-            .bounded(|mut connection| async move { connection.smembers(members).await })
+            .bounded(|mut connection| async move { connection.zrange(members, 0, -1).await })
             .await
             .unwrap_or_default();
         let mut pipe = redis::pipe();

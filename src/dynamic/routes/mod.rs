@@ -71,12 +71,21 @@ pub(crate) struct CachePolicy {
     pub tags: Vec<String>,
     /// Inputs the key is made of, sorted.
     pub vary: Vec<String>,
+    /// Query parameters that send a request past the cache, with the value
+    /// they have when not given: any other value bypasses.
+    pub bypass: Vec<(String, SqlValue)>,
+    /// What the route cache may keep of this route.
+    pub admit: crate::dynamic::response_cache::Admit,
+    /// Its template was found to change the CSRF token as it renders it:
+    /// its pages are rendered for each request from then on.
+    pub token_changed: std::sync::atomic::AtomicBool,
 }
 
 impl CachePolicy {
     /// The cache key: the route and the typed values of the inputs it
     /// varies on, so `?page=01` and `?page=1` share an entry.
     pub(crate) fn key(&self, label: &str, values: &[(String, SqlValue)]) -> std::sync::Arc<str> {
+        use std::fmt::Write;
         let mut hasher = blake3::Hasher::new();
         hasher.update(label.as_bytes());
         for name in &self.vary {
@@ -89,7 +98,25 @@ impl CachePolicy {
             hasher.update(b"=");
             hasher.update(value.describe().as_bytes());
         }
-        hasher.finalize().to_hex()[..32].into()
+        // The route's own prefix lets the cache count a route's entries.
+        let mut key = String::with_capacity(self.admit.route.len() + 33);
+        let _ = write!(
+            key,
+            "{}.{}",
+            self.admit.route,
+            &hasher.finalize().to_hex()[..32]
+        );
+        key.into()
+    }
+
+    /// Whether a request with `values` goes past the cache: one of the
+    /// `bypass` parameters was given.
+    pub(crate) fn bypassed_by(&self, values: &[(String, SqlValue)]) -> bool {
+        self.bypass.iter().any(|(name, absent)| {
+            values
+                .iter()
+                .any(|(known, value)| known == name && value != absent)
+        })
     }
 }
 
@@ -342,6 +369,8 @@ fn cache_policy(
         .param_types()
         .map(|(name, _)| name.to_string())
         .collect();
+    let bypass = bypass_params(config, cache)?;
+    let bypassed = |name: &str| bypass.iter().any(|(known, _)| known == name);
     match &cache.vary {
         Some(chosen) => {
             for name in chosen {
@@ -350,11 +379,16 @@ fn cache_policy(
                         "cache.vary: {name:?} is not a query parameter of this route"
                     ));
                 }
+                if bypassed(name) {
+                    return Err(format!(
+                        "cache.vary: {name:?} is also in cache.bypass, which keeps it out of the key"
+                    ));
+                }
                 vary.push(name.clone());
             }
         }
         None => {
-            vary.extend(config.params.keys().cloned());
+            vary.extend(config.params.keys().filter(|name| !bypassed(name)).cloned());
             let read_from_session = queries
                 .iter()
                 .flat_map(|query| &query.statement.params)
@@ -365,11 +399,12 @@ fn cache_policy(
     vary.sort();
     vary.dedup();
     for query in queries {
+        // A bypass parameter is at its default in every cached response.
         if let Some(name) = query
             .statement
             .params
             .iter()
-            .find(|name| !vary.contains(name))
+            .find(|name| !vary.contains(name) && !bypassed(name))
         {
             return Err(format!(
                 "cache.vary leaves out {name:?}, which query {:?} reads: every response would share one entry",
@@ -391,7 +426,39 @@ fn cache_policy(
         stale: std::time::Duration::from_secs(cache.stale_secs),
         tags: cache.tags.clone(),
         vary,
+        bypass,
+        admit: crate::dynamic::response_cache::Admit {
+            route: blake3::hash(format!("{} {}", config.method, config.path).as_bytes()).to_hex()
+                [..8]
+                .into(),
+            max_entries: cache.max_entries,
+            repeat: cache.admit == crate::config::CacheAdmit::Repeat,
+        },
+        token_changed: Default::default(),
     })
+}
+
+/// `cache.bypass`: declared query parameters, each with the value it binds
+/// to when not given.
+fn bypass_params(
+    config: &RouteConfig,
+    cache: &crate::config::RouteCacheConfig,
+) -> Result<Vec<(String, SqlValue)>, String> {
+    cache
+        .bypass
+        .iter()
+        .map(|name| {
+            let spec = config.params.get(name).ok_or_else(|| {
+                format!("cache.bypass: {name:?} is not a query parameter of this route")
+            })?;
+            let input = Input::new(name, spec)?;
+            let absent = params::bind(std::slice::from_ref(&input), &Default::default())
+                .ok()
+                .and_then(|mut bound| bound.pop())
+                .map_or(SqlValue::Null, |(_, value)| value);
+            Ok((name.clone(), absent))
+        })
+        .collect()
 }
 
 fn inputs(

@@ -49,6 +49,22 @@ impl Lifetime {
 const VERSION: u8 = 1;
 const COMPRESSED: u8 = 1;
 
+/// The most a stored record may decompress to: far above any
+/// `session.max_bytes`, so a corrupt or planted record (a store shared with
+/// something else) cannot make a worker inflate gigabytes.
+const MAX_DECOMPRESSED: u64 = 64 * 1024 * 1024;
+
+fn decompress(payload: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut json = Vec::new();
+    zstd::stream::read::Decoder::new(payload)
+        .ok()?
+        .take(MAX_DECOMPRESSED + 1)
+        .read_to_end(&mut json)
+        .ok()?;
+    (json.len() as u64 <= MAX_DECOMPRESSED).then_some(json)
+}
+
 /// The serialized values' size, which `session.max_bytes` bounds.
 pub(crate) fn state_bytes(state: &State) -> usize {
     serde_json::to_vec(state).map_or(0, |bytes| bytes.len())
@@ -87,7 +103,7 @@ impl Record {
         let seen_ms = u64::from_le_bytes(rest[8..16].try_into().ok()?);
         let payload = &rest[16..];
         let state = if flags & COMPRESSED != 0 {
-            serde_json::from_slice(&zstd::decode_all(payload).ok()?).ok()?
+            serde_json::from_slice(&decompress(payload)?).ok()?
         } else {
             serde_json::from_slice(payload).ok()?
         };

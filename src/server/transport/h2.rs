@@ -14,7 +14,10 @@
 //! client resets stops its handler (and so cancels its query), a stream
 //! whose flow-control window stays shut for `server.send_timeout_secs` is
 //! reset, and a connection with no stream in flight for
-//! `server.keep_alive_secs` is sent `GOAWAY`.
+//! `server.keep_alive_secs` is sent `GOAWAY` and closed
+//! `server.header_timeout_secs` later if it has not ended by then (a
+//! client holding a header block open, or never answering the `GOAWAY`'s
+//! `PING`, cannot keep it).
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -40,6 +43,7 @@ pub(crate) struct H2Limits {
     pub(crate) max_concurrent_streams: u32,
     pub(crate) max_header_list_bytes: u32,
     pub(crate) keep_alive: Duration,
+    pub(crate) header_timeout: Duration,
     pub(crate) send_timeout: Duration,
 }
 
@@ -99,7 +103,11 @@ pub(crate) async fn serve<T, S>(
     let mut shutting_down = false;
     let mut stopping = pin!(shutdown.notified());
     loop {
-        let idle = in_flight.streams.get() == 0 && !shutting_down;
+        let quiet = in_flight.streams.get() == 0;
+        let idle = quiet && !shutting_down;
+        // An idle connection told to go that is still here: drop it.
+        let closing = quiet && shutting_down;
+        let close_at = idle_since + limits.keep_alive + limits.header_timeout;
         tokio::select! {
             accepted = poll_fn(|cx| connection.poll_accept(cx)) => match accepted {
                 Some(Ok((request, respond))) => {
@@ -122,6 +130,7 @@ pub(crate) async fn serve<T, S>(
                 shutting_down = true;
                 connection.graceful_shutdown();
             }
+            () = tokio::time::sleep_until(close_at), if closing => break,
             () = &mut stopping, if !shutting_down => {
                 shutting_down = true;
                 connection.graceful_shutdown();

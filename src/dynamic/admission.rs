@@ -1,16 +1,19 @@
-//! Admission control: how many dynamic requests run at once, how many may
-//! wait, and how often one client may write.
+//! Admission control: how many dynamic requests work on the database at
+//! once, how many may wait, and how often one client may write.
 //!
-//! Each class of dynamic request (reads: GET and HEAD; writes: the rest)
-//! has a number of places (`server.dynamic_in_flight`,
+//! Each class of database work (reads: a GET's queries and render; writes:
+//! a form's transaction) has a number of places (`server.dynamic_in_flight`,
 //! `server.write_in_flight`) and a short queue in front of them
 //! (`server.admission_queue` requests, each waiting at most
 //! `server.admission_wait_ms`). A request that finds the queue full, or
 //! waits out its time in it, is answered 503 with `Retry-After` at once:
 //! under overload the server sheds what it cannot answer soon, instead of
-//! letting every request wait for the pool and time out together. Static
-//! files never wait for anything (each is answered within its worker's
-//! turn), so they take no place and keep being served while dynamic
+//! letting every request wait for the pool and time out together.
+//!
+//! A place is held only around the work it guards: a cache hit, a request
+//! waiting for another's fill of the same entry, or a form body still
+//! arriving takes none. Static files never wait for anything (each is
+//! answered within its worker's turn) and keep being served while dynamic
 //! routes shed load.
 //!
 //! `server.write_rate_per_minute` limits each client address (the one
@@ -27,10 +30,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
 use actix_web::http::{Method, StatusCode, header};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::config::Settings;
 use crate::http::metrics::Exposition;
 use crate::http::pipeline::text;
 
@@ -71,6 +73,33 @@ pub(crate) struct AdmissionLimits {
     pub(crate) writes_per_minute: u32,
 }
 
+impl AdmissionLimits {
+    /// `[server]`'s limits, the automatic ones sized from the database
+    /// pool: reads may take each connection twice over (a read's place also
+    /// covers its render), writes once.
+    pub(crate) fn of(settings: &Settings) -> AdmissionLimits {
+        let server = settings.server();
+        let pool = settings.database().max_size.max(1);
+        let or = |configured: usize, automatic: usize| {
+            if configured > 0 {
+                configured
+            } else {
+                automatic
+            }
+        };
+        let read_in_flight = or(server.dynamic_in_flight, 2 * pool);
+        let write_in_flight = or(server.write_in_flight, pool);
+        AdmissionLimits {
+            read_in_flight,
+            write_in_flight,
+            // A burst waits its turn rather than being refused.
+            queue: or(server.admission_queue, 4 * read_in_flight),
+            wait: Duration::from_millis(server.admission_wait_ms),
+            writes_per_minute: server.write_rate_per_minute,
+        }
+    }
+}
+
 /// Places and queues for each class, shared by every worker.
 pub(crate) struct Admission {
     gates: [Gate; 2],
@@ -86,7 +115,7 @@ struct Gate {
     shed: AtomicU64,
 }
 
-/// A place held until the response is produced.
+/// A place, held while the database work it guards runs.
 pub(crate) struct Admitted {
     _place: OwnedSemaphorePermit,
 }
@@ -108,19 +137,20 @@ impl Admission {
         }
     }
 
-    /// A place for a request of `class` from `client`, or the 503 (or 429)
-    /// that answers it instead.
-    pub(crate) async fn admit(
-        &self,
-        class: Class,
-        client: Option<IpAddr>,
-    ) -> Result<Admitted, HttpResponse> {
-        if class == Class::Write
-            && let (Some(writes), Some(client)) = (&self.writes, client)
-            && !writes.take(client, Instant::now())
-        {
-            return Err(too_many_writes());
+    /// Takes one of `client`'s writes for this minute; over the rate, the
+    /// 429 that answers the write instead. Called before any of its work.
+    pub(crate) fn refuse_write(&self, client: Option<IpAddr>) -> Option<HttpResponse> {
+        match (&self.writes, client) {
+            (Some(writes), Some(client)) if !writes.take(client, Instant::now()) => {
+                Some(too_many_writes())
+            }
+            _ => None,
         }
+    }
+
+    /// A place for database work of `class`, or the 503 that answers the
+    /// request instead.
+    pub(crate) async fn admit(&self, class: Class) -> Result<Admitted, HttpResponse> {
         let gate = &self.gates[class as usize];
         if let Ok(place) = Arc::clone(&gate.places).try_acquire_owned() {
             return Ok(Admitted { _place: place });
@@ -215,9 +245,9 @@ impl fmt::Debug for Admission {
     }
 }
 
-impl Collector for Admission {
-    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let mut out = Exposition::new(encoder);
+impl Admission {
+    /// Places in use, requests queued and shed, by class.
+    pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> fmt::Result {
         let by_class = |value: &dyn Fn(&Gate) -> u64| {
             Class::ALL
                 .iter()
@@ -231,7 +261,7 @@ impl Collector for Admission {
         };
         out.gauges(
             "kiln_requests_in_flight",
-            "Dynamic requests holding a place, by class.",
+            "Dynamic requests holding a place for their database work, by class.",
             by_class(&|gate| (gate.capacity - gate.places.available_permits()) as u64),
         )?;
         out.gauges(
@@ -275,14 +305,14 @@ mod tests {
             writes_per_minute: 0,
         });
         actix_web::rt::System::new().block_on(async {
-            let held = admission.admit(Class::Read, None).await.ok().unwrap();
-            let shed = admission.admit(Class::Read, None).await.err().unwrap();
+            let held = admission.admit(Class::Read).await.ok().unwrap();
+            let shed = admission.admit(Class::Read).await.err().unwrap();
             assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(shed.headers().get(header::RETRY_AFTER).unwrap(), "1");
             // Writes have places of their own.
-            assert!(admission.admit(Class::Write, None).await.is_ok());
+            assert!(admission.admit(Class::Write).await.is_ok());
             drop(held);
-            assert!(admission.admit(Class::Read, None).await.is_ok());
+            assert!(admission.admit(Class::Read).await.is_ok());
         });
     }
 }
