@@ -13,6 +13,8 @@ pub mod build;
 pub mod config;
 pub mod diagnostic;
 pub mod dynamic;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub mod server;
 pub(crate) mod site;

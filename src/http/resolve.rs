@@ -73,7 +73,7 @@ fn fallback(table: &Table, key: &str) -> Resolved {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Refusal {
+pub(crate) enum Refusal {
     BadRequest,
     NotFound,
 }
@@ -81,7 +81,7 @@ enum Refusal {
 /// Percent-decodes `raw` once and checks every segment: no `.`/`..`, no
 /// NUL or backslash, valid UTF-8 (so overlong encodings of `.` and `/` are
 /// refused), and no hidden or empty segments.
-fn decode(raw: &str) -> Result<Cow<'_, str>, Refusal> {
+pub(crate) fn decode(raw: &str) -> Result<Cow<'_, str>, Refusal> {
     if !raw.starts_with('/') {
         return Err(Refusal::BadRequest);
     }

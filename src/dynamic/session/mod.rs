@@ -458,7 +458,7 @@ fn cookie_value(record: &Record) -> Result<String, SessionError> {
     Ok(text)
 }
 
-fn cookie_record(value: &str) -> Option<Record> {
+pub(crate) fn cookie_record(value: &str) -> Option<Record> {
     let json: serde_json::Value = serde_json::from_str(value).ok()?;
     Some(Record {
         created_ms: json.get("c")?.as_u64()?,
