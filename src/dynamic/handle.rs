@@ -67,7 +67,8 @@ pub(crate) async fn handle(
         // Taking the flash changed the session, so that response sets its
         // cookie: it is the visitor's own, never a shared one.
         Ok(rendered) => send(req, app, route, rendered, &slot, visitors_own),
-        Err(Failure::NotFound | Failure::Uncacheable) => not_found(),
         Err(Failure::Response(response)) => response,
+        // Only a fill for the cache says Uncacheable.
+        Err(Failure::NotFound | Failure::Uncacheable) => not_found(),
     }
 }

@@ -312,9 +312,11 @@ impl RouteCache {
     /// in memory only until its second use under `repeat` (a key that was
     /// already below memory is refreshed there at once), else everywhere.
     pub(crate) async fn store(&self, key: &Arc<str>, entry: &Arc<Entry>, admit: &Admit) {
+        // Asked before the lock: memory's housekeeping may call the
+        // listener, which takes it.
+        let held = self.memory.contains_key(key);
         let below_now = {
             let mut index = lock(&self.index);
-            let held = self.memory.contains_key(key);
             if !held && admit.max_entries > 0 && index.per_route(&admit.route) >= admit.max_entries
             {
                 self.metrics.route_full.fetch_add(1, Ordering::Relaxed);
