@@ -17,7 +17,7 @@ server's own ETag in If-None-Match), a 5 MB file, and an HTML page.
 
 With KILN_BASELINE=/path/to/an/older/kiln, that binary is served too (as
 "before", same settings), interleaved with the others: an A/B of a change to
-kiln's serving path.
+kiln's serving path. SERVE_CASES=30KB-gzip,304 runs only those cases.
 
 Usage: benches/serve_static.py [ROUNDS] [SECONDS]     (default 3 rounds of 5 s)
 Needs: wrk, nginx-light, caddy (Debian packages).
@@ -165,7 +165,11 @@ def main():
     work = fresh_dir(SCRATCH / "serve-static")
     root = work / "site"
     root.mkdir()
-    paths = make_site(root)
+    paths = all_paths = make_site(root)
+    # SERVE_CASES=30KB-gzip,304 reruns only those cases.
+    chosen = os.environ.get("SERVE_CASES")
+    if chosen:
+        paths = {case: path for case, path in paths.items() if case in chosen.split(",")}
     servers = {"kiln": start_kiln(root), "nginx": start_nginx(root, work), "caddy": start_caddy(root, work)}
     baseline = os.environ.get("KILN_BASELINE")
     if baseline:
@@ -174,7 +178,7 @@ def main():
     try:
         for port in [*(PORTS[name] for name in servers), CEILING_PORT]:
             wait_for_port(port, seconds=15)
-        etags = {name: etag_of(PORTS[name], paths["304"]) for name in servers}
+        etags = {name: etag_of(PORTS[name], all_paths["304"]) for name in servers}
         results = {}
         for _ in range(rounds):
             for case, path in paths.items():
