@@ -211,13 +211,7 @@ fn form_inputs() -> &'static [Input] {
         let spec = |kind, tune: fn(&mut ParamConfig)| {
             let mut spec = ParamConfig {
                 kind,
-                default: None,
-                required: false,
-                min: None,
-                max: None,
-                min_length: None,
-                max_length: None,
-                one_of: Vec::new(),
+                ..ParamConfig::default()
             };
             tune(&mut spec);
             spec

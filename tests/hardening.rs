@@ -762,12 +762,7 @@ fn dynamic_routes_shed_load_while_static_files_keep_being_served() {
     let addr = server.addr;
     let slow = std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]));
     // The slow query holds the only place; wait until it does.
-    let started = std::time::Instant::now();
-    while !metrics_text(&server).contains("kiln_requests_in_flight{class=\"dynamic\"} 1")
-        && started.elapsed() < std::time::Duration::from_secs(10)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_the_only_place_is_taken(&server);
     let shed = http::get(server.addr, "/items/3", &[]);
     assert_eq!(shed.status, 503, "{}", shed.text());
     assert_eq!(shed.header("retry-after"), Some("1"));
@@ -780,6 +775,16 @@ fn dynamic_routes_shed_load_while_static_files_keep_being_served() {
         metrics.contains("kiln_requests_shed_total{class=\"dynamic\"} 1"),
         "{metrics}"
     );
+}
+
+/// Waits (up to 10 s) until a dynamic request holds a database place.
+fn wait_until_the_only_place_is_taken(server: &TestServer) {
+    let started = std::time::Instant::now();
+    while !metrics_text(server).contains("kiln_requests_in_flight{class=\"dynamic\"} 1")
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Cache hits took a place as if they ran queries: with slow queries
@@ -799,12 +804,7 @@ fn cached_pages_are_served_while_slow_queries_hold_every_place() {
     assert_eq!(http::get(server.addr, "/items/3", &[]).status, 200);
     let addr = server.addr;
     let slow = std::thread::spawn(move || http::get(addr, "/slow?n=9000000000000", &[]));
-    let started = std::time::Instant::now();
-    while !metrics_text(&server).contains("kiln_requests_in_flight{class=\"dynamic\"} 1")
-        && started.elapsed() < std::time::Duration::from_secs(10)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_the_only_place_is_taken(&server);
     let hit = http::get(server.addr, "/items/3", &[]);
     assert_eq!(hit.status, 200, "{}", hit.text());
     assert_eq!(hit.header("x-kiln-cache"), Some("hit"));

@@ -161,7 +161,7 @@ pub struct QueryConfig {
 }
 
 /// A typed input: a query-string parameter or a form field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParamConfig {
     #[serde(rename = "type", default)]

@@ -182,13 +182,7 @@ mod tests {
     fn spec(kind: ParamType) -> ParamConfig {
         ParamConfig {
             kind,
-            default: None,
-            required: false,
-            min: None,
-            max: None,
-            min_length: None,
-            max_length: None,
-            one_of: Vec::new(),
+            ..ParamConfig::default()
         }
     }
 
