@@ -21,6 +21,6 @@ pub(crate) mod site;
 pub mod watch;
 
 pub use build::report::{BuildReport, Progress, Silent};
-pub use build::{BuildSession, build, build_in};
+pub use build::{BuildSession, build, build_in, stage};
 pub use config::{Config, Override, Settings};
 pub use diagnostic::{BuildError, Diagnostic};

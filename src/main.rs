@@ -40,6 +40,11 @@ enum Command {
         /// Override a build.toml key with a TOML value, e.g. --set build.minify=false.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
+        /// Add only the new build's hashed files beside the build being
+        /// served, which stays current: the first step of a rolling deploy,
+        /// run on every server before any of them builds for real.
+        #[arg(long)]
+        stage: bool,
     },
     /// Check dynamic routes: compile them and their templates, apply pending
     /// migrations, and warn about queries that scan whole tables (exit 1).
@@ -127,7 +132,15 @@ fn run(command: Command) -> Result<(), Failure> {
             root,
             out,
             overrides,
-        } => build(&load_settings(&root, out.as_deref(), &overrides)?),
+            stage,
+        } => {
+            let settings = load_settings(&root, out.as_deref(), &overrides)?;
+            if stage {
+                build_with(&settings, kiln::stage)
+            } else {
+                build(&settings)
+            }
+        }
         Command::Check { root, overrides } => check(&load_settings(&root, None, &overrides)?),
         Command::Serve {
             root,
@@ -172,8 +185,14 @@ fn parse_addr(addr: Option<String>) -> Result<Option<std::net::SocketAddr>, Fail
 }
 
 fn build(settings: &Settings) -> Result<(), Failure> {
+    build_with(settings, kiln::build)
+}
+
+type BuildFn = fn(&Settings, &dyn kiln::Progress) -> Result<kiln::BuildReport, kiln::BuildError>;
+
+fn build_with(settings: &Settings, run: BuildFn) -> Result<(), Failure> {
     let progress = ConsoleProgress::new();
-    let result = kiln::build(settings, &progress);
+    let result = run(settings, &progress);
     progress.finish();
     match result {
         Ok(report) => {

@@ -469,7 +469,9 @@ fn a_changed_asset_renames_it_and_updates_stylesheets_that_use_it() {
     image::RgbImage::from_pixel(4, 4, image::Rgb([10, 20, 30]))
         .save(site.path("assets/images/dot.png"))
         .unwrap();
-    site.build().unwrap();
+    // Keeping no earlier build: see tests/deploy.rs for those kept.
+    site.build_with(&["build.keep_builds=0", "build.keep_for_secs=0"])
+        .unwrap();
     let after = site.output_of("images/dot.png");
     assert_ne!(before, after);
     for entry in ["css/site.css", "css/other.css"] {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::Site;
 use common::forms::csrf;
 use common::http::{self, Response};
+use common::redis::RedisPrefix;
 use common::server::TestServer;
 
 fn shop() -> Site {
@@ -127,6 +128,53 @@ fn the_disk_level_survives_a_restart() {
         0.0,
         "no query after the restart"
     );
+}
+
+/// Marks the item template, as a deploy that changes it would.
+fn deploy_a_new_item_template(site: &Site) {
+    let template = std::fs::read_to_string(site.path("templates/item.html")).unwrap();
+    site.write(
+        "templates/item.html",
+        template.replace("<h1>", "<h1 data-build=\"new\">"),
+    );
+    site.build().expect("the new build");
+}
+
+/// A disk entry outlived its build: after a deploy and a restart, the
+/// page rendered by the previous templates (linking the previous build's
+/// hashed files) was served until its TTL ran out.
+#[test]
+fn a_restart_on_a_new_build_never_serves_the_previous_builds_disk_entries() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    http::get(server.addr, "/items/9", &[]);
+    http::get(server.addr, "/items/9", &[]);
+    assert_eq!(metric(&server, "kiln_cache_promoted_total"), 1.0);
+    server.stop(true);
+    deploy_a_new_item_template(&site);
+    let server = TestServer::start(&site, &[]);
+    let after = http::get(server.addr, "/items/9", &[]);
+    assert_eq!(cache_state(&after), "miss");
+    assert!(after.text().contains("data-build=\"new\""));
+}
+
+#[test]
+fn a_build_loaded_while_serving_retires_the_cached_pages_of_the_previous_one() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    http::get(server.addr, "/items/9", &[]);
+    assert_eq!(cache_state(&http::get(server.addr, "/items/9", &[])), "hit");
+    deploy_a_new_item_template(&site);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http::get(server.addr, "/items/9", &[])
+        .text()
+        .contains("data-build=\"new\"")
+    {
+        assert!(Instant::now() < deadline, "the old page is still served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its memory and disk entries both.
+    assert_eq!(metric(&server, "kiln_cache_retired_total"), 2.0);
 }
 
 #[test]
@@ -449,88 +497,6 @@ fn a_key_requested_once_never_reaches_the_disk() {
 
 // Redis
 
-struct RedisPrefix {
-    url: String,
-    prefix: String,
-}
-
-impl RedisPrefix {
-    fn new(test: &str) -> Option<RedisPrefix> {
-        let url = common::require(
-            std::env::var("KILN_TEST_REDIS_URL")
-                .map_err(|_| "KILN_TEST_REDIS_URL is not set".to_string()),
-            test,
-        )?;
-        Some(RedisPrefix {
-            url,
-            prefix: format!("kiln-test-{}-{test}:", std::process::id()),
-        })
-    }
-
-    fn overrides(&self) -> Vec<String> {
-        vec![
-            format!("cache.redis_url={:?}", self.url),
-            format!("cache.redis_prefix={:?}", self.prefix),
-            "cache.disk=false".into(),
-        ]
-    }
-}
-
-impl RedisPrefix {
-    /// Members of a tag's set, under whatever site identity the server used.
-    fn tag_members(&self, tag: &str) -> usize {
-        let (url, pattern) = (self.url.clone(), format!("{}*:tag:{tag}", self.prefix));
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let client = redis::Client::open(url).unwrap();
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(&pattern)
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                let mut members = 0;
-                for key in keys {
-                    let count: usize = redis::cmd("ZCARD")
-                        .arg(&key)
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                    members += count;
-                }
-                members
-            })
-        })
-        .join()
-        .unwrap()
-    }
-}
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let (url, pattern) = (self.url.clone(), format!("{}*", self.prefix));
-        let _ = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let client = redis::Client::open(url).unwrap();
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(&pattern)
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                if !keys.is_empty() {
-                    let _: () = redis::cmd("DEL")
-                        .arg(keys)
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .join();
-    }
-}
-
 #[test]
 fn two_servers_share_entries_and_invalidations_through_redis() {
     let Some(redis) = RedisPrefix::new("shared") else {
@@ -575,6 +541,37 @@ fn two_servers_share_entries_and_invalidations_through_redis() {
         assert!(Instant::now() < deadline, "B kept serving the old price");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A rolling deploy: two servers of one site on one Redis, one on the
+/// previous build, one on the new. Each served the other's cached pages,
+/// with hashed URLs the other build does not have.
+#[test]
+fn servers_on_different_builds_never_share_cached_pages_through_redis() {
+    let Some(redis) = RedisPrefix::new("rolling") else {
+        return;
+    };
+    let overrides = redis.overrides();
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let (site_a, site_b) = (shop(), shop());
+    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
+    let a = TestServer::start(&site_a, &overrides);
+    std::fs::copy(
+        site_a.path(".kiln/secret.key"),
+        site_b.path(".kiln/secret.key"),
+    )
+    .unwrap();
+    deploy_a_new_item_template(&site_b);
+    let b = TestServer::start(&site_b, &overrides);
+    http::get(a.addr, "/items/2", &[]);
+    assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "hit");
+    let from_b = http::get(b.addr, "/items/2", &[]);
+    assert_eq!(cache_state(&from_b), "miss");
+    assert!(from_b.text().contains("data-build=\"new\""));
+    http::get(b.addr, "/items/2", &[]);
+    let from_a = http::get(a.addr, "/items/2", &[]);
+    assert!(!from_a.text().contains("data-build"));
+    assert_eq!(metric(&a, "kiln_cache_hits_total{level=\"redis\"}"), 0.0);
 }
 
 /// Two sites (or a site's staging and production) on one Redis with the

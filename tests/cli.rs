@@ -127,3 +127,36 @@ fn failed_build_exits_non_zero_with_a_code_frame() {
     assert!(stderr.contains("was left as it was"), "{stderr}");
     assert_eq!(snapshot(&site.dist()), before);
 }
+
+#[test]
+fn build_stage_adds_the_new_hashed_files_and_changes_no_page() {
+    let site = Site::demo();
+    let root = site.root().to_str().unwrap();
+    assert!(kiln(&["build", "--root", root]).status.success());
+    let before = snapshot(&site.dist());
+    let mut css = std::fs::read_to_string(site.path("assets/css/site.css")).unwrap();
+    css.push_str("\n.staged { color: red; }\n");
+    site.write("assets/css/site.css", css);
+    let output = kiln(&["build", "--root", root, "--stage"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let after = snapshot(&site.dist());
+    for (path, bytes) in &before {
+        if path != ".kiln-builds.json" {
+            assert_eq!(after.get(path), Some(bytes), "{path} is as it was");
+        }
+    }
+    let added: Vec<&String> = after
+        .keys()
+        .filter(|path| !before.contains_key(*path))
+        .collect();
+    assert!(
+        added
+            .iter()
+            .any(|path| path.starts_with("css/site.") && path.ends_with(".css")),
+        "{added:?}"
+    );
+    assert!(
+        added.iter().all(|path| !path.ends_with(".html")),
+        "{added:?}"
+    );
+}

@@ -723,7 +723,9 @@ fn a_new_build_is_picked_up_without_restart_and_without_mixing() {
 
     site.write("assets/css/other.css", ".other{color:teal}\n");
     site.write("assets/css/_base.css", "body{color:red}\n");
-    site.build().unwrap();
+    // Keeping no earlier build, so none of the old one is left.
+    site.build_with(&["build.keep_builds=0", "build.keep_for_secs=0"])
+        .unwrap();
     let new_css = css_path(&site);
     assert_ne!(old_css, new_css);
     assert!(eventually(

@@ -9,7 +9,8 @@
 //! 4. [`assemble`]: the manifest;
 //! 5. [`pages`]: templates and Markdown rendered through the manifest;
 //! 6. [`precompress`]: `.br`, `.gz`, `.zst` variants;
-//! 7. [`write`]: staging, then the atomic swap ([`output`]).
+//! 7. [`write`]: staging, with the earlier builds' hashed files still kept
+//!    ([`retain`]), then the atomic swap ([`output`]).
 //!
 //! Every stage consults the [`cache`], so a rebuild with no changes reuses
 //! everything.
@@ -27,6 +28,7 @@ pub(crate) mod pages;
 pub(crate) mod precompress;
 pub mod report;
 pub(crate) mod resolve;
+pub(crate) mod retain;
 pub(crate) mod scripts;
 pub(crate) mod stylesheets;
 pub(crate) mod svg;
@@ -139,12 +141,38 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// On error nothing in the output directory has changed; every problem found
 /// is in the returned [`BuildError`].
 pub fn build(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    one_shot(settings, progress, Release::Current)
+}
+
+/// Builds the site but adds only its content-hashed files to the output:
+/// the build being served stays current (its pages, manifest and hints).
+/// The first step of a rolling deploy, run on every server before any of
+/// them builds for real, so that no server lacks a file a page of the new
+/// build names. The staged files are kept as an earlier build's are.
+pub fn stage(settings: &Settings, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    one_shot(settings, progress, Release::Staged)
+}
+
+fn one_shot(
+    settings: &Settings,
+    progress: &dyn Progress,
+    release: Release,
+) -> Result<BuildReport, BuildError> {
     let session = BuildSession::default();
-    let result = build_in(&session, settings, progress);
+    let result = run(&session, settings, progress, release);
     // Freeing every parsed module takes milliseconds (7 ms for three.js);
     // nobody needs to wait for it.
     std::thread::spawn(move || drop(session));
     result
+}
+
+/// What a build makes of the output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The build becomes the one served.
+    Current,
+    /// Only its hashed files are added ([`stage`]).
+    Staged,
 }
 
 /// [`build`], reusing (and updating) what `session` kept from earlier builds.
@@ -152,6 +180,15 @@ pub fn build_in(
     session: &BuildSession,
     settings: &Settings,
     progress: &dyn Progress,
+) -> Result<BuildReport, BuildError> {
+    run(session, settings, progress, Release::Current)
+}
+
+fn run(
+    session: &BuildSession,
+    settings: &Settings,
+    progress: &dyn Progress,
+    release: Release,
 ) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     let lock = BuildLock::acquire(&settings.out_dir)?;
@@ -185,7 +222,17 @@ pub fn build_in(
     )?;
     let files = output_files(&entries, &assets.emitted(), &rendered);
     let variants = precompress::all(&context, &files);
-    let changed = write::commit(&context, &lock, &files, &variants, &manifest, &rendered)?;
+    let changed = write::commit(
+        &context,
+        &lock,
+        write::Written {
+            files: &files,
+            variants: &variants,
+            manifest: &manifest,
+            rendered: &rendered,
+        },
+        release,
+    )?;
     cache.prune();
 
     Ok(BuildReport {

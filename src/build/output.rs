@@ -90,6 +90,23 @@ impl Staging {
         fs::write(&path, bytes).map_err(|err| Diagnostic::io(&path, &err))
     }
 
+    /// Hard-links (or, across filesystems, copies) `relative` from the
+    /// current output directory; `false` when the current output lacks it.
+    pub(crate) fn keep(&self, relative: &str) -> Result<bool, Diagnostic> {
+        let from = self.out_dir.join(relative);
+        if !from.is_file() {
+            return Ok(false);
+        }
+        let path = self.dir.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|err| Diagnostic::io(parent, &err))?;
+        }
+        if fs::hard_link(&from, &path).is_err() {
+            fs::copy(&from, &path).map_err(|err| Diagnostic::io(&from, &err))?;
+        }
+        Ok(true)
+    }
+
     /// Swaps the staging directory in as the output directory. The previous
     /// output is removed afterwards; readers see either the old tree or the
     /// new one, never a mix.

@@ -35,6 +35,11 @@ pub struct BuildConfig {
     pub minify: bool,
     /// Globs (relative to `assets/`) of files that are not part of the site.
     pub exclude: Vec<String>,
+    /// Earlier builds whose hashed files stay in the output, however old.
+    pub keep_builds: usize,
+    /// Earlier builds replaced less than this long ago keep their hashed
+    /// files in the output too.
+    pub keep_for_secs: u64,
 }
 
 impl Default for BuildConfig {
@@ -50,6 +55,8 @@ impl Default for BuildConfig {
             sourcemaps: false,
             minify: true,
             exclude: vec!["**/*.md".into()],
+            keep_builds: 3,
+            keep_for_secs: 24 * 60 * 60,
         }
     }
 }

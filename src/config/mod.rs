@@ -59,11 +59,14 @@ pub const CACHE_DIR: &str = ".kiln-cache";
 pub const WATCH_OUT_DIR: &str = ".kiln/watch";
 
 /// What `kiln watch` sets where neither `build.toml` nor `--set` chose a
-/// value: no minifying or precompression (fast rebuilds), source maps on.
-const WATCH_DEFAULTS: [(&str, &str); 3] = [
+/// value: no minifying or precompression (fast rebuilds), source maps on,
+/// and no earlier builds kept (the page reloads with each one).
+const WATCH_DEFAULTS: [(&str, &str); 5] = [
     ("build.minify", "false"),
     ("build.precompress", "[]"),
     ("build.sourcemaps", "true"),
+    ("build.keep_builds", "0"),
+    ("build.keep_for_secs", "0"),
 ];
 
 /// The whole of `build.toml`.

@@ -19,11 +19,11 @@ use crate::dynamic::db::Row;
 use crate::dynamic::page::SessionView;
 use crate::dynamic::produce::{Failure, Target, produce};
 use crate::dynamic::response::{Body, COMPRESS_MIN_BYTES, Privacy, finish};
-use crate::dynamic::response_cache::RouteCache;
 use crate::dynamic::response_cache::entry::{
     Entry, Freshness, body_tag, csrf_placeholder, cut_placeholders, now_ms,
     placeholder_transformed, splice_token,
 };
+use crate::dynamic::response_cache::{RouteCache, generation_of};
 use crate::dynamic::routes::Values;
 use crate::dynamic::routes::fill::fill_template;
 use crate::dynamic::routes::params;
@@ -43,14 +43,14 @@ pub(crate) async fn respond(
     if policy.token_changed.load(Ordering::Relaxed) {
         return Err(Failure::Uncacheable);
     }
-    let key = policy.key(&route.label, values);
+    let key = policy.key(&dynamic.views.load().generation, values);
     let view = SessionView::of_values(values);
     let target = Target::of(req, &view);
     let filled_here = AtomicBool::new(false);
     let result = cache
         .get_or_fill(&key, &policy.admit, || async {
             filled_here.store(true, Ordering::Relaxed);
-            make_entry(dynamic, route, policy, values, target).await
+            make_entry(dynamic, route, policy, values, target, &key).await
         })
         .await;
     let entry = result?;
@@ -68,17 +68,24 @@ pub(crate) async fn respond(
     Ok(serve(req, dynamic, route, &entry, state))
 }
 
-/// Renders a cache entry for `values`.
+/// Renders the cache entry for `key`, made of `values`.
 pub(crate) async fn make_entry(
     dynamic: &DynamicApp,
     route: &Route,
     policy: &CachePolicy,
     values: &Values,
     target: Target<'_>,
+    key: &str,
 ) -> Result<Entry, Failure> {
     let placeholder = csrf_placeholder();
     let slot = CsrfSlot::placeholder(&dynamic.csrf, placeholder);
     let rendered = produce(dynamic, route, values, target, &slot).await?;
+    // A new build was loaded while this page rendered: it may link to
+    // either build, so it is not stored under the generation it was asked
+    // for (the request renders again, with the new build).
+    if generation_of(key) != Some(&*dynamic.views.load().generation) {
+        return Err(Failure::Uncacheable);
+    }
     let csrf = slot.used();
     let (body, csrf_at) = if csrf {
         cut_placeholders(&rendered.body, placeholder)
@@ -208,7 +215,7 @@ fn refresh_in_background(
             };
             let refreshed = cache
                 .fill(&key, &policy.admit, || {
-                    make_entry(&dynamic, route, policy, &values, target)
+                    make_entry(&dynamic, route, policy, &values, target, &key)
                 })
                 .await;
             if refreshed.is_err() {
@@ -243,7 +250,7 @@ pub(crate) async fn warm(dynamic: &DynamicApp, url: &str) -> Result<(), String> 
         format!("cache.warm: {url}: {}", problems.join(", "))
     })?;
     values.extend(params);
-    let key = policy.key(&route.label, &values);
+    let key = policy.key(&dynamic.views.load().generation, &values);
     let view = SessionView::of_values(&values);
     let target = Target {
         path,
@@ -252,14 +259,14 @@ pub(crate) async fn warm(dynamic: &DynamicApp, url: &str) -> Result<(), String> 
     };
     match cache
         .fill(&key, &policy.admit.always(), || {
-            make_entry(dynamic, route, policy, &values, target)
+            make_entry(dynamic, route, policy, &values, target, &key)
         })
         .await
     {
         Ok(_) => Ok(()),
         Err(Failure::NotFound) => Err(format!("cache.warm: {url}: not found")),
         Err(Failure::Uncacheable) => Err(format!(
-            "cache.warm: {url}: the page cannot be cached (its template changes csrf_token())"
+            "cache.warm: {url}: the page cannot be cached (its template changes csrf_token(), or a new build was loaded as it rendered)"
         )),
         Err(Failure::Response(response)) => {
             Err(format!("cache.warm: {url}: answered {}", response.status()))

@@ -45,7 +45,8 @@ pub(crate) enum Failure {
     Response(HttpResponse),
     /// The page cannot be cached: its template changed the CSRF token as
     /// it rendered it (a filter), so the cache cannot put each visitor's
-    /// token in its place. It is rendered for the request instead.
+    /// token in its place, or a new build was loaded while it rendered. It
+    /// is rendered for the request instead.
     Uncacheable,
 }
 

@@ -5,6 +5,7 @@
 //! build is loaded, so hashed URLs always point at files that exist.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -28,6 +29,9 @@ pub(crate) struct Views {
     env: Environment<'static>,
     /// The files under `data/`, as pages see them.
     pub data: Value,
+    /// What a page rendered with these views depends on besides its route
+    /// and inputs (see [`generation`]); part of every route cache key.
+    pub generation: Arc<str>,
 }
 
 /// The request's CSRF token: the valid one its cookie carries, or a new
@@ -106,9 +110,16 @@ impl Views {
     /// Loads the served build's manifest and compiles `templates`, so a
     /// template error stops start-up with its file, line and column.
     pub(crate) fn load(settings: &Settings, templates: &[&str]) -> Result<Views, Diagnostic> {
+        let data = crate::site::templates::read_data(&settings.data_dir).map_err(|problems| {
+            problems
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Diagnostic::new("reading data/ failed"))
+        })?;
         // Serving without a build: templates can still render, but asset()
         // will name the missing file.
         let manifest = crate::site::manifest::read(&settings.out_dir)?;
+        let generation = generation(&manifest, &data, &settings.templates_dir);
         let images = image_outputs(&manifest);
         let catalog = Arc::new(Catalog {
             base_url: settings.build().base_url.clone(),
@@ -118,12 +129,6 @@ impl Views {
             templates_dir: settings.templates_dir.clone(),
             warnings: Default::default(),
         });
-        let data = crate::site::templates::read_data(&settings.data_dir).map_err(|problems| {
-            problems
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Diagnostic::new("reading data/ failed"))
-        })?;
         let mut env = functions::environment(&settings.templates_dir, catalog);
         env.add_function("csrf_field", |state: &State| -> Result<Value, Error> {
             let token = csrf_token(state)?;
@@ -149,6 +154,7 @@ impl Views {
         Ok(Views {
             env,
             data: Value::from_serialize(data),
+            generation,
         })
     }
 
@@ -156,6 +162,38 @@ impl Views {
     pub(crate) fn render(&self, name: &str, context: Value) -> Result<String, Error> {
         self.env.get_template(name)?.render(context)
     }
+}
+
+/// The identity of what route templates render with: the build (its
+/// manifest names every hashed URL a page may link to), the data files and
+/// every template (a route's template and whatever it includes or extends,
+/// which only rendering would reveal). Eight hex digits of their digest: a
+/// cache entry rendered under another generation links to assets this
+/// build may not serve, so its key never matches.
+fn generation(manifest: &Manifest, data: &serde_json::Value, templates_dir: &Path) -> Arc<str> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&crate::site::manifest::to_json(manifest));
+    hasher.update(b"\0data\0");
+    hasher.update(data.to_string().as_bytes());
+    for entry in walkdir::WalkDir::new(templates_dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.file_type().is_file())
+    {
+        // An unreadable template fails when rendered, whatever its digest.
+        let contents = std::fs::read(entry.path()).unwrap_or_default();
+        hasher.update(b"\0template\0");
+        // Relative: servers deployed to different directories agree.
+        let name = entry
+            .path()
+            .strip_prefix(templates_dir)
+            .unwrap_or(entry.path());
+        hasher.update(name.as_os_str().as_encoded_bytes());
+        hasher.update(b"\0");
+        hasher.update(&contents);
+    }
+    hasher.finalize().to_hex()[..8].into()
 }
 
 /// Adds the CSRF slot to a template context.

@@ -277,9 +277,20 @@ fn group_variants(files: &HashMap<String, Found>) -> Vec<(String, VariantFiles)>
     grouped
 }
 
-/// Output paths the manifest names (and their source maps): content-hashed,
-/// so immutable.
+/// Output paths the manifest names (and their source maps), and every
+/// content-hashed file of the current and the kept earlier builds
+/// ([`crate::site::builds`]): immutable.
 fn hashed_outputs(root: &Path) -> HashSet<String> {
+    let mut files = manifest_outputs(root);
+    if let Some(record) = crate::site::builds::read(root) {
+        let kept = std::iter::once(record.current)
+            .chain(record.previous.into_iter().map(|replaced| replaced.build));
+        files.extend(kept.flat_map(|build| build.files));
+    }
+    files
+}
+
+fn manifest_outputs(root: &Path) -> HashSet<String> {
     let Ok(text) = std::fs::read(root.join(MANIFEST_FILE)) else {
         return HashSet::new();
     };

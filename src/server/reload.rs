@@ -90,12 +90,25 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
 }
 
 /// Route templates resolve asset URLs through the manifest: recompile them
-/// against the new build (keeping the old ones when that fails).
+/// against the new build (keeping the old ones when that fails), and drop
+/// the route cache's entries rendered with the previous ones.
 fn reload_views(settings: &Settings, state: &AppState) -> Result<(), Diagnostic> {
     let Some(dynamic) = &state.dynamic else {
         return Ok(());
     };
+    // A staged build leaves the served pages as they were, and so the
+    // route templates: those on disk may be the next build's already.
+    if crate::site::builds::read(&settings.out_dir).is_some_and(|record| record.staged) {
+        return Ok(());
+    }
     let views = crate::dynamic::views::Views::load(settings, &dynamic.routes.templates())?;
+    let generation = Arc::clone(&views.generation);
     dynamic.views.store(Arc::new(views));
+    if let Some(cache) = &dynamic.cache {
+        let retired = cache.retire_generations(&generation);
+        if retired > 0 {
+            tracing::info!("dropped {retired} route cache entries of the previous build");
+        }
+    }
     Ok(())
 }

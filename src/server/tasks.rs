@@ -63,7 +63,8 @@ pub(crate) async fn start_database(
 /// How often expired entries are dropped from the disk level of the cache.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Drops expired disk entries on a schedule, off the workers, until the
+/// Drops expired disk entries, and those another build rendered (kept
+/// from before a restart), on a schedule, off the workers, until the
 /// server stops.
 fn spawn_disk_sweeper(dynamic: &Arc<DynamicApp>) {
     let dynamic = Arc::downgrade(dynamic);
@@ -76,7 +77,7 @@ fn spawn_disk_sweeper(dynamic: &Arc<DynamicApp>) {
             };
             let _ = actix_web::rt::task::spawn_blocking(move || {
                 if let Some(disk) = dynamic.cache.as_ref().and_then(|cache| cache.disk.as_ref()) {
-                    disk.sweep();
+                    disk.sweep(&dynamic.views.load().generation);
                 }
             })
             .await;

@@ -1,5 +1,6 @@
 //! The contracts every command shares: what the build writes and the
-//! server reads ([`manifest`], [`hints`], [`images`]), the template
+//! server reads ([`manifest`], [`hints`], [`images`], the record of kept
+//! builds in [`builds`]), the template
 //! environment both render with ([`templates`]), the content codings both
 //! produce ([`codec`]), URL paths ([`url`]), the live-reload endpoints
 //! ([`live_reload`]) and human-readable sizes ([`units`]).
@@ -8,6 +9,7 @@
 //! depend on this layer, never on each other (`watch` alone composes build
 //! and serve).
 
+pub(crate) mod builds;
 pub(crate) mod codec;
 pub(crate) mod hints;
 pub(crate) mod images;

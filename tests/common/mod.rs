@@ -191,6 +191,7 @@ pub(crate) fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
 pub(crate) mod forms;
 pub(crate) mod http;
 pub(crate) mod postgres;
+pub(crate) mod redis;
 pub(crate) mod server;
 pub(crate) mod watch;
 

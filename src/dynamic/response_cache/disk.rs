@@ -3,7 +3,7 @@
 //! tag's keys are one prefix scan) and `by_age` (`created BE ‖ key` → ∅, so
 //! the oldest entry is the first one). The level stays under its byte bound
 //! by evicting oldest first; expired entries are dropped when read and by
-//! [`Disk::sweep`].
+//! [`Disk::sweep`], which also drops other builds' entries.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,22 +116,29 @@ impl Disk {
         keys.len()
     }
 
-    /// Drops every expired entry (run on a schedule).
-    pub(crate) fn sweep(&self) -> usize {
+    /// Drops every expired entry, and every entry rendered for another
+    /// generation than `current` (run on a schedule, and when a build is
+    /// loaded); returns how many.
+    pub(crate) fn sweep(&self, current: &str) -> usize {
         let now = now_ms();
-        let expired: Vec<String> = self
+        let dropped: Vec<String> = self
             .entries
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, value)| {
-                Entry::decode(value).is_none_or(|entry| entry.freshness(now) == Freshness::Expired)
+            .filter_map(|(key, value)| {
+                let key = std::str::from_utf8(&key).ok()?;
+                let retired = super::generation_of(key) != Some(current);
+                let expired = || {
+                    Entry::decode(&value)
+                        .is_none_or(|entry| entry.freshness(now) == Freshness::Expired)
+                };
+                (retired || expired()).then(|| key.to_string())
             })
-            .filter_map(|(key, _)| std::str::from_utf8(&key).ok().map(str::to_string))
             .collect();
-        for key in &expired {
+        for key in &dropped {
             self.remove(key);
         }
-        expired.len()
+        dropped.len()
     }
 
     /// The byte bound.

@@ -64,6 +64,7 @@ pub(crate) struct CacheMetrics {
     route_full: AtomicU64,
     promoted: AtomicU64,
     bypassed: AtomicU64,
+    retired: AtomicU64,
 }
 
 impl CacheMetrics {
@@ -87,7 +88,7 @@ impl CacheMetrics {
 /// What the cache may keep of one route, from its `[route.cache]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Admit {
-    /// The route's key prefix: 8 hex digits of its label's hash.
+    /// The route's key prefix: 8 hex digits of its declaration's digest.
     pub route: Arc<str>,
     /// Most entries of the route in memory at once; 0: no limit.
     pub max_entries: usize,
@@ -148,6 +149,12 @@ impl MemoryIndex {
 }
 
 type Index = Arc<Mutex<MemoryIndex>>;
+
+/// The generation of a key (`ROUTE.GENERATION.INPUTS`, made by the
+/// routes' cache policy).
+pub(crate) fn generation_of(key: &str) -> Option<&str> {
+    key.split('.').nth(1)
+}
 
 fn lock(index: &Index) -> std::sync::MutexGuard<'_, MemoryIndex> {
     index.lock().unwrap_or_else(|poison| poison.into_inner())
@@ -441,6 +448,29 @@ impl RouteCache {
         }
     }
 
+    /// Drops the memory and disk entries rendered for another generation
+    /// than `current` (a new build was loaded); returns how many. Redis
+    /// keeps them, for servers still on that build, until they expire.
+    pub(crate) fn retire_generations(&self, current: &str) -> usize {
+        let retired: Vec<Arc<str>> = self
+            .memory
+            .iter()
+            .filter(|(key, _)| generation_of(key) != Some(current))
+            .map(|(key, _)| Arc::clone(&*key))
+            .collect();
+        let mut dropped = retired.len();
+        for key in retired {
+            self.memory.invalidate(&key);
+        }
+        if let Some(disk) = &self.disk {
+            dropped += disk.sweep(current);
+        }
+        self.metrics
+            .retired
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        dropped
+    }
+
     /// Drops `tag` from this server's memory and disk levels.
     pub(crate) fn invalidate_local(&self, tag: &str) -> usize {
         let keys = lock(&self.index).tags.remove(tag).unwrap_or_default();
@@ -570,6 +600,11 @@ impl RouteCache {
             "kiln_cache_bypassed",
             "Requests of cached routes sent past the cache by a cache.bypass parameter.",
             self.metrics.bypassed.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_cache_retired",
+            "Memory and disk entries dropped because they were rendered for another build.",
+            self.metrics.retired.load(Ordering::Relaxed),
         )?;
         if let Some(redis) = &self.redis {
             out.counter(

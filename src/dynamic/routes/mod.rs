@@ -82,12 +82,21 @@ pub(crate) struct CachePolicy {
 }
 
 impl CachePolicy {
-    /// The cache key: the route and the typed values of the inputs it
-    /// varies on, so `?page=01` and `?page=1` share an entry.
-    pub(crate) fn key(&self, label: &str, values: &[(String, SqlValue)]) -> std::sync::Arc<str> {
+    /// The cache key: `ROUTE.GENERATION.INPUTS`. `ROUTE` is the route's
+    /// declaration (its SQL, template name and cache settings: see
+    /// [`Admit::route`](crate::dynamic::response_cache::Admit)),
+    /// `GENERATION` what it renders with (the build, its templates and
+    /// data: [`crate::dynamic::views::Views::generation`]), `INPUTS` the
+    /// typed values of the inputs it varies on, so `?page=01` and
+    /// `?page=1` share an entry. An entry rendered for another build or
+    /// another declaration is never found.
+    pub(crate) fn key(
+        &self,
+        generation: &str,
+        values: &[(String, SqlValue)],
+    ) -> std::sync::Arc<str> {
         use std::fmt::Write;
         let mut hasher = blake3::Hasher::new();
-        hasher.update(label.as_bytes());
         for name in &self.vary {
             let value = values
                 .iter()
@@ -98,11 +107,10 @@ impl CachePolicy {
             hasher.update(b"=");
             hasher.update(value.describe().as_bytes());
         }
-        // The route's own prefix lets the cache count a route's entries.
-        let mut key = String::with_capacity(self.admit.route.len() + 33);
+        let mut key = String::with_capacity(self.admit.route.len() + generation.len() + 34);
         let _ = write!(
             key,
-            "{}.{}",
+            "{}.{generation}.{}",
             self.admit.route,
             &hasher.finalize().to_hex()[..32]
         );
@@ -428,9 +436,9 @@ fn cache_policy(
         vary,
         bypass,
         admit: crate::dynamic::response_cache::Admit {
-            route: blake3::hash(format!("{} {}", config.method, config.path).as_bytes()).to_hex()
-                [..8]
-                .into(),
+            // Everything declared about the route: a changed query or cache
+            // setting renders differently from the same inputs.
+            route: blake3::hash(format!("{config:?}").as_bytes()).to_hex()[..8].into(),
             max_entries: cache.max_entries,
             repeat: cache.admit == crate::config::CacheAdmit::Repeat,
         },
