@@ -1,6 +1,8 @@
-//! `kiln watch` in a real browser: headless Chromium (Debian's `chromium`,
-//! driven over WebDriver by `chromedriver`) on a page of the watch fixture,
-//! while the test edits the site's files.
+//! kiln in a real browser: headless Chromium (Debian's `chromium`, driven
+//! over WebDriver by `chromedriver`). `kiln watch` on a page of the watch
+//! fixture while the test edits the site's files; and every page of the
+//! demo, served as in production, at a phone's width and a desktop's,
+//! where every image must load and fill its place.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Site;
+use common::server::TestServer;
 use common::watch::{PATIENCE, WatchProcess};
 use serde_json::{Value, json};
 
@@ -125,6 +128,16 @@ impl Browser {
         self.call("POST", &path, Some(json!({ "script": script, "args": [] })))
     }
 
+    /// Sets the window's size in CSS pixels.
+    fn resize(&self, width: u32, height: u32) {
+        let path = format!("/session/{}/window/rect", self.session);
+        self.call(
+            "POST",
+            &path,
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
     /// Polls `script` until it returns `true`.
     fn wait_for(&self, what: &str, script: &str) {
         wait_until(what, || self.run(script) == true);
@@ -225,5 +238,106 @@ fn css_swaps_in_place_templates_reload_and_errors_overlay_until_fixed() {
         "the overlay to go",
         "return document.getElementById('kiln-overlay') === null \
          && getComputedStyle(document.body).color === 'rgb(0, 0, 200)'",
+    );
+}
+
+/// The same-site pages the demo's home page links to, and itself.
+fn demo_pages(browser: &Browser, addr: SocketAddr) -> Vec<String> {
+    browser.open(&format!("http://{addr}/"));
+    let links = browser.run(
+        "return [...new Set([...document.querySelectorAll('a[href]')]\
+           .map(a => new URL(a.href, location.href))\
+           .filter(url => url.origin === location.origin && !url.search)\
+           .map(url => url.pathname))]",
+    );
+    let mut pages: Vec<String> = links
+        .as_array()
+        .map(|links| {
+            links
+                .iter()
+                .filter_map(|link| link.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !pages.contains(&"/".to_string()) {
+        pages.push("/".into());
+    }
+    pages.sort();
+    pages
+}
+
+/// Every image of the page in view once (lazy ones load when near it),
+/// then the ones that did not load, have no size, or leave part of their
+/// gallery cell empty.
+const IMAGE_PROBLEMS: &str = "
+    const problems = [];
+    for (const img of document.images) {
+        const box = img.getBoundingClientRect();
+        const name = img.currentSrc || img.src;
+        if (!img.complete) { problems.push(`${name}: still loading`); continue; }
+        if (img.naturalWidth === 0) { problems.push(`${name}: broken`); continue; }
+        if (box.width < 1 || box.height < 1) { problems.push(`${name}: ${box.width}x${box.height}`); }
+        const cell = img.closest('.gallery figure');
+        if (cell) {
+            const place = cell.getBoundingClientRect();
+            if (Math.abs(place.width - box.width) > 1 || Math.abs(place.height - box.height) > 1) {
+                problems.push(`${name}: ${box.width}x${box.height} in a ${place.width}x${place.height} cell`);
+            }
+        }
+    }
+    return problems;";
+
+/// The gallery left empty bands under four of its five photos: the
+/// first photo spanned two columns, so its row was twice as tall as the
+/// others' photos. And at a phone's width the header's links ran off the
+/// side of the page.
+#[test]
+fn every_image_of_the_demo_loads_and_fills_its_place_at_two_widths() {
+    let Some(browser) = common::require(Browser::launch(), "the browser test") else {
+        return;
+    };
+    let site = Site::demo();
+    site.build().expect("the demo builds");
+    let server = TestServer::start(&site, &[]);
+    let pages = demo_pages(&browser, server.addr);
+    assert!(
+        pages.iter().any(|page| page == "/gallery/"),
+        "the home page links the gallery: {pages:?}"
+    );
+    let mut images = 0;
+    for (width, height) in [(390, 844), (1280, 900)] {
+        browser.resize(width, height);
+        for page in &pages {
+            browser.open(&format!("http://{}{page}", server.addr));
+            images += browser
+                .run(
+                    "for (const img of document.images) { img.scrollIntoView({block: 'center'}); }\
+                     return document.images.length",
+                )
+                .as_u64()
+                .unwrap_or(0);
+            let deadline = Instant::now() + PATIENCE;
+            let problems = loop {
+                let problems = browser.run(IMAGE_PROBLEMS);
+                let settled = problems.as_array().is_some_and(|list| {
+                    list.iter()
+                        .all(|problem| !problem.as_str().unwrap_or("").ends_with("still loading"))
+                });
+                if settled || Instant::now() > deadline {
+                    break problems;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            assert_eq!(problems, json!([]), "{page} at {width}px");
+            assert_eq!(
+                browser.run("return document.documentElement.scrollWidth <= innerWidth"),
+                true,
+                "{page} at {width}px is wider than the window"
+            );
+        }
+    }
+    assert!(
+        images >= 10,
+        "the demo's pages show their photos ({images})"
     );
 }
