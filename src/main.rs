@@ -87,6 +87,48 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// The route cache: statistics, purges and warming, through a running
+    /// server's admin listener (server.admin_addr), else against the disk
+    /// level and Redis directly.
+    Cache {
+        /// The site root, holding build.toml.
+        #[arg(long, default_value = ".", global = true)]
+        root: PathBuf,
+        /// The running server's admin listener, instead of server.admin_addr.
+        #[arg(long, value_name = "HOST:PORT", global = true)]
+        admin: Option<std::net::SocketAddr>,
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Entries and bytes per level, hits and misses (JSON).
+    Stats,
+    /// Drop entries from every level and, through Redis, every server.
+    Purge {
+        /// Every entry.
+        #[arg(long, conflicts_with_all = ["tag", "route", "url"])]
+        all: bool,
+        /// The entries carrying a tag of [route.cache] (product:7).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Every entry of a route, by its declared path (/catalogue/{id:int}).
+        #[arg(long)]
+        route: Option<String>,
+        /// Every entry of a URL (/catalogue/?page=2), for every visitor.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Render URLs into the running server's cache.
+    Warm {
+        /// URLs (/catalogue/?page=2).
+        urls: Vec<String>,
+        /// A file of URLs, one per line.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +170,11 @@ impl Failure {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Cache {
+            root,
+            admin,
+            action,
+        } => cache(&load_settings(&root, None, &[])?, admin, action),
         Command::Build {
             root,
             out,
@@ -182,6 +229,62 @@ fn parse_addr(addr: Option<String>) -> Result<Option<std::net::SocketAddr>, Fail
     addr.map(|text| kiln::config::parse_addr("--addr", &text))
         .transpose()
         .map_err(Failure::usage)
+}
+
+fn cache(
+    settings: &Settings,
+    admin: Option<std::net::SocketAddr>,
+    action: CacheAction,
+) -> Result<(), Failure> {
+    use kiln::dynamic::purge::Purge;
+    use kiln::server::cache_control;
+    let outcome = match action {
+        CacheAction::Stats => cache_control::stats(settings, admin),
+        CacheAction::Purge {
+            all,
+            tag,
+            route,
+            url,
+        } => {
+            let wanted = match (all, tag, route, url) {
+                (true, None, None, None) => Purge::All,
+                (false, Some(tag), None, None) => Purge::Tag(tag),
+                (false, None, Some(route), None) => Purge::Route(route),
+                (false, None, None, Some(url)) => Purge::Url(url),
+                _ => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "kiln cache purge: name exactly one of --all, --tag, --route, --url"
+                    )));
+                }
+            };
+            cache_control::purge(settings, admin, &wanted)
+        }
+        CacheAction::Warm { mut urls, from } => {
+            if let Some(file) = from {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|err| Failure::usage(anyhow::anyhow!("{}: {err}", file.display())))?;
+                urls.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                        .map(str::to_string),
+                );
+            }
+            if urls.is_empty() {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "kiln cache warm: name URLs, or --from FILE"
+                )));
+            }
+            cache_control::warm_urls(settings, admin, &urls)
+        }
+    };
+    match outcome {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(())
+        }
+        Err(problem) => Err(Failure::failed(anyhow::anyhow!("kiln cache: {problem}"))),
+    }
 }
 
 fn build(settings: &Settings) -> Result<(), Failure> {

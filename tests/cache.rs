@@ -620,3 +620,132 @@ fn redis_tag_sets_are_pruned_with_their_entries() {
         "the expired members went with their entries"
     );
 }
+
+// `kiln cache`
+
+use kiln::dynamic::purge::Purge;
+use kiln::server::cache_control;
+
+fn purge_through(server: &TestServer, site: &Site, wanted: &Purge) -> serde_json::Value {
+    let admin = server.running().admin_addr;
+    let answer = cache_control::purge(&site.settings(&[]), admin, wanted).expect("the purge");
+    serde_json::from_str(&answer).expect("JSON")
+}
+
+#[test]
+fn kiln_cache_purges_a_url_a_route_a_tag_or_everything_through_the_admin_listener() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let warm = |ids: &[u32]| {
+        for id in ids {
+            http::get(server.addr, &format!("/items/{id}"), &[]);
+        }
+    };
+    let state =
+        |id: u32| cache_state(&http::get(server.addr, &format!("/items/{id}"), &[])).to_string();
+    warm(&[1, 2, 3]);
+
+    let dropped = purge_through(&server, &site, &Purge::Url("/items/1".into()));
+    assert_eq!(dropped["dropped"], 1);
+    assert_eq!(state(1), "miss");
+    assert_eq!(state(2), "hit");
+
+    assert_eq!(
+        purge_through(&server, &site, &Purge::Tag("item:2".into()))["dropped"],
+        1
+    );
+    assert_eq!(state(2), "miss");
+    assert_eq!(state(3), "hit");
+
+    let dropped = purge_through(&server, &site, &Purge::Route("/items/{id:int}".into()));
+    assert_eq!(dropped["dropped"], 3);
+    assert_eq!(state(3), "miss");
+
+    warm(&[4]);
+    assert!(purge_through(&server, &site, &Purge::All)["dropped"].as_u64() >= Some(1));
+    assert_eq!(state(4), "miss");
+
+    let stats: serde_json::Value = serde_json::from_str(
+        &cache_control::stats(&site.settings(&[]), server.running().admin_addr).unwrap(),
+    )
+    .unwrap();
+    assert!(stats["memory_entries"].as_u64() >= Some(1), "{stats}");
+    assert!(stats["hits"]["memory"].as_u64() >= Some(2), "{stats}");
+
+    let unknown = cache_control::purge(
+        &site.settings(&[]),
+        server.running().admin_addr,
+        &Purge::Route("/nowhere/".into()),
+    )
+    .expect_err("no such route");
+    assert!(unknown.contains("no cached route /nowhere/"), "{unknown}");
+}
+
+#[test]
+fn kiln_cache_warms_urls_through_the_admin_listener() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    let admin = server.running().admin_addr;
+    let answer = cache_control::warm_urls(
+        &site.settings(&[]),
+        admin,
+        &["/items/5".into(), "/items/4242".into()],
+    )
+    .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["warmed"], 1, "{answer}");
+    assert!(
+        answer["failed"][0]
+            .as_str()
+            .unwrap()
+            .contains("/items/4242: not found")
+    );
+    assert_eq!(cache_state(&http::get(server.addr, "/items/5", &[])), "hit");
+}
+
+#[test]
+fn kiln_cache_purges_the_disk_level_when_no_server_runs() {
+    let site = shop();
+    let server = TestServer::start(&site, &[]);
+    http::get(server.addr, "/items/9", &[]);
+    http::get(server.addr, "/items/9", &[]);
+    assert_eq!(metric(&server, "kiln_cache_promoted_total"), 1.0);
+    server.stop(true);
+    let stats = cache_control::stats(&site.settings(&[]), None).expect("offline stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["disk_entries"], 1, "{stats}");
+    let answer = cache_control::purge(&site.settings(&[]), None, &Purge::Url("/items/9".into()))
+        .expect("offline purge");
+    assert!(answer.contains("\"dropped\":1"), "{answer}");
+    let server = TestServer::start(&site, &[]);
+    assert_eq!(
+        cache_state(&http::get(server.addr, "/items/9", &[])),
+        "miss"
+    );
+}
+
+#[test]
+fn a_purge_on_one_server_reaches_the_others_through_redis() {
+    let Some(redis) = RedisPrefix::new("purge") else {
+        return;
+    };
+    let overrides = redis.overrides();
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let (site_a, site_b) = (shop(), shop());
+    let a = TestServer::start(&site_a, &overrides);
+    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
+    std::fs::copy(
+        site_a.path(".kiln/secret.key"),
+        site_b.path(".kiln/secret.key"),
+    )
+    .unwrap();
+    let b = TestServer::start(&site_b, &overrides);
+    http::get(b.addr, "/items/3", &[]);
+    assert_eq!(cache_state(&http::get(b.addr, "/items/3", &[])), "hit");
+    purge_through(&a, &site_a, &Purge::Url("/items/3".into()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache_state(&http::get(b.addr, "/items/3", &[])) == "hit" {
+        assert!(Instant::now() < deadline, "B kept its entry");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

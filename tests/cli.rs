@@ -160,3 +160,15 @@ fn build_stage_adds_the_new_hashed_files_and_changes_no_page() {
         "{added:?}"
     );
 }
+
+#[test]
+fn cache_purge_needs_exactly_one_target() {
+    let site = Site::fixture("shop");
+    let root = site.root().to_str().unwrap();
+    let output = kiln(&["cache", "purge", "--root", root]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("exactly one of --all, --tag, --route, --url"));
+    let output = kiln(&["cache", "purge", "--root", root, "--all"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), r#"{"dropped":0}"#);
+}

@@ -197,6 +197,19 @@ pub enum ParamType {
 pub(super) fn validate(routes: &[RouteConfig]) -> Result<(), ConfigError> {
     for (index, route) in routes.iter().enumerate() {
         let key = format!("route[{index}] ({} {})", route.method, route.path);
+        // Control characters belong to the cache's own tags.
+        let declared = route
+            .invalidates
+            .iter()
+            .chain(route.cache.iter().flat_map(|cache| &cache.tags));
+        if let Some(tag) = declared
+            .into_iter()
+            .find(|tag| tag.chars().any(char::is_control))
+        {
+            return Err(config_error(format!(
+                "{key}: tag {tag:?} holds a control character"
+            )));
+        }
         match route.method {
             RouteMethod::Get => {
                 if !route.exec.is_empty()

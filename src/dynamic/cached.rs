@@ -105,6 +105,7 @@ pub(crate) async fn make_entry(
         .tags
         .iter()
         .filter_map(|tag| fill_template(tag, values, &Row::new(), false).ok())
+        .chain(policy.implicit_tags(values))
         .collect();
     let body = Bytes::from(body);
     // Compressed once here rather than on every hit; a CSRF page differs

@@ -9,7 +9,8 @@
 //! declarations, [`views`] the route templates, [`csrf`] guards forms,
 //! [`session`] stores sessions and [`session_use`] applies them, [`db`]
 //! pools connections, [`redis`] holds the Redis connection the cache and
-//! sessions share the code of, [`secret`] keeps the key that signs cookies.
+//! sessions share the code of, [`secret`] keeps the key that signs cookies,
+//! and [`purge`] resolves what an operator drops from the cache.
 
 pub(crate) mod admission;
 pub(crate) mod app;
@@ -20,6 +21,7 @@ pub(crate) mod form;
 pub(crate) mod handle;
 pub(crate) mod page;
 pub(crate) mod produce;
+pub mod purge;
 pub(crate) mod redis;
 pub(crate) mod response;
 pub(crate) mod response_cache;

@@ -45,9 +45,11 @@ pub(crate) enum RouteClass {
     Dynamic,
     /// `kiln watch`'s live-reload client and event stream.
     Live,
+    /// The route cache's admin endpoints (`kiln cache`).
+    Cache,
 }
 
-const CLASSES: [RouteClass; 10] = [
+const CLASSES: [RouteClass; 11] = [
     RouteClass::Asset,
     RouteClass::Page,
     RouteClass::File,
@@ -58,6 +60,7 @@ const CLASSES: [RouteClass; 10] = [
     RouteClass::Rejected,
     RouteClass::Dynamic,
     RouteClass::Live,
+    RouteClass::Cache,
 ];
 
 impl RouteClass {
@@ -73,6 +76,7 @@ impl RouteClass {
             RouteClass::Rejected => "rejected",
             RouteClass::Dynamic => "dynamic",
             RouteClass::Live => "live",
+            RouteClass::Cache => "cache",
         }
     }
 

@@ -22,7 +22,7 @@ use crate::http::pipeline;
 use crate::server::concerns::{self, Concerns};
 use crate::server::state::AppState;
 use crate::server::transport::guard::ConnectionClock;
-use crate::server::{endpoints, live};
+use crate::server::{cache_control, endpoints, live};
 
 /// Registers the app's services (the order is the order they are tried).
 pub(crate) fn services(
@@ -55,9 +55,12 @@ pub(crate) fn admin_services(state: Arc<AppState>) -> impl FnOnce(&mut ServiceCo
             let state = Arc::clone(&state);
             async move {
                 let (req, _payload) = request.into_parts();
-                let response = concerns::around_admin(&req, &state, |req| {
-                    endpoints::answer_admin(req, &state)
-                });
+                let response = if cache_control::is_cache_path(req.path()) {
+                    let answered = cache_control::answer(&req, &state).await;
+                    concerns::around_admin(&req, &state, |_| (answered, RouteClass::Cache))
+                } else {
+                    concerns::around_admin(&req, &state, |req| endpoints::answer_admin(req, &state))
+                };
                 Ok::<_, actix_web::Error>(ServiceResponse::new(req, response))
             }
         }));

@@ -4,10 +4,12 @@
 //! (limits, security headers, metrics, access log), binds, optionally over
 //! [`tls`], and runs the [`tasks`] beside the workers; [`reload`] swaps in
 //! new builds; [`endpoints`] answers `/healthz` and `/metrics`; [`live`] is
-//! `kiln watch`'s event stream; [`check`] is `kiln check`.
+//! `kiln watch`'s event stream; [`check`] is `kiln check`;
+//! [`cache_control`] is `kiln cache`.
 
 pub mod access_log;
 pub(crate) mod app;
+pub mod cache_control;
 pub(crate) mod check;
 pub(crate) mod concerns;
 pub(crate) mod endpoints;

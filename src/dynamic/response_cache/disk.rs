@@ -146,6 +146,11 @@ impl Disk {
         self.limit
     }
 
+    /// Entries stored.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Bytes of encoded entries stored.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)

@@ -85,6 +85,30 @@ impl CacheMetrics {
     }
 }
 
+fn by_level(counts: &[AtomicU64; 3]) -> std::collections::BTreeMap<String, u64> {
+    LEVELS
+        .iter()
+        .map(|level| {
+            let count = counts[*level as usize].load(Ordering::Relaxed);
+            (level.name().to_string(), count)
+        })
+        .collect()
+}
+
+/// What the levels hold, and how they were used (`kiln cache stats`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stats {
+    pub memory_entries: u64,
+    pub memory_bytes: u64,
+    /// `None`: no disk level.
+    pub disk_entries: Option<u64>,
+    pub disk_bytes: Option<u64>,
+    pub redis: bool,
+    /// Hits and misses by level (`memory`, `disk`, `redis`).
+    pub hits: std::collections::BTreeMap<String, u64>,
+    pub misses: std::collections::BTreeMap<String, u64>,
+}
+
 /// What the cache may keep of one route, from its `[route.cache]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Admit {
@@ -436,7 +460,9 @@ impl RouteCache {
 
     /// Drops every entry carrying one of `tags`, on every level (and, through
     /// Redis, on every other server's memory and disk levels).
-    pub(crate) async fn invalidate(&self, tags: &[String]) {
+    /// Returns how many entries the level that held most of them dropped.
+    pub(crate) async fn invalidate(&self, tags: &[String]) -> usize {
+        let mut total = 0;
         for tag in tags {
             let mut dropped = self.invalidate_local(tag);
             if let Some(redis) = &self.redis {
@@ -445,6 +471,22 @@ impl RouteCache {
             self.metrics
                 .invalidated
                 .fetch_add(dropped as u64, Ordering::Relaxed);
+            total += dropped;
+        }
+        total
+    }
+
+    /// What each level holds now, for `kiln cache stats`.
+    pub(crate) fn stats(&self) -> Stats {
+        self.settle();
+        Stats {
+            memory_entries: self.memory.entry_count(),
+            memory_bytes: self.memory.weighted_size(),
+            disk_entries: self.disk.as_ref().map(|disk| disk.len() as u64),
+            disk_bytes: self.disk.as_ref().map(Disk::bytes),
+            redis: self.redis.is_some(),
+            hits: by_level(&self.metrics.hits),
+            misses: by_level(&self.metrics.misses),
         }
     }
 

@@ -81,6 +81,12 @@ pub(crate) struct CachePolicy {
     pub token_changed: std::sync::atomic::AtomicBool,
 }
 
+/// Tags of the cache's own on every entry (`CachePolicy::implicit_tags`);
+/// a NUL cannot start a tag declared in `build.toml`.
+pub(crate) const PURGE_ALL_TAG: &str = "\0kiln:all";
+const PURGE_ROUTE_TAG: &str = "\0kiln:route:";
+const PURGE_URL_TAG: &str = "\0kiln:url:";
+
 impl CachePolicy {
     /// The cache key: `ROUTE.GENERATION.INPUTS`. `ROUTE` is the route's
     /// declaration (its SQL, template name and cache settings: see
@@ -96,8 +102,52 @@ impl CachePolicy {
         values: &[(String, SqlValue)],
     ) -> std::sync::Arc<str> {
         use std::fmt::Write;
+        let hasher = self.digest_inputs(values, |_| true);
+        let mut key = String::with_capacity(self.admit.route.len() + generation.len() + 34);
+        let _ = write!(
+            key,
+            "{}.{generation}.{}",
+            self.admit.route,
+            &hasher.finalize().to_hex()[..32]
+        );
+        key.into()
+    }
+
+    /// The tags the cache adds to every entry of this route, besides its
+    /// own `tags`, so `kiln cache purge` can drop every entry, a route's or
+    /// a URL's (all its visitors' variants) through the tag machinery that
+    /// reaches every level and every server.
+    pub(crate) fn implicit_tags(&self, values: &[(String, SqlValue)]) -> [String; 3] {
+        let url = self.digest_inputs(values, |name| !name.starts_with("session."));
+        [
+            PURGE_ALL_TAG.to_string(),
+            format!("{PURGE_ROUTE_TAG}{}", self.admit.route),
+            format!(
+                "{PURGE_URL_TAG}{}.{}",
+                self.admit.route,
+                &url.finalize().to_hex()[..32]
+            ),
+        ]
+    }
+
+    /// The tag of the entries of the URL that gave `values`.
+    pub(crate) fn url_tag(&self, values: &[(String, SqlValue)]) -> String {
+        let [_, _, url] = self.implicit_tags(values);
+        url
+    }
+
+    /// The tag of every entry of this route.
+    pub(crate) fn route_tag(&self) -> String {
+        format!("{PURGE_ROUTE_TAG}{}", self.admit.route)
+    }
+
+    fn digest_inputs(
+        &self,
+        values: &[(String, SqlValue)],
+        included: impl Fn(&str) -> bool,
+    ) -> blake3::Hasher {
         let mut hasher = blake3::Hasher::new();
-        for name in &self.vary {
+        for name in self.vary.iter().filter(|name| included(name)) {
             let value = values
                 .iter()
                 .find(|(known, _)| known == name)
@@ -107,14 +157,7 @@ impl CachePolicy {
             hasher.update(b"=");
             hasher.update(value.describe().as_bytes());
         }
-        let mut key = String::with_capacity(self.admit.route.len() + generation.len() + 34);
-        let _ = write!(
-            key,
-            "{}.{generation}.{}",
-            self.admit.route,
-            &hasher.finalize().to_hex()[..32]
-        );
-        key.into()
+        hasher
     }
 
     /// Whether a request with `values` goes past the cache: one of the
