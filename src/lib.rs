@@ -16,6 +16,7 @@ pub mod dynamic;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod http;
+pub mod init;
 pub mod server;
 pub(crate) mod site;
 pub mod watch;

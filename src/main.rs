@@ -87,6 +87,19 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Create a starter site that builds, serves and passes `kiln check`.
+    Init {
+        /// Where (created if missing; must be empty unless --force).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Which starter: one page, a blog, or a shop on SQLite.
+        #[arg(long, value_enum, default_value = "blank")]
+        template: kiln::init::Starter,
+        /// Write into a directory that is not empty (overwriting the
+        /// starter's files, keeping every other).
+        #[arg(long)]
+        force: bool,
+    },
     /// The route cache: statistics, purges and warming, through a running
     /// server's admin listener (server.admin_addr), else against the disk
     /// level and Redis directly.
@@ -170,6 +183,11 @@ impl Failure {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Init {
+            dir,
+            template,
+            force,
+        } => init(&dir, template, force),
         Command::Cache {
             root,
             admin,
@@ -229,6 +247,24 @@ fn parse_addr(addr: Option<String>) -> Result<Option<std::net::SocketAddr>, Fail
     addr.map(|text| kiln::config::parse_addr("--addr", &text))
         .transpose()
         .map_err(Failure::usage)
+}
+
+fn init(dir: &Path, starter: kiln::init::Starter, force: bool) -> Result<(), Failure> {
+    let written = kiln::init::init(dir, starter, force)
+        .map_err(|problem| Failure::usage(anyhow::anyhow!("kiln init: {problem}")))?;
+    let name = format!("{starter:?}").to_lowercase();
+    println!(
+        "created a {name} site in {} ({} files). Next:",
+        display_path(dir),
+        written.len()
+    );
+    if dir != Path::new(".") {
+        println!("  cd {}", dir.display());
+    }
+    println!("  kiln watch     # develop, with live reload");
+    println!("  kiln serve     # build into dist/ and serve it as in production");
+    println!("  kiln check     # routes, templates and migrations, checked");
+    Ok(())
 }
 
 fn cache(

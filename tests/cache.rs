@@ -749,3 +749,41 @@ fn a_purge_on_one_server_reaches_the_others_through_redis() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Route pages were served as rendered: no minification, no preload
+/// hints (in the page or as `Link`), unlike the built pages beside them.
+#[test]
+fn route_pages_get_the_rewrites_built_pages_get_cached_with_the_entry() {
+    let site = Site::fixture("shop");
+    let template = std::fs::read_to_string(site.path("templates/item.html")).unwrap();
+    site.write(
+        "templates/item.html",
+        template.replace(
+            "<h1>",
+            "<!-- a note for the template's authors -->\n\n   <h1>",
+        ),
+    );
+    site.build().expect("the shop builds");
+    let server = TestServer::start(&site, &[]);
+    let css = site.output_of("css/site.css");
+    for state in ["miss", "hit"] {
+        let page = http::get(server.addr, "/items/5", &[]);
+        assert_eq!(cache_state(&page), state);
+        let html = page.text();
+        assert!(
+            !html.contains("a note for the template's authors"),
+            "{html}"
+        );
+        assert!(!html.contains("\n\n   <h1>"), "{html}");
+        assert!(
+            html.contains(&format!(
+                "<link rel=\"preload\" as=\"style\" href=\"/{css}\""
+            )),
+            "{html}"
+        );
+        assert_eq!(
+            page.header("link"),
+            Some(format!("</{css}>; rel=preload; as=style; crossorigin=anonymous").as_str()),
+        );
+    }
+}

@@ -133,6 +133,7 @@ pub(crate) async fn make_entry(
         body,
         br,
         gzip,
+        links: rendered.links,
     })
 }
 
@@ -146,8 +147,13 @@ fn serve(
     state: &str,
 ) -> HttpResponse {
     let age = (now_ms().saturating_sub(entry.created_ms) / 1000).to_string();
-    let debug = [("age", age), ("x-kiln-cache", state.to_string())];
-    let extra: &[(&'static str, String)] = if dynamic.debug_headers { &debug } else { &[] };
+    let mut extra: Vec<(&'static str, String)> = Vec::new();
+    if dynamic.debug_headers {
+        extra.push(("age", age));
+        extra.push(("x-kiln-cache", state.to_string()));
+    }
+    extra.extend(crate::dynamic::response::link_header(&entry.links));
+    let extra = extra.as_slice();
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     if entry.csrf {
         let (secret, cookie) = match dynamic.csrf.cookie_token(req) {

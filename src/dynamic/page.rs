@@ -80,6 +80,8 @@ pub(crate) struct Rendered {
     pub status: StatusCode,
     pub body: Vec<u8>,
     pub content_type: &'static str,
+    /// `Link` header values: the page's preload hints.
+    pub links: Vec<String>,
 }
 
 /// A template failed to render (already logged with its file and line).
@@ -101,6 +103,7 @@ pub(crate) fn render(
             status: page.status,
             body: json_bytes(&body),
             content_type: "application/json",
+            links: Vec::new(),
         });
     };
     let params: BTreeMap<&str, &SqlValue> = page
@@ -145,15 +148,19 @@ pub(crate) fn render(
     let views = dynamic.views.load();
     context.insert("data".into(), views.data.clone());
     match views.render(template, Value::from(context)) {
-        Ok(html) => Ok(Rendered {
-            status: page.status,
-            body: if dynamic.live_reload {
-                crate::site::live_reload::with_live_reload(&html).into_bytes()
-            } else {
-                html.into_bytes()
-            },
-            content_type: "text/html; charset=utf-8",
-        }),
+        Ok(html) => {
+            let (html, links) = views.post_process(html, page.path);
+            Ok(Rendered {
+                status: page.status,
+                body: if dynamic.live_reload {
+                    crate::site::live_reload::with_live_reload(&html).into_bytes()
+                } else {
+                    html.into_bytes()
+                },
+                content_type: "text/html; charset=utf-8",
+                links,
+            })
+        }
         Err(err) => {
             let diagnostic = crate::site::templates::template_diagnostic(
                 &dynamic.templates_dir,

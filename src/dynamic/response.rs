@@ -167,6 +167,7 @@ pub(crate) fn send(
         Privacy::Shared if visitors_own => Privacy::Private(None),
         privacy => privacy,
     };
+    let links = link_header(&rendered.links);
     let body = Body::plain(rendered.body);
     finish(
         req,
@@ -175,8 +176,13 @@ pub(crate) fn send(
         body,
         rendered.content_type,
         privacy,
-        &[],
+        links.as_slice(),
     )
+}
+
+/// The `Link` header of a page's preload hints, if it has any.
+pub(crate) fn link_header(links: &[String]) -> Option<(&'static str, String)> {
+    (!links.is_empty()).then(|| ("link", links.join(", ")))
 }
 
 /// Whether the rendered page carries the visitor's CSRF token.

@@ -18,6 +18,7 @@ use crate::dynamic::csrf::Csrf;
 use crate::site::images::Format;
 use crate::site::images::{EmittedVariant, ImageOutputs};
 use crate::site::manifest::Manifest;
+use crate::site::postprocess::{self, OutputIndex, PageRef, Rewrites};
 use crate::site::templates::functions::{self, Catalog, escape};
 use crate::site::templates::template_diagnostic;
 
@@ -32,6 +33,11 @@ pub(crate) struct Views {
     /// What a page rendered with these views depends on besides its route
     /// and inputs (see [`generation`]); part of every route cache key.
     pub generation: Arc<str>,
+    /// What rendered pages get, as built pages do: the build's outputs,
+    /// for SRI, image sizes and hints, and which rewrites apply.
+    pub outputs: OutputIndex,
+    pub rewrites: Rewrites,
+    pub base_url: String,
 }
 
 /// The request's CSRF token: the valid one its cookie carries, or a new
@@ -121,6 +127,7 @@ impl Views {
         let manifest = crate::site::manifest::read(&settings.out_dir)?;
         let generation = generation(&manifest, &data, &settings.templates_dir);
         let images = image_outputs(&manifest);
+        let outputs = OutputIndex::new(&manifest);
         let catalog = Arc::new(Catalog {
             base_url: settings.build().base_url.clone(),
             sri: settings.pages().sri,
@@ -155,6 +162,9 @@ impl Views {
             env,
             data: Value::from_serialize(data),
             generation,
+            outputs,
+            rewrites: Rewrites::of(settings),
+            base_url: settings.build().base_url.clone(),
         })
     }
 
@@ -194,6 +204,28 @@ fn generation(manifest: &Manifest, data: &serde_json::Value, templates_dir: &Pat
         hasher.update(&contents);
     }
     hasher.finalize().to_hex()[..8].into()
+}
+
+impl Views {
+    /// `html`, rendered for the page at `path`, through the rewrites built
+    /// pages get (minification, lazy loading, SRI, hints); with its `Link`
+    /// header values. A page the rewriter cannot read is served as
+    /// rendered, and logged.
+    pub(crate) fn post_process(&self, html: String, path: &str) -> (String, Vec<String>) {
+        let output = path.trim_start_matches('/');
+        let page = PageRef {
+            index: &self.outputs,
+            base_url: &self.base_url,
+            dir: output.rsplit_once('/').map_or("", |(dir, _)| dir),
+        };
+        match postprocess::rewrite(html.trim_start(), &page, self.rewrites) {
+            Ok(rewritten) => (rewritten.html, rewritten.hints),
+            Err(err) => {
+                tracing::warn!("{path}: rewriting the rendered page: {err}");
+                (html, Vec::new())
+            }
+        }
+    }
 }
 
 /// Adds the CSRF slot to a template context.

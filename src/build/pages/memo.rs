@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use aho_corasick::AhoCorasick;
 
 use super::Page;
-use super::postprocess::OutputIndex;
 use crate::build::graph::key_of;
+use crate::site::postprocess::OutputIndex;
 use crate::site::url::percent_encode_path;
 
 /// Rendered pages by output path; disabled (keeping nothing) for one-shot builds.

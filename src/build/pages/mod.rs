@@ -1,6 +1,7 @@
 //! The page stage: `templates/pages/**` (HTML templates and Markdown) render
 //! through minijinja into HTML pages, which are then post-processed
-//! ([`postprocess`]) and emitted beside the assets.
+//! ([`crate::site::postprocess`], shared with the server's route pages)
+//! and emitted beside the assets.
 //!
 //! Layouts and partials are any other template under `templates/`
 //! (`{% extends "layouts/base.html" %}`, `{% include "partials/nav.html" %}`).
@@ -10,7 +11,6 @@
 
 pub(crate) mod markdown;
 pub(crate) mod memo;
-pub(crate) mod postprocess;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,11 +27,11 @@ use crate::build::graph::key_of;
 use crate::config::Settings;
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::site::manifest::Manifest;
+use crate::site::postprocess::{self, OutputIndex, PageRef, Rewrites};
 use crate::site::templates::frontmatter;
 use crate::site::templates::functions::{self, Catalog};
 use crate::site::templates::{read_data, template_diagnostic};
 use memo::{OutputNames, PageMemo, Templates};
-use postprocess::{OutputIndex, PageRef, Rewrites};
 
 /// The layout Markdown pages use when their front matter names none.
 pub(crate) const DEFAULT_LAYOUT: &str = "layouts/page.html";
@@ -394,13 +394,7 @@ fn render(shared: &Shared, source: &Source) -> Result<Page, Diagnostic> {
         base_url: &shared.settings.build().base_url,
         dir,
     };
-    let pages_config = shared.settings.pages();
-    let rewrites = Rewrites {
-        lazy_loading: pages_config.lazy_loading,
-        sri: pages_config.sri,
-        resource_hints: pages_config.resource_hints,
-        minify: shared.settings.build().minify,
-    };
+    let rewrites = Rewrites::of(shared.settings);
     // Whitespace before the doctype (blanked front matter, template tags)
     // means nothing; drop it so the document starts with its doctype.
     let rewritten =

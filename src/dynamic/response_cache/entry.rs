@@ -33,6 +33,8 @@ pub(crate) struct Entry {
     /// The body's entity tag (without quotes or coding suffix), made once:
     /// hashing the body on every hit costs more than the rest of a hit.
     pub tag: String,
+    /// The page's `Link` header values (preload hints).
+    pub links: Vec<String>,
 }
 
 /// The entity tag of a body: 20 hex digits of its blake3.
@@ -128,7 +130,8 @@ impl Entry {
     pub(crate) fn weight(&self) -> u64 {
         let copies =
             self.br.as_ref().map_or(0, Bytes::len) + self.gzip.as_ref().map_or(0, Bytes::len);
-        (self.body.len() + copies + self.content_type.len() + 64) as u64
+        let links: usize = self.links.iter().map(String::len).sum();
+        (self.body.len() + copies + self.content_type.len() + links + 64) as u64
     }
 
     /// Milliseconds until the entry may no longer be served at all.
@@ -155,6 +158,10 @@ impl Entry {
         out.extend_from_slice(&(self.tags.len() as u32).to_le_bytes());
         for tag in &self.tags {
             put(&mut out, tag.as_bytes());
+        }
+        out.extend_from_slice(&(self.links.len() as u32).to_le_bytes());
+        for link in &self.links {
+            put(&mut out, link.as_bytes());
         }
         put(&mut out, &self.body);
         for copy in [&self.br, &self.gzip] {
@@ -193,6 +200,11 @@ impl Entry {
         for _ in 0..tag_count {
             tags.push(String::from_utf8(reader.chunk()?.to_vec()).ok()?);
         }
+        let link_count = u32::from_le_bytes(reader.array()?);
+        let mut links = Vec::new();
+        for _ in 0..link_count {
+            links.push(String::from_utf8(reader.chunk()?.to_vec()).ok()?);
+        }
         let body = Bytes::copy_from_slice(reader.chunk()?);
         let mut copy = || -> Option<Option<Bytes>> {
             match reader.byte()? {
@@ -215,12 +227,13 @@ impl Entry {
             br,
             gzip,
             tag,
+            links,
         })
     }
 }
 
-/// 3: CSRF offsets instead of a placeholder in the body.
-const VERSION: u8 = 3;
+/// 3: CSRF offsets instead of a placeholder in the body; 4: `Link` values.
+const VERSION: u8 = 4;
 
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -272,6 +285,7 @@ mod tests {
             br: Some(Bytes::from_static(b"br")),
             gzip: None,
             tag: body_tag(b"<p>hi</p>"),
+            links: vec!["</app.js>; rel=modulepreload".into()],
         };
         let encoded = entry.encode();
         assert_eq!(Entry::decode(&encoded), Some(entry));
@@ -295,6 +309,7 @@ mod tests {
             br: None,
             gzip: None,
             tag: String::new(),
+            links: Vec::new(),
         };
         assert_eq!(entry.freshness(5), Freshness::Fresh);
         assert_eq!(entry.freshness(15), Freshness::Stale);

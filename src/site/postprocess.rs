@@ -4,6 +4,8 @@
 //! page's entries, and conservative minification that cannot change
 //! rendering (comments removed, runs of whitespace in text collapsed,
 //! nothing touched inside `<pre>`, `<textarea>`, scripts or styles).
+//! Built pages go through it once per build; route pages once per render
+//! (once per cache entry for a cached route).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -82,6 +84,19 @@ pub(crate) struct Rewrites {
     pub sri: bool,
     pub resource_hints: bool,
     pub minify: bool,
+}
+
+impl Rewrites {
+    /// The rewrites `[pages]` and `build.minify` ask for.
+    pub(crate) fn of(settings: &crate::config::Settings) -> Rewrites {
+        let pages = settings.pages();
+        Rewrites {
+            lazy_loading: pages.lazy_loading,
+            sri: pages.sri,
+            resource_hints: pages.resource_hints,
+            minify: settings.build().minify,
+        }
+    }
 }
 
 /// One page being post-processed.
