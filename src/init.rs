@@ -1,6 +1,6 @@
 //! `kiln init`: a starter site that builds, serves and passes `kiln check`
 //! as it is. `blank` is one page, a stylesheet and a script; `blog` adds
-//! Markdown posts and their layout; `shop` adds a catalogue and an order
+//! Markdown posts, their layout, a sitemap and an Atom feed; `shop` adds a catalogue and an order
 //! form over SQLite, with its migration. The files live in `starters/`
 //! and are compiled into the binary, so `kiln init` needs nothing else.
 
@@ -33,6 +33,8 @@ const BLANK: &[File] = starter_files!("blank":
 );
 
 const BLOG: &[File] = starter_files!("blog":
+    "build.toml" as "build.toml",
+    "templates/layouts/base.html" as "templates/layouts/base.html",
     "templates/layouts/page.html" as "templates/layouts/page.html",
     "templates/pages/index.html" as "templates/pages/index.html",
     "templates/pages/posts/hello-world.md" as "templates/pages/posts/hello-world.md",

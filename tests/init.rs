@@ -54,6 +54,12 @@ fn the_blog_starter_lists_and_renders_its_markdown_posts() {
     let post = page(&server, "/posts/hello-world/");
     assert!(post.contains("<h1>Hello, world</h1>"), "{post}");
     assert!(post.contains("highlighted at build time"), "{post}");
+    let feed = page(&server, "/posts/atom.xml");
+    assert!(
+        feed.contains("<id>https://example.com/posts/hello-world/</id>"),
+        "{feed}"
+    );
+    assert!(page(&server, "/sitemap.xml").contains("<loc>https://example.com/</loc>"));
 }
 
 #[test]

@@ -544,3 +544,44 @@ fn pages_are_precompressed() {
     }
     let _ = fs::metadata(site.dist().join("index.html")).unwrap();
 }
+
+#[test]
+fn site_url_writes_a_sitemap_and_an_atom_feed_per_dated_collection() {
+    let site = Site::demo();
+    site.build().expect("the demo builds");
+    let sitemap = site.read_dist_string("sitemap.xml");
+    assert!(sitemap.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset"));
+    for url in ["/", "/gallery/", "/blog/", "/blog/roasting-in-orbit/"] {
+        assert!(
+            sitemap.contains(&format!("<loc>https://orbital.example{url}</loc>")),
+            "{url}: {sitemap}"
+        );
+    }
+    assert!(!sitemap.contains("404"), "{sitemap}");
+    assert!(sitemap.contains("<lastmod>2026-11-20T00:00:00Z</lastmod>"));
+    let feed = site.read_dist_string("blog/atom.xml");
+    assert!(
+        feed.contains("<feed xmlns=\"http://www.w3.org/2005/Atom\">"),
+        "{feed}"
+    );
+    assert!(feed.contains("<title>Journal</title>"), "{feed}");
+    assert!(feed.contains("<id>https://orbital.example/blog/roasting-in-orbit/</id>"));
+    assert!(feed.contains("<updated>2026-11-20T00:00:00Z</updated>"));
+    assert!(feed.contains("<author><name>Mae, head roaster</name></author>"));
+    // Precompressed like pages, and not content-hashed: their URLs are known.
+    assert!(site.dist().join("sitemap.xml.br").is_file());
+}
+
+#[test]
+fn without_site_url_there_is_no_sitemap_and_a_bad_one_is_refused() {
+    let site = Site::demo();
+    site.build_with(&["pages.site_url=\"\""])
+        .expect("the demo builds");
+    assert!(!site.dist().join("sitemap.xml").exists());
+    let err = kiln::Settings::load(
+        site.root(),
+        &["pages.site_url=\"example.com\"".parse().unwrap()],
+    )
+    .expect_err("not absolute");
+    assert!(err.to_string().contains("pages.site_url"), "{err}");
+}

@@ -155,6 +155,7 @@ impl Config {
         let build = build::validate(&self.build, &root)?;
         let server = server::validate(&self.server, &root)?;
         images::validate(&self.images)?;
+        pages::validate(&self.pages)?;
         js::validate(&self.js)?;
         database::validate(&self.database)?;
         routes::validate(&self.routes)?;

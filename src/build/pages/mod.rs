@@ -1,7 +1,8 @@
 //! The page stage: `templates/pages/**` (HTML templates and Markdown) render
 //! through minijinja into HTML pages, which are then post-processed
 //! ([`crate::site::postprocess`], shared with the server's route pages)
-//! and emitted beside the assets.
+//! and emitted beside the assets, with a sitemap and Atom feeds
+//! ([`feeds`]) when `pages.site_url` is set.
 //!
 //! Layouts and partials are any other template under `templates/`
 //! (`{% extends "layouts/base.html" %}`, `{% include "partials/nav.html" %}`).
@@ -9,6 +10,7 @@
 //! Markdown `content` and `toc`), `pages` (every page's metadata, newest
 //! first), `data` (files under `data/`) and `site`.
 
+pub(crate) mod feeds;
 pub(crate) mod markdown;
 pub(crate) mod memo;
 
@@ -138,6 +140,10 @@ pub(crate) fn build(
         return Err(problems);
     }
     memo.keep_only(&pages.iter().map(|page| page.output.as_str()).collect());
+    let site_url = &settings.pages().site_url;
+    if !site_url.is_empty() {
+        pages.extend(feeds::pages(site_url, &sources));
+    }
     pages.sort_by(|a, b| a.output.cmp(&b.output));
     let warnings = std::mem::take(
         &mut *catalog
