@@ -787,3 +787,50 @@ fn route_pages_get_the_rewrites_built_pages_get_cached_with_the_entry() {
         );
     }
 }
+
+/// Redis restarted under two servers: an invalidation published while it
+/// was down was lost, and the other server kept serving the old page
+/// from memory until its TTL ran out.
+#[test]
+fn an_invalidation_made_while_redis_was_down_reaches_the_other_server_when_it_is_back() {
+    let Some(mut redis) = common::redis::OwnRedis::start("redis restarted") else {
+        return;
+    };
+    let (site_a, site_b) = (shop(), shop());
+    let database = site_a.path("data/shop.db").display().to_string();
+    let overrides = [
+        format!("cache.redis_url={:?}", redis.url()),
+        "cache.disk=false".to_string(),
+        format!("database.url=\"sqlite://{database}\""),
+    ];
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let a = TestServer::start(&site_a, &overrides);
+    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
+    std::fs::copy(
+        site_a.path(".kiln/secret.key"),
+        site_b.path(".kiln/secret.key"),
+    )
+    .unwrap();
+    let b = TestServer::start(&site_b, &overrides);
+    http::get(b.addr, "/items/2", &[]);
+    assert_eq!(cache_state(&http::get(b.addr, "/items/2", &[])), "hit");
+
+    redis.stop();
+    assert_eq!(set_price(&a, 2, "333").status, 303);
+    redis.restart();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !http::get(b.addr, "/items/2", &[]).text().contains(">333<") {
+        assert!(Instant::now() < deadline, "B kept serving the old price");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&a, "kiln_cache_redelivered_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "A never delivered the postponed invalidation"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&a, "kiln_cache_outbox"), 0.0);
+}

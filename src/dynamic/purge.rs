@@ -6,8 +6,8 @@
 
 use actix_web::http::Method;
 
-use crate::dynamic::response_cache::RouteCache;
-use crate::dynamic::routes::{CachePolicy, PURGE_ALL_TAG, Route, Routes, Selected, params};
+use crate::dynamic::response_cache::{PURGE_ALL_TAG, RouteCache};
+use crate::dynamic::routes::{CachePolicy, Route, Routes, Selected, params};
 
 /// One purge request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,6 +47,7 @@ pub(crate) async fn start_database(
     if let Some(cache) = &dynamic.cache {
         cache.check().await.map_err(Cause::Cache)?;
         spawn_disk_sweeper(dynamic);
+        spawn_invalidation_retries(dynamic);
         if let Some(subscribed) = cache.listen().await {
             // Subscribed before serving, so no invalidation is missed.
             spawn_invalidation_listener(dynamic, subscribed.map_err(Cause::Cache)?);
@@ -115,8 +116,32 @@ fn spawn_invalidation_listener(
                 };
                 if let Some(Ok(stream)) = cache.listen().await {
                     tags = Box::pin(stream);
+                    let dropped = cache.resubscribed();
+                    tracing::info!(
+                        "resubscribed to Redis invalidations; dropped this server's {dropped} entries, as some may have been missed"
+                    );
                     break;
                 }
+            }
+        }
+    });
+}
+
+/// How often invalidations Redis did not acknowledge are tried again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Retries the cache's postponed Redis invalidations until the server stops.
+fn spawn_invalidation_retries(dynamic: &Arc<DynamicApp>) {
+    let dynamic = Arc::downgrade(dynamic);
+    actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(RETRY_INTERVAL);
+        loop {
+            interval.tick().await;
+            let Some(dynamic) = dynamic.upgrade() else {
+                return;
+            };
+            if let Some(cache) = &dynamic.cache {
+                cache.retry_invalidations().await;
             }
         }
     });

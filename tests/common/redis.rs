@@ -85,3 +85,69 @@ impl Drop for RedisPrefix {
         .join();
     }
 }
+
+/// A Redis server of the test's own on a free port, for tests that stop
+/// and restart it (never the machine's). Stopped when dropped.
+pub(crate) struct OwnRedis {
+    pub port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// `None` (with the reason printed) when `redis-server` is missing.
+    pub(crate) fn start(test: &str) -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .ok()?
+            .port();
+        let mut redis = OwnRedis {
+            port,
+            process: None,
+        };
+        let started = redis.spawn();
+        super::require(started.map(|()| redis), test)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|err| format!("redis-server: {err}"))?;
+        self.process = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err("redis-server did not start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Kills the server (its data goes with it: nothing is saved).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        self.spawn().expect("redis-server restarts");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -65,6 +65,7 @@ pub(crate) struct CacheMetrics {
     promoted: AtomicU64,
     bypassed: AtomicU64,
     retired: AtomicU64,
+    redelivered: AtomicU64,
 }
 
 impl CacheMetrics {
@@ -174,6 +175,12 @@ impl MemoryIndex {
 
 type Index = Arc<Mutex<MemoryIndex>>;
 
+/// Tags of the cache's own on every entry (`CachePolicy::implicit_tags`
+/// in the routes); a NUL cannot start a tag declared in `build.toml`.
+pub(crate) const PURGE_ALL_TAG: &str = "\0kiln:all";
+pub(crate) const PURGE_ROUTE_TAG: &str = "\0kiln:route:";
+pub(crate) const PURGE_URL_TAG: &str = "\0kiln:url:";
+
 /// The generation of a key (`ROUTE.GENERATION.INPUTS`, made by the
 /// routes' cache policy).
 pub(crate) fn generation_of(key: &str) -> Option<&str> {
@@ -196,6 +203,9 @@ pub(crate) struct RouteCache {
     redis: Option<redis::Redis>,
     inflight: Inflight,
     refreshing: Mutex<HashSet<Arc<str>>>,
+    /// Tags whose Redis invalidation was not acknowledged, retried until
+    /// it is: an invalidation is delivered at least once.
+    outbox: Mutex<Vec<String>>,
     pub metrics: CacheMetrics,
 }
 
@@ -283,6 +293,7 @@ impl RouteCache {
             redis,
             inflight: Mutex::default(),
             refreshing: Mutex::default(),
+            outbox: Mutex::default(),
             metrics,
         })
     }
@@ -466,7 +477,10 @@ impl RouteCache {
         for tag in tags {
             let mut dropped = self.invalidate_local(tag);
             if let Some(redis) = &self.redis {
-                dropped = dropped.max(redis.invalidate(tag).await);
+                match redis.invalidate(tag).await {
+                    Some(shared) => dropped = dropped.max(shared),
+                    None => self.postpone(tag),
+                }
             }
             self.metrics
                 .invalidated
@@ -474,6 +488,46 @@ impl RouteCache {
             total += dropped;
         }
         total
+    }
+
+    fn postpone(&self, tag: &str) {
+        let mut outbox = self
+            .outbox
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if !outbox.iter().any(|waiting| waiting == tag) {
+            outbox.push(tag.to_string());
+        }
+    }
+
+    /// Tries the postponed Redis invalidations again (run every second);
+    /// those Redis still does not acknowledge stay for the next try.
+    pub(crate) async fn retry_invalidations(&self) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let waiting = std::mem::take(
+            &mut *self
+                .outbox
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        for tag in waiting {
+            match redis.invalidate(&tag).await {
+                Some(_) => {
+                    self.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
+                None => self.postpone(&tag),
+            }
+        }
+    }
+
+    /// The subscription to other servers' invalidations was lost and is
+    /// back: any may have been missed, so this server's memory and disk
+    /// levels start over (Redis, which the invalidating server cleared,
+    /// stays). Returns how many entries went.
+    pub(crate) fn resubscribed(&self) -> usize {
+        self.invalidate_local(PURGE_ALL_TAG)
     }
 
     /// What each level holds now, for `kiln cache stats`.
@@ -642,6 +696,19 @@ impl RouteCache {
             "kiln_cache_bypassed",
             "Requests of cached routes sent past the cache by a cache.bypass parameter.",
             self.metrics.bypassed.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_cache_redelivered",
+            "Invalidations Redis did not acknowledge at first, delivered by a later try.",
+            self.metrics.redelivered.load(Ordering::Relaxed),
+        )?;
+        out.gauge(
+            "kiln_cache_outbox",
+            "Invalidations waiting for Redis to acknowledge them.",
+            self.outbox
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .len() as u64,
         )?;
         out.counter(
             "kiln_cache_retired",

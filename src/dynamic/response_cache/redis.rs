@@ -142,23 +142,24 @@ impl Redis {
             .await;
     }
 
-    /// Deletes every entry tagged `tag`; returns how many.
-    pub(crate) async fn invalidate(&self, tag: &str) -> usize {
+    /// Deletes every entry tagged `tag` and tells the other servers;
+    /// returns how many entries, or `None` when Redis did not acknowledge
+    /// (the caller retries: see `RouteCache::retry_invalidations`).
+    pub(crate) async fn invalidate(&self, tag: &str) -> Option<usize> {
         let tag_key = self.tag_key(tag);
         let members = tag_key.clone();
         let keys: Vec<String> = self
             .bounded(|mut connection| async move { connection.zrange(members, 0, -1).await })
-            .await
-            .unwrap_or_default();
+            .await?;
         let mut pipe = redis::pipe();
         for key in &keys {
             pipe.cmd("DEL").arg(key).ignore();
         }
         pipe.cmd("DEL").arg(&tag_key).ignore();
         pipe.cmd("PUBLISH").arg(self.channel()).arg(tag).ignore();
-        let _: Option<()> = self
+        let _: () = self
             .bounded(|mut connection| async move { pipe.query_async(&mut connection).await })
-            .await;
-        keys.len()
+            .await?;
+        Some(keys.len())
     }
 }

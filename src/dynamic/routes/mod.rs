@@ -21,6 +21,7 @@ use actix_web::http::header::HeaderValue;
 use crate::config::{Isolation, ParamType, RouteConfig, RouteMethod, Settings};
 use crate::dynamic::db::SqlValue;
 use crate::dynamic::db::sql::{self, Statement};
+use crate::dynamic::response_cache::{PURGE_ALL_TAG, PURGE_ROUTE_TAG, PURGE_URL_TAG};
 use crate::http::metrics::Histogram;
 use params::Input;
 use pattern::PathPattern;
@@ -80,12 +81,6 @@ pub(crate) struct CachePolicy {
     /// its pages are rendered for each request from then on.
     pub token_changed: std::sync::atomic::AtomicBool,
 }
-
-/// Tags of the cache's own on every entry (`CachePolicy::implicit_tags`);
-/// a NUL cannot start a tag declared in `build.toml`.
-pub(crate) const PURGE_ALL_TAG: &str = "\0kiln:all";
-const PURGE_ROUTE_TAG: &str = "\0kiln:route:";
-const PURGE_URL_TAG: &str = "\0kiln:url:";
 
 impl CachePolicy {
     /// The cache key: `ROUTE.GENERATION.INPUTS`. `ROUTE` is the route's
