@@ -141,6 +141,13 @@ enum CacheAction {
         /// A file of URLs, one per line.
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
+        /// An access log (server.access_log, any format): its most
+        /// requested URLs of cached routes.
+        #[arg(long, value_name = "FILE")]
+        from_log: Option<PathBuf>,
+        /// How many of the log's URLs.
+        #[arg(long, default_value_t = 100)]
+        top: usize,
     },
 }
 
@@ -295,7 +302,19 @@ fn cache(
             };
             cache_control::purge(settings, admin, &wanted)
         }
-        CacheAction::Warm { mut urls, from } => {
+        CacheAction::Warm {
+            mut urls,
+            from,
+            from_log,
+            top,
+        } => {
+            if let Some(file) = from_log {
+                let log = std::fs::read_to_string(&file)
+                    .map_err(|err| Failure::usage(anyhow::anyhow!("{}: {err}", file.display())))?;
+                urls.extend(cache_control::most_requested(settings, &log, top).map_err(
+                    |problem| Failure::failed(anyhow::anyhow!("kiln cache: {problem}")),
+                )?);
+            }
             if let Some(file) = from {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|err| Failure::usage(anyhow::anyhow!("{}: {err}", file.display())))?;
@@ -308,7 +327,7 @@ fn cache(
             }
             if urls.is_empty() {
                 return Err(Failure::usage(anyhow::anyhow!(
-                    "kiln cache warm: name URLs, or --from FILE"
+                    "kiln cache warm: no URL to warm (name URLs, --from FILE, or --from-log FILE with requests of cached routes)"
                 )));
             }
             cache_control::warm_urls(settings, admin, &urls)

@@ -834,3 +834,31 @@ fn an_invalidation_made_while_redis_was_down_reaches_the_other_server_when_it_is
     }
     assert_eq!(metric(&a, "kiln_cache_outbox"), 0.0);
 }
+
+#[test]
+fn kiln_cache_warms_the_most_requested_cached_urls_of_an_access_log() {
+    let site = shop();
+    let line = |method: &str, target: &str, status: u16| {
+        format!(
+            "127.0.0.1 - - [07/Dec/2026:14:00:00 +0000] \"{method} {target} HTTP/1.1\" {status} 10 \"-\" \"curl\"\n"
+        )
+    };
+    let mut log = String::new();
+    for _ in 0..3 {
+        log.push_str(&line("GET", "/items/5", 200));
+        log.push_str(&line("GET", "/static.css", 200));
+    }
+    for _ in 0..2 {
+        log.push_str(&line("GET", "/items/6", 200));
+        log.push_str(&line("GET", "/items/7", 404));
+    }
+    log.push_str(&line("GET", "/items/8", 200));
+    log.push_str(&line("POST", "/notes/", 200));
+    let settings = site.settings(&[]);
+    let urls = cache_control::most_requested(&settings, &log, 2).unwrap();
+    assert_eq!(urls, ["/items/5", "/items/6"]);
+    let server = TestServer::start(&site, &[]);
+    let answer = cache_control::warm_urls(&settings, server.running().admin_addr, &urls).unwrap();
+    assert!(answer.contains("\"warmed\":2"), "{answer}");
+    assert_eq!(cache_state(&http::get(server.addr, "/items/6", &[])), "hit");
+}

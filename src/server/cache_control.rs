@@ -200,3 +200,70 @@ where
         .map_err(|err| format!("{err} (is a server running without server.admin_addr?)"))?;
     actix_web::rt::System::new().block_on(work(cache, routes))
 }
+
+/// The `top` URLs of cached routes most requested in an access log
+/// (`server.access_log` in any of its formats: common, combined or JSON
+/// lines), most requested first: what `kiln cache warm --from-log` warms.
+/// Only GETs answered 200 count.
+pub fn most_requested(settings: &Settings, log: &str, top: usize) -> Result<Vec<String>, String> {
+    let routes = Routes::compile(settings).map_err(|err| err.to_string())?;
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for target in log.lines().filter_map(successful_get) {
+        *counts.entry(target).or_default() += 1;
+    }
+    let cached = |url: &str| {
+        let path = url.split_once('?').map_or(url, |(path, _)| path);
+        matches!(
+            routes.select(&Method::GET, path),
+            crate::dynamic::routes::Selected::Route(index, _) if routes.routes[index].cache.is_some()
+        )
+    };
+    let mut ranked: Vec<(String, usize)> =
+        counts.into_iter().filter(|(url, _)| cached(url)).collect();
+    ranked.sort_by(|(a, a_count), (b, b_count)| b_count.cmp(a_count).then(a.cmp(b)));
+    Ok(ranked.into_iter().take(top).map(|(url, _)| url).collect())
+}
+
+/// The target of a log line recording a GET answered 200.
+fn successful_get(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let target = value["target"].as_str()?;
+        let wanted = value["method"] == "GET" && value["status"] == 200 && target.starts_with('/');
+        return wanted.then(|| target.to_string());
+    }
+    // `PEER - - [TIME] "GET /target HTTP/1.1" 200 BYTES …`
+    let (_, rest) = line.split_once("] \"")?;
+    let (request, rest) = rest.split_once("\" ")?;
+    let status = rest.split(' ').next()?;
+    let mut parts = request.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    (method == "GET" && status == "200" && target.starts_with('/')).then(|| target.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successful_get;
+
+    #[test]
+    fn successful_gets_are_read_from_every_access_log_format() {
+        let common = r#"127.0.0.1 - - [07/Dec/2026:14:00:00 +0000] "GET /catalogue/?page=2 HTTP/1.1" 200 512"#;
+        assert_eq!(
+            successful_get(common).as_deref(),
+            Some("/catalogue/?page=2")
+        );
+        let combined = format!("{common} \"-\" \"curl/8\"");
+        assert_eq!(
+            successful_get(&combined).as_deref(),
+            Some("/catalogue/?page=2")
+        );
+        let missing = r#"127.0.0.1 - - [07/Dec/2026:14:00:00 +0000] "GET /nope HTTP/1.1" 404 9"#;
+        assert_eq!(successful_get(missing), None);
+        let post =
+            r#"127.0.0.1 - - [07/Dec/2026:14:00:00 +0000] "POST /guestbook/ HTTP/1.1" 200 9"#;
+        assert_eq!(successful_get(post), None);
+        let json = r#"{"method":"GET","target":"/catalogue/12","status":200,"bytes":1}"#;
+        assert_eq!(successful_get(json).as_deref(), Some("/catalogue/12"));
+        assert_eq!(successful_get("garbage"), None);
+    }
+}
