@@ -14,14 +14,15 @@ pub(crate) const REVALIDATE: &str = "no-cache";
 
 /// The Content-Type of a file, by extension, with `charset=utf-8` for text.
 pub(crate) fn content_type(path: &str) -> String {
-    let extension = path
-        .rsplit('/')
-        .next()
-        .and_then(|name| name.rsplit_once('.'))
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let extension = name
+        .rsplit_once('.')
         .map(|(_, ext)| ext.to_ascii_lowercase())
         .unwrap_or_default();
     // Where mime_guess is dated or silent, the current registrations.
     let mime = match extension.as_str() {
+        // The build's Atom feeds (`pages.site_url`), for feed readers.
+        "xml" if name == "atom.xml" => "application/atom+xml".to_string(),
         "js" | "mjs" | "cjs" => "text/javascript".to_string(),
         "map" => "application/json".to_string(),
         "webmanifest" => "application/manifest+json".to_string(),
@@ -130,6 +131,10 @@ mod tests {
             "application/json; charset=utf-8"
         );
         assert_eq!(content_type("robots.txt"), "text/plain; charset=utf-8");
+        assert_eq!(
+            content_type("blog/atom.xml"),
+            "application/atom+xml; charset=utf-8"
+        );
     }
 
     #[test]
