@@ -513,12 +513,7 @@ fn two_servers_share_entries_and_invalidations_through_redis() {
     with_url.push(&url);
     let a = TestServer::start(&site_a, &with_url);
     // One secret key, as in a real deployment: it names the site in Redis.
-    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
-    std::fs::copy(
-        site_a.path(".kiln/secret.key"),
-        site_b.path(".kiln/secret.key"),
-    )
-    .unwrap();
+    site_b.share_secret_key_of(&site_a);
     let b = TestServer::start(&site_b, &with_url);
 
     assert_eq!(cache_state(&http::get(a.addr, "/items/2", &[])), "miss");
@@ -554,13 +549,8 @@ fn servers_on_different_builds_never_share_cached_pages_through_redis() {
     let overrides = redis.overrides();
     let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
     let (site_a, site_b) = (shop(), shop());
-    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
     let a = TestServer::start(&site_a, &overrides);
-    std::fs::copy(
-        site_a.path(".kiln/secret.key"),
-        site_b.path(".kiln/secret.key"),
-    )
-    .unwrap();
+    site_b.share_secret_key_of(&site_a);
     deploy_a_new_item_template(&site_b);
     let b = TestServer::start(&site_b, &overrides);
     http::get(a.addr, "/items/2", &[]);
@@ -733,12 +723,7 @@ fn a_purge_on_one_server_reaches_the_others_through_redis() {
     let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
     let (site_a, site_b) = (shop(), shop());
     let a = TestServer::start(&site_a, &overrides);
-    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
-    std::fs::copy(
-        site_a.path(".kiln/secret.key"),
-        site_b.path(".kiln/secret.key"),
-    )
-    .unwrap();
+    site_b.share_secret_key_of(&site_a);
     let b = TestServer::start(&site_b, &overrides);
     http::get(b.addr, "/items/3", &[]);
     assert_eq!(cache_state(&http::get(b.addr, "/items/3", &[])), "hit");
@@ -805,12 +790,7 @@ fn an_invalidation_made_while_redis_was_down_reaches_the_other_server_when_it_is
     ];
     let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
     let a = TestServer::start(&site_a, &overrides);
-    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
-    std::fs::copy(
-        site_a.path(".kiln/secret.key"),
-        site_b.path(".kiln/secret.key"),
-    )
-    .unwrap();
+    site_b.share_secret_key_of(&site_a);
     let b = TestServer::start(&site_b, &overrides);
     http::get(b.addr, "/items/2", &[]);
     assert_eq!(cache_state(&http::get(b.addr, "/items/2", &[])), "hit");

@@ -378,12 +378,7 @@ fn a_rolling_deploy_of_two_servers_on_one_redis_answers_every_visitor() {
     }
     let first = TestServer::start(&sites[0], &overrides);
     // One deployment, one secret key: the servers share their entries.
-    std::fs::create_dir_all(sites[1].path(".kiln")).unwrap();
-    std::fs::copy(
-        sites[0].path(".kiln/secret.key"),
-        sites[1].path(".kiln/secret.key"),
-    )
-    .unwrap();
+    sites[1].share_secret_key_of(&sites[0]);
     let second = TestServer::start(&sites[1], &overrides);
     let servers = [first.addr, second.addr];
     let traffic = Traffic::new(servers.to_vec());

@@ -317,12 +317,7 @@ fn two_servers_share_sessions_through_redis() {
     let site_b = shop();
     // One secret key signs both servers' cookies, as in a real deployment.
     let a = TestServer::start(&site_a, &overrides);
-    std::fs::create_dir_all(site_b.path(".kiln")).unwrap();
-    std::fs::copy(
-        site_a.path(".kiln/secret.key"),
-        site_b.path(".kiln/secret.key"),
-    )
-    .unwrap();
+    site_b.share_secret_key_of(&site_a);
     let b = TestServer::start(&site_b, &overrides);
     let cookie = sign_in(&a, None, "Shared");
     assert_eq!(whoami(&b, &cookie), "Shared");

@@ -99,6 +99,18 @@ impl Site {
         kiln::build_in(session, &self.settings(&[]), &Silent)
     }
 
+    /// Gives this site `other`'s secret key (made when `other`'s server
+    /// started): two instances of one deployment, which share cookies and
+    /// their Redis entries.
+    pub(crate) fn share_secret_key_of(&self, other: &Site) {
+        fs::create_dir_all(self.path(".kiln")).expect("mkdir .kiln");
+        fs::copy(
+            other.path(".kiln/secret.key"),
+            self.path(".kiln/secret.key"),
+        )
+        .expect("copy the secret key");
+    }
+
     /// The manifest of the last build, as JSON.
     pub(crate) fn manifest(&self) -> serde_json::Value {
         serde_json::from_slice(&self.read_dist("manifest.json")).expect("manifest parses")
