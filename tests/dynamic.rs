@@ -352,9 +352,15 @@ fn hold_write_lock(site: &Site, duration: Duration) -> std::thread::JoinHandle<(
 #[test]
 fn an_exhausted_pool_answers_503_and_recovers() {
     let site = shop();
+    // The statement timeout is raised so the slow query finishes on a
+    // slow machine too (it took more than the default 5 s on one).
     let server = TestServer::start(
         &site,
-        &["database.max_size=1", "database.acquire_timeout_ms=200"],
+        &[
+            "database.max_size=1",
+            "database.acquire_timeout_ms=200",
+            "database.statement_timeout_ms=60000",
+        ],
     );
     let addr = server.addr;
     // One slow query holds the only connection for a few seconds.

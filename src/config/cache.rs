@@ -24,6 +24,10 @@ pub struct CacheConfig {
     pub redis_prefix: String,
     /// URLs rendered into the cache at start-up (`/catalogue/?page=1`).
     pub warm: Vec<String>,
+    /// Without Redis, on PostgreSQL: servers tell each other of
+    /// invalidations with `NOTIFY` (off behind a pooler that cannot
+    /// `LISTEN`, such as PgBouncer in transaction mode).
+    pub postgres_notify: bool,
 }
 
 impl Default for CacheConfig {
@@ -36,6 +40,7 @@ impl Default for CacheConfig {
             redis_url: String::new(),
             redis_prefix: "kiln:".into(),
             warm: Vec::new(),
+            postgres_notify: true,
         }
     }
 }

@@ -167,8 +167,13 @@ impl DynamicApp {
         // response cache, and so no route keeps a cache policy.
         let cache = if open && cached && !settings.dev {
             Some(
-                RouteCache::open(settings.cache(), &settings.root, &key.site_identity())
-                    .map_err(OpenError::Cache)?,
+                RouteCache::open(
+                    settings.cache(),
+                    &settings.root,
+                    &key.site_identity(),
+                    &config.url,
+                )
+                .map_err(OpenError::Cache)?,
             )
         } else {
             routes.drop_cache_policies();

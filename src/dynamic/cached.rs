@@ -134,6 +134,8 @@ pub(crate) async fn make_entry(
         br,
         gzip,
         links: rendered.links,
+        // Set by the cache when it stores the entry.
+        epoch: 0,
     })
 }
 

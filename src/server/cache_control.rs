@@ -126,6 +126,14 @@ pub fn purge(settings: &Settings, admin: Option<SocketAddr>, wanted: &Purge) -> 
     }
     offline(settings, |cache, routes| async move {
         let dropped = purge::purge(&cache, &routes, wanted).await?;
+        // No server stays to retry what the channel did not take.
+        if cache.postponed() > 0 {
+            return Err(format!(
+                "dropped {dropped} entries here, but the {} channel did not take the purge: \
+                 other servers keep theirs (try again)",
+                cache.channel_name()
+            ));
+        }
         Ok(format!("{}\n", json!({ "dropped": dropped })))
     })
 }
@@ -196,8 +204,13 @@ where
     let key =
         crate::dynamic::secret::load(&settings.root, settings.server().secret_key_file.as_deref())
             .map_err(|err| err.to_string())?;
-    let cache = RouteCache::open(settings.cache(), &settings.root, &key.site_identity())
-        .map_err(|err| format!("{err} (is a server running without server.admin_addr?)"))?;
+    let cache = RouteCache::open(
+        settings.cache(),
+        &settings.root,
+        &key.site_identity(),
+        &settings.database().url,
+    )
+    .map_err(|err| format!("{err} (is a server running without server.admin_addr?)"))?;
     actix_web::rt::System::new().block_on(work(cache, routes))
 }
 

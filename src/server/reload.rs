@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::diagnostic::Diagnostic;
+use crate::dynamic::app::DynamicApp;
+use crate::dynamic::response_cache::Retirement;
 use crate::http::table::{Table, TableStats, directory_identity};
 use crate::server::state::AppState;
 
@@ -105,10 +107,48 @@ fn reload_views(settings: &Settings, state: &AppState) -> Result<(), Diagnostic>
     let generation = Arc::clone(&views.generation);
     dynamic.views.store(Arc::new(views));
     if let Some(cache) = &dynamic.cache {
-        let retired = cache.retire_generations(&generation);
-        if retired > 0 {
-            tracing::info!("dropped {retired} route cache entries of the previous build");
-        }
+        spawn_retirement(dynamic, cache.start_retiring(generation));
     }
     Ok(())
+}
+
+/// Entries dropped per step of a retirement, and the pause between steps:
+/// a large disk level is walked over seconds, never in one go.
+const RETIRE_BATCH: usize = 256;
+const RETIRE_PAUSE: Duration = Duration::from_millis(5);
+
+/// Drops the previous builds' cache entries on a thread of its own, a
+/// batch at a time; stops early when a newer build was loaded meanwhile
+/// (its own retirement takes over).
+fn spawn_retirement(dynamic: &Arc<DynamicApp>, mut retirement: Retirement) {
+    let dynamic = Arc::downgrade(dynamic);
+    let spawned = std::thread::Builder::new()
+        .name("kiln-retire".into())
+        .spawn(move || {
+            let mut retired = 0;
+            loop {
+                let Some(dynamic) = dynamic.upgrade() else {
+                    return;
+                };
+                let Some(cache) = &dynamic.cache else {
+                    return;
+                };
+                if dynamic.views.load().generation != retirement.current {
+                    return;
+                }
+                let (dropped, done) = cache.retire_step(&mut retirement, RETIRE_BATCH);
+                retired += dropped;
+                if done {
+                    break;
+                }
+                drop(dynamic);
+                std::thread::sleep(RETIRE_PAUSE);
+            }
+            if retired > 0 {
+                tracing::info!("dropped {retired} route cache entries of the previous build");
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!("could not start retiring the previous build's cache entries: {err}");
+    }
 }

@@ -1,6 +1,6 @@
 //! What runs beside the workers: migrations and plan checks before
 //! listening, then pool maintenance, the session pruner, the disk-cache
-//! sweep, the Redis invalidation listener and cache warming, each on the
+//! sweep, the invalidation listener (Redis or PostgreSQL) and cache warming, each on the
 //! server's runtime until the server stops.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::dynamic::app::DynamicApp;
+use crate::dynamic::response_cache::TagStream;
 use crate::dynamic::{cached, db, routes, session};
 use crate::server::error::{Cause, ServeError};
 
@@ -86,28 +87,40 @@ fn spawn_disk_sweeper(dynamic: &Arc<DynamicApp>) {
     });
 }
 
-/// Applies other servers' invalidations (from Redis) to this server's
-/// memory and disk levels; resubscribes when the connection drops.
-fn spawn_invalidation_listener(
-    dynamic: &Arc<DynamicApp>,
-    first: impl futures_util::Stream<Item = String> + Unpin + 'static,
-) {
+/// The first pause before listening again after the channel dropped, and
+/// the longest, between which it doubles: a restart of Redis takes tens
+/// of milliseconds, and invalidations stay unheard until it is back.
+const LISTEN_AGAIN_FIRST: Duration = Duration::from_millis(25);
+const LISTEN_AGAIN_MAX: Duration = Duration::from_secs(2);
+
+/// Applies other servers' invalidations (from Redis or PostgreSQL) to
+/// this server's memory and disk levels; listens again when the channel's
+/// connection drops.
+fn spawn_invalidation_listener(dynamic: &Arc<DynamicApp>, first: TagStream) {
     use futures_util::StreamExt;
     let dynamic = Arc::downgrade(dynamic);
     actix_web::rt::spawn(async move {
-        let mut tags: std::pin::Pin<Box<dyn futures_util::Stream<Item = String>>> = Box::pin(first);
+        let mut tags = first;
         loop {
             while let Some(tag) = tags.next().await {
                 let Some(dynamic) = dynamic.upgrade() else {
                     return;
                 };
                 if let Some(cache) = &dynamic.cache {
-                    cache.invalidate_local(&tag);
+                    cache.heard(&tag);
                 }
             }
-            tracing::warn!("lost the Redis invalidation channel; resubscribing");
+            let Some(channel) = dynamic
+                .upgrade()
+                .and_then(|d| d.cache.as_ref().map(|c| c.channel_name()))
+            else {
+                return;
+            };
+            tracing::warn!("lost the {channel} invalidation channel; listening again");
+            let mut pause = LISTEN_AGAIN_FIRST;
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LISTEN_AGAIN_MAX);
                 let Some(dynamic) = dynamic.upgrade() else {
                     return;
                 };
@@ -115,10 +128,10 @@ fn spawn_invalidation_listener(
                     return;
                 };
                 if let Some(Ok(stream)) = cache.listen().await {
-                    tags = Box::pin(stream);
+                    tags = stream;
                     let dropped = cache.resubscribed();
                     tracing::info!(
-                        "resubscribed to Redis invalidations; dropped this server's {dropped} entries, as some may have been missed"
+                        "listening to {channel} invalidations again; dropped this server's {dropped} entries, as some may have been missed"
                     );
                     break;
                 }
@@ -127,10 +140,10 @@ fn spawn_invalidation_listener(
     });
 }
 
-/// How often invalidations Redis did not acknowledge are tried again.
-const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often invalidations the channel did not acknowledge are tried again.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Retries the cache's postponed Redis invalidations until the server stops.
+/// Retries the cache's postponed invalidations until the server stops.
 fn spawn_invalidation_retries(dynamic: &Arc<DynamicApp>) {
     let dynamic = Arc::downgrade(dynamic);
     actix_web::rt::spawn(async move {

@@ -3,7 +3,8 @@
 //! tag's keys are one prefix scan) and `by_age` (`created BE ‖ key` → ∅, so
 //! the oldest entry is the first one). The level stays under its byte bound
 //! by evicting oldest first; expired entries are dropped when read and by
-//! [`Disk::sweep`], which also drops other builds' entries.
+//! [`Disk::sweep`] (a batch at a time), which also drops other builds'
+//! entries.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,28 +118,55 @@ impl Disk {
     }
 
     /// Drops every expired entry, and every entry rendered for another
-    /// generation than `current` (run on a schedule, and when a build is
-    /// loaded); returns how many.
+    /// generation than `current` (run on a schedule); returns how many.
     pub(crate) fn sweep(&self, current: &str) -> usize {
+        let mut dropped = 0;
+        let mut from = Some(Vec::new());
+        while let Some(start) = from {
+            let (batch, next) = self.sweep_from(current, &start, SWEEP_BATCH);
+            dropped += batch;
+            from = next;
+        }
+        dropped
+    }
+
+    /// [`Disk::sweep`] over at most `budget` entries from key `from` on;
+    /// returns how many went and where the next batch starts (`None`: the
+    /// end was reached).
+    pub(crate) fn sweep_from(
+        &self,
+        current: &str,
+        from: &[u8],
+        budget: usize,
+    ) -> (usize, Option<Vec<u8>>) {
         let now = now_ms();
-        let dropped: Vec<String> = self
+        let mut next = None;
+        let mut dropped = Vec::new();
+        for (seen, (key, value)) in self
             .entries
-            .iter()
+            .range(from..)
             .filter_map(Result::ok)
-            .filter_map(|(key, value)| {
-                let key = std::str::from_utf8(&key).ok()?;
-                let retired = super::generation_of(key) != Some(current);
-                let expired = || {
-                    Entry::decode(&value)
-                        .is_none_or(|entry| entry.freshness(now) == Freshness::Expired)
-                };
-                (retired || expired()).then(|| key.to_string())
-            })
-            .collect();
+            .enumerate()
+        {
+            if seen == budget {
+                next = Some(key.to_vec());
+                break;
+            }
+            let Ok(key) = std::str::from_utf8(&key) else {
+                continue;
+            };
+            let retired = super::generation_of(key) != Some(current);
+            let expired = || {
+                Entry::decode(&value).is_none_or(|entry| entry.freshness(now) == Freshness::Expired)
+            };
+            if retired || expired() {
+                dropped.push(key.to_string());
+            }
+        }
         for key in &dropped {
             self.remove(key);
         }
-        dropped.len()
+        (dropped.len(), next)
     }
 
     /// The byte bound.
@@ -169,6 +197,9 @@ impl Disk {
         }
     }
 }
+
+/// Entries read per batch of a sweep.
+const SWEEP_BATCH: usize = 1024;
 
 /// How long opening waits for a previous server (shutting down, or just
 /// stopped) to release the directory's lock.
@@ -203,4 +234,51 @@ fn age_key(created_ms: u64, key: &str) -> Vec<u8> {
     let mut record = created_ms.to_be_bytes().to_vec();
     record.extend_from_slice(key.as_bytes());
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(tag: &str) -> Entry {
+        let now = now_ms();
+        Entry {
+            status: 200,
+            content_type: "text/html".into(),
+            created_ms: now,
+            fresh_until_ms: now + 60_000,
+            stale_until_ms: now + 120_000,
+            tags: vec![tag.into()],
+            csrf: false,
+            csrf_at: Vec::new(),
+            body: bytes::Bytes::from_static(b"<p>page</p>"),
+            br: None,
+            gzip: None,
+            tag: String::new(),
+            links: Vec::new(),
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_sweep_in_small_batches_drops_exactly_the_other_generations_entries() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let disk = Disk::open(dir.path(), 1 << 20).expect("the disk level opens");
+        for id in 0..7 {
+            disk.put(&format!("route.old.{id}"), &entry("old"));
+            disk.put(&format!("route.new.{id}"), &entry("new"));
+        }
+        let (mut dropped, mut batches, mut from) = (0, 0, Some(Vec::new()));
+        while let Some(start) = from {
+            let (batch, next) = disk.sweep_from("new", &start, 3);
+            dropped += batch;
+            batches += 1;
+            from = next;
+        }
+        assert_eq!(dropped, 7);
+        assert_eq!(batches, 5, "14 entries read 3 at a time");
+        assert_eq!(disk.len(), 7);
+        assert!((0..7).all(|id| disk.get(&format!("route.new.{id}")).is_some()));
+        assert_eq!(disk.invalidate("old"), 0, "their tags went with them");
+    }
 }

@@ -35,6 +35,10 @@ pub(crate) struct Entry {
     pub tag: String,
     /// The page's `Link` header values (preload hints).
     pub links: Vec<String>,
+    /// This server's invalidation epoch when the entry's rows were read
+    /// (its fill began, or a lower level gave it): an invalidation of one
+    /// of its tags after that makes it unfit to store. Never encoded.
+    pub epoch: u64,
 }
 
 /// The entity tag of a body: 20 hex digits of its blake3.
@@ -228,6 +232,7 @@ impl Entry {
             gzip,
             tag,
             links,
+            epoch: 0,
         })
     }
 }
@@ -286,6 +291,7 @@ mod tests {
             gzip: None,
             tag: body_tag(b"<p>hi</p>"),
             links: vec!["</app.js>; rel=modulepreload".into()],
+            epoch: 0,
         };
         let encoded = entry.encode();
         assert_eq!(Entry::decode(&encoded), Some(entry));
@@ -310,6 +316,7 @@ mod tests {
             gzip: None,
             tag: String::new(),
             links: Vec::new(),
+            epoch: 0,
         };
         assert_eq!(entry.freshness(5), Freshness::Fresh);
         assert_eq!(entry.freshness(15), Freshness::Stale);

@@ -15,6 +15,7 @@
 
 pub(crate) mod disk;
 pub(crate) mod entry;
+pub(crate) mod notify;
 pub(crate) mod redis;
 
 use std::collections::{HashMap, HashSet};
@@ -61,11 +62,13 @@ pub(crate) struct CacheMetrics {
     fills: Histogram,
     stale_served: AtomicU64,
     invalidated: AtomicU64,
+    heard: AtomicU64,
     route_full: AtomicU64,
     promoted: AtomicU64,
     bypassed: AtomicU64,
     retired: AtomicU64,
     redelivered: AtomicU64,
+    overtaken: AtomicU64,
 }
 
 impl CacheMetrics {
@@ -138,6 +141,8 @@ impl Admit {
 #[derive(Default)]
 struct MemoryIndex {
     tags: HashMap<String, HashSet<Arc<str>>>,
+    /// Which entry (by address) each key's tag records belong to.
+    indexed: HashMap<Arc<str>, usize>,
     per_route: HashMap<Arc<str>, usize>,
     awaiting_use: HashSet<Arc<str>>,
 }
@@ -147,9 +152,11 @@ impl MemoryIndex {
         self.per_route.get(route).copied().unwrap_or(0)
     }
 
-    /// Forgets `key` when memory let go of it (a replacement keeps its
-    /// tags and waiting state, but was counted twice).
-    fn removed(&mut self, key: &Arc<str>, entry_tags: &[String], replaced: bool) {
+    /// Forgets `key` when memory let go of `entry` (a replacement keeps
+    /// its tags and waiting state, but was counted twice). moka calls this
+    /// after the entry left the map, so a request may already have filled
+    /// and indexed a new entry under the key: its records stay.
+    fn removed(&mut self, key: &Arc<str>, entry: &Arc<Entry>, replaced: bool) {
         if let Some((route, _)) = key.split_once('.')
             && let Some(count) = self.per_route.get_mut(route)
         {
@@ -158,11 +165,12 @@ impl MemoryIndex {
                 self.per_route.remove(route);
             }
         }
-        if replaced {
+        if replaced || self.indexed.get(key) != Some(&address(entry)) {
             return;
         }
+        self.indexed.remove(key);
         self.awaiting_use.remove(key);
-        for tag in entry_tags {
+        for tag in &entry.tags {
             if let Some(keys) = self.tags.get_mut(tag) {
                 keys.remove(key);
                 if keys.is_empty() {
@@ -174,6 +182,12 @@ impl MemoryIndex {
 }
 
 type Index = Arc<Mutex<MemoryIndex>>;
+
+/// An entry's identity in memory: its allocation's address, unique while
+/// the entry lives (and moka's listener holds it while it runs).
+fn address(entry: &Arc<Entry>) -> usize {
+    Arc::as_ptr(entry) as usize
+}
 
 /// Tags of the cache's own on every entry (`CachePolicy::implicit_tags`
 /// in the routes); a NUL cannot start a tag declared in `build.toml`.
@@ -191,6 +205,33 @@ fn lock(index: &Index) -> std::sync::MutexGuard<'_, MemoryIndex> {
     index.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
+/// Most invalidations the outbox keeps before it replaces them all with
+/// one purge of everything.
+const OUTBOX_LIMIT: usize = 1000;
+
+/// The tags other servers invalidate, as they arrive.
+pub(crate) type TagStream = futures_util::stream::LocalBoxStream<'static, String>;
+
+/// The entries of other generations still to drop, after a build was
+/// loaded (see [`RouteCache::start_retiring`]).
+pub(crate) struct Retirement {
+    /// The generation loaded: its entries stay.
+    pub current: Arc<str>,
+    memory: Vec<Arc<str>>,
+    /// Where the disk level's walk goes on; `None` once it is done.
+    disk_from: Option<Vec<u8>>,
+}
+
+/// What telling the other servers of an invalidation came to.
+enum Told {
+    /// Acknowledged; the shared level (Redis) dropped this many entries.
+    Dropped(usize),
+    /// Not acknowledged in time: kept in the outbox.
+    Postponed,
+    /// No other server to tell (no channel).
+    Nobody,
+}
+
 /// Fills in progress, by key: later requests for the key wait on the cell.
 type Inflight = Mutex<HashMap<Arc<str>, Arc<OnceCell<Arc<Entry>>>>>;
 
@@ -201,13 +242,33 @@ pub(crate) struct RouteCache {
     memory_bytes: u64,
     pub disk: Option<Disk>,
     redis: Option<redis::Redis>,
+    /// The invalidation channel when there is no Redis and the database is
+    /// PostgreSQL (`cache.postgres_notify`).
+    postgres: Option<notify::PgChannel>,
     inflight: Inflight,
     refreshing: Mutex<HashSet<Arc<str>>>,
     /// Tags whose Redis invalidation was not acknowledged, retried until
     /// it is: an invalidation is delivered at least once.
     outbox: Mutex<Vec<String>>,
+    /// Counts local invalidations; with `recently`, tells a fill whether
+    /// one of its tags was invalidated while it rendered.
+    epoch: AtomicU64,
+    recently: Mutex<Recently>,
+    fence: std::sync::RwLock<()>,
     pub metrics: CacheMetrics,
 }
+
+/// The epoch at which each tag was last invalidated, and a floor below
+/// which every fill counts as overtaken (the map is cleared at
+/// [`RECENT_TAGS`] tags, so it stays bounded).
+#[derive(Default)]
+struct Recently {
+    tags: HashMap<String, u64>,
+    floor: u64,
+}
+
+/// Most tags whose last invalidation is remembered.
+const RECENT_TAGS: usize = 100_000;
 
 /// Entries leave memory when they can no longer be served at all.
 struct UntilUnservable;
@@ -240,17 +301,21 @@ pub(crate) enum CacheError {
     Disk { dir: PathBuf, error: sled::Error },
     #[error("{0}")]
     Redis(StartError),
+    #[error("{0}")]
+    Postgres(#[from] notify::NotifyError),
 }
 
 impl RouteCache {
     /// Opens the levels `config` asks for (`root` resolves the disk level's
     /// directory). Redis connects on first use; see [`RouteCache::check`].
     /// `site` (the site identity) follows `cache.redis_prefix` in every
-    /// Redis key and channel.
+    /// Redis key and channel. Without Redis, invalidations travel over
+    /// `database_url` when it is PostgreSQL's.
     pub(crate) fn open(
         config: &CacheConfig,
         root: &Path,
         site: &str,
+        database_url: &str,
     ) -> Result<RouteCache, CacheError> {
         let metrics = CacheMetrics::default();
         let index: Index = Arc::default();
@@ -266,7 +331,7 @@ impl RouteCache {
                 if cause == RemovalCause::Size {
                     evictions.fetch_add(1, Ordering::Relaxed);
                 }
-                lock(&listener_index).removed(&key, &entry.tags, cause == RemovalCause::Replaced);
+                lock(&listener_index).removed(&key, &entry, cause == RemovalCause::Replaced);
             })
             .build();
         let disk = if config.disk {
@@ -285,15 +350,26 @@ impl RouteCache {
                 .map_err(CacheError::Redis)?,
             )
         };
+        let on_postgres = !database_url.starts_with("sqlite://");
+        let postgres = if redis.is_none() && on_postgres && config.postgres_notify {
+            let site = format!("{}{site}", config.redis_prefix);
+            Some(notify::PgChannel::new(database_url, &site)?)
+        } else {
+            None
+        };
         Ok(RouteCache {
             memory,
             index,
             memory_bytes: config.memory_bytes,
             disk,
             redis,
+            postgres,
             inflight: Mutex::default(),
             refreshing: Mutex::default(),
             outbox: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            recently: Mutex::default(),
+            fence: std::sync::RwLock::default(),
             metrics,
         })
     }
@@ -310,6 +386,9 @@ impl RouteCache {
     /// one; levels above the one that had it are filled.
     pub(crate) async fn lookup(&self, key: &Arc<str>) -> Option<Arc<Entry>> {
         let now = now_ms();
+        // A lower level's entry read while an invalidation of its tags runs
+        // must not refill memory after the invalidation cleared it.
+        let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(entry) = self.memory.get(key)
             && entry.freshness(now) != Freshness::Expired
         {
@@ -323,27 +402,35 @@ impl RouteCache {
         }
         self.metrics.miss(Level::Memory);
         if let Some(disk) = &self.disk {
-            if let Some(entry) = disk.get(key) {
-                self.metrics.hit(Level::Disk);
+            if let Some(mut entry) = disk.get(key) {
+                entry.epoch = epoch;
                 let entry = Arc::new(entry);
-                self.remember(key, &entry);
-                return Some(entry);
+                let _fence = self.fence_shared();
+                if !self.overtaken(&entry) {
+                    self.metrics.hit(Level::Disk);
+                    self.remember(key, &entry);
+                    return Some(entry);
+                }
             }
             self.metrics.miss(Level::Disk);
         }
         if let Some(redis) = &self.redis {
-            if let Some(entry) = redis
+            if let Some(mut entry) = redis
                 .get(key)
                 .await
                 .filter(|entry| entry.freshness(now) != Freshness::Expired)
             {
-                self.metrics.hit(Level::Redis);
+                entry.epoch = epoch;
                 let entry = Arc::new(entry);
-                self.remember(key, &entry);
-                if let Some(disk) = &self.disk {
-                    disk.put(key, &entry);
+                let _fence = self.fence_shared();
+                if !self.overtaken(&entry) {
+                    self.metrics.hit(Level::Redis);
+                    self.remember(key, &entry);
+                    if let Some(disk) = &self.disk {
+                        disk.put(key, &entry);
+                    }
+                    return Some(entry);
                 }
-                return Some(entry);
             }
             self.metrics.miss(Level::Redis);
         }
@@ -354,32 +441,54 @@ impl RouteCache {
     /// in memory only until its second use under `repeat` (a key that was
     /// already below memory is refreshed there at once), else everywhere.
     pub(crate) async fn store(&self, key: &Arc<str>, entry: &Arc<Entry>, admit: &Admit) {
-        // Asked before the lock: memory's housekeeping may call the
-        // listener, which takes it.
+        // Asked before the locks: memory's housekeeping may call the
+        // listener, which takes the index's.
         let held = self.memory.contains_key(key);
-        let below_now = {
-            let mut index = lock(&self.index);
-            if !held && admit.max_entries > 0 && index.per_route(&admit.route) >= admit.max_entries
-            {
-                self.metrics.route_full.fetch_add(1, Ordering::Relaxed);
+        {
+            let _fence = self.fence_shared();
+            if self.overtaken(entry) {
+                self.metrics.overtaken.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let wait = admit.repeat && (!held || index.awaiting_use.contains(key));
-            if wait {
-                index.awaiting_use.insert(Arc::clone(key));
+            let below_now = {
+                let mut index = lock(&self.index);
+                if !held
+                    && admit.max_entries > 0
+                    && index.per_route(&admit.route) >= admit.max_entries
+                {
+                    self.metrics.route_full.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let wait = admit.repeat && (!held || index.awaiting_use.contains(key));
+                if wait {
+                    index.awaiting_use.insert(Arc::clone(key));
+                }
+                !wait
+            };
+            self.remember(key, entry);
+            if !below_now {
+                return;
             }
-            !wait
-        };
-        self.remember(key, entry);
-        if below_now {
-            self.store_below(key, entry).await;
+            if let Some(disk) = &self.disk {
+                disk.put(key, entry);
+            }
+        }
+        if let Some(redis) = &self.redis {
+            redis.put(key, entry).await;
         }
     }
 
-    /// Stores `entry` on the disk and Redis levels.
+    /// Stores `entry` on the disk and Redis levels (its second use).
     async fn store_below(&self, key: &Arc<str>, entry: &Arc<Entry>) {
-        if let Some(disk) = &self.disk {
-            disk.put(key, entry);
+        {
+            let _fence = self.fence_shared();
+            // Read from memory just before an invalidation dropped it.
+            if self.overtaken(entry) {
+                return;
+            }
+            if let Some(disk) = &self.disk {
+                disk.put(key, entry);
+            }
         }
         if let Some(redis) = &self.redis {
             redis.put(key, entry).await;
@@ -396,7 +505,7 @@ impl RouteCache {
         fill: F,
     ) -> Result<Arc<Entry>, E>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Entry, E>>,
     {
         if let Some(entry) = self.lookup(key).await {
@@ -409,6 +518,7 @@ impl RouteCache {
                 .unwrap_or_else(|poison| poison.into_inner());
             Arc::clone(inflight.entry(Arc::clone(key)).or_default())
         };
+        let mut filled_here = false;
         let result = cell
             .get_or_try_init(|| async {
                 // A fill that finished between our lookup and this cell.
@@ -417,22 +527,32 @@ impl RouteCache {
                 {
                     return Ok(entry);
                 }
-                let entry = self.fill(key, admit, fill).await?;
-                Ok(entry)
+                filled_here = true;
+                self.fill(key, admit, &fill).await
             })
             .await
             .cloned();
-        let mut inflight = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if inflight
-            .get(key)
-            .is_some_and(|current| Arc::ptr_eq(current, &cell))
         {
-            inflight.remove(key);
+            let mut inflight = self
+                .inflight
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if inflight
+                .get(key)
+                .is_some_and(|current| Arc::ptr_eq(current, &cell))
+            {
+                inflight.remove(key);
+            }
         }
-        result
+        match result {
+            // The shared fill read its rows before an invalidation of its
+            // tags, and this request may have begun after the write: it
+            // renders its own page (another's fill is no answer to it).
+            Ok(entry) if !filled_here && self.overtaken(&entry) => {
+                self.fill(key, admit, &fill).await
+            }
+            result => result,
+        }
     }
 
     /// Runs `fill`, times it, and stores what it made.
@@ -447,10 +567,38 @@ impl RouteCache {
         Fut: std::future::Future<Output = Result<Entry, E>>,
     {
         let started = Instant::now();
-        let entry = Arc::new(fill().await?);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut entry = fill().await?;
+        entry.epoch = epoch;
+        let entry = Arc::new(entry);
         self.metrics.fills.observe(started.elapsed());
         self.store(key, &entry, admit).await;
         Ok(entry)
+    }
+
+    /// Whether one of `entry`'s tags was invalidated after its rows were
+    /// read: it may show what a write changed since, so it is served to
+    /// the requests that waited for it but never stored.
+    fn overtaken(&self, entry: &Entry) -> bool {
+        let recently = self
+            .recently
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        entry.epoch < recently.floor
+            || entry
+                .tags
+                .iter()
+                .any(|tag| recently.tags.get(tag).is_some_and(|&at| at > entry.epoch))
+    }
+
+    /// Held (shared) while an entry is checked with [`Self::overtaken`]
+    /// and stored in memory or on disk, and (exclusively) while an
+    /// invalidation runs: an entry is either stored before an
+    /// invalidation, which then drops it, or checked after it, and refused.
+    fn fence_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.fence
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Claims the background refresh of a stale `key`; `false` when one
@@ -476,11 +624,10 @@ impl RouteCache {
         let mut total = 0;
         for tag in tags {
             let mut dropped = self.invalidate_local(tag);
-            if let Some(redis) = &self.redis {
-                match redis.invalidate(tag).await {
-                    Some(shared) => dropped = dropped.max(shared),
-                    None => self.postpone(tag),
-                }
+            match self.tell_others(tag).await {
+                Told::Dropped(shared) => dropped = dropped.max(shared),
+                Told::Postponed => self.postpone(tag),
+                Told::Nobody => {}
             }
             self.metrics
                 .invalidated
@@ -495,17 +642,48 @@ impl RouteCache {
             .outbox
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if !outbox.iter().any(|waiting| waiting == tag) {
+        if outbox
+            .iter()
+            .any(|waiting| waiting == tag || waiting == PURGE_ALL_TAG)
+        {
+            return;
+        }
+        if outbox.len() >= OUTBOX_LIMIT {
+            // A long outage: one purge of everything, once the channel is
+            // back, stands for every tag and keeps the outbox bounded.
+            *outbox = vec![PURGE_ALL_TAG.to_string()];
+        } else {
             outbox.push(tag.to_string());
         }
     }
 
-    /// Tries the postponed Redis invalidations again (run every second);
-    /// those Redis still does not acknowledge stay for the next try.
+    /// Sends `tag` to the other servers: through Redis (which also drops
+    /// its own entries) or PostgreSQL, whichever the cache uses.
+    async fn tell_others(&self, tag: &str) -> Told {
+        if let Some(redis) = &self.redis {
+            return match redis.invalidate(tag).await {
+                Some(shared) => Told::Dropped(shared),
+                None => Told::Postponed,
+            };
+        }
+        match &self.postgres {
+            Some(postgres) if postgres.send(tag).await => Told::Dropped(0),
+            Some(_) => Told::Postponed,
+            None => Told::Nobody,
+        }
+    }
+
+    /// Invalidations waiting in the outbox.
+    pub(crate) fn postponed(&self) -> usize {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len()
+    }
+
+    /// Tries the postponed invalidations again (run every second); those
+    /// still not acknowledged stay for the next try.
     pub(crate) async fn retry_invalidations(&self) {
-        let Some(redis) = &self.redis else {
-            return;
-        };
         let waiting = std::mem::take(
             &mut *self
                 .outbox
@@ -513,11 +691,12 @@ impl RouteCache {
                 .unwrap_or_else(|poison| poison.into_inner()),
         );
         for tag in waiting {
-            match redis.invalidate(&tag).await {
-                Some(_) => {
+            match self.tell_others(&tag).await {
+                Told::Dropped(_) => {
                     self.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
                 }
-                None => self.postpone(&tag),
+                Told::Postponed => self.postpone(&tag),
+                Told::Nobody => {}
             }
         }
     }
@@ -544,53 +723,114 @@ impl RouteCache {
         }
     }
 
-    /// Drops the memory and disk entries rendered for another generation
-    /// than `current` (a new build was loaded); returns how many. Redis
-    /// keeps them, for servers still on that build, until they expire.
-    pub(crate) fn retire_generations(&self, current: &str) -> usize {
-        let retired: Vec<Arc<str>> = self
+    /// Starts dropping the memory and disk entries rendered for another
+    /// generation than `current` (a new build was loaded): the work is
+    /// done by [`RouteCache::retire_step`], a bounded batch at a time, so
+    /// neither the reload nor requests wait for a walk of the disk level.
+    /// Redis keeps such entries, for servers still on that build, until
+    /// they expire. Entries of other generations are never served
+    /// meanwhile: the generation is part of every key.
+    pub(crate) fn start_retiring(&self, current: Arc<str>) -> Retirement {
+        let memory = self
             .memory
             .iter()
-            .filter(|(key, _)| generation_of(key) != Some(current))
+            .filter(|(key, _)| generation_of(key) != Some(&*current))
             .map(|(key, _)| Arc::clone(&*key))
             .collect();
-        let mut dropped = retired.len();
-        for key in retired {
-            self.memory.invalidate(&key);
+        Retirement {
+            disk_from: self.disk.as_ref().map(|_| Vec::new()),
+            current,
+            memory,
         }
-        if let Some(disk) = &self.disk {
-            dropped += disk.sweep(current);
-        }
+    }
+
+    /// Retires up to `budget` entries of `retirement`'s memory list, or
+    /// reads up to `budget` disk entries; returns how many entries went,
+    /// and `true` when nothing is left.
+    pub(crate) fn retire_step(&self, retirement: &mut Retirement, budget: usize) -> (usize, bool) {
+        let dropped = if !retirement.memory.is_empty() {
+            let at = retirement.memory.len().saturating_sub(budget);
+            let batch = retirement.memory.split_off(at);
+            for key in &batch {
+                self.memory.invalidate(key);
+            }
+            batch.len()
+        } else if let (Some(disk), Some(from)) = (&self.disk, retirement.disk_from.take()) {
+            let (dropped, next) = disk.sweep_from(&retirement.current, &from, budget);
+            retirement.disk_from = next;
+            dropped
+        } else {
+            0
+        };
         self.metrics
             .retired
             .fetch_add(dropped as u64, Ordering::Relaxed);
-        dropped
+        let done = retirement.memory.is_empty() && retirement.disk_from.is_none();
+        (dropped, done)
+    }
+
+    /// Another server invalidated `tag` (heard on the channel): drops it
+    /// from this server's memory and disk levels.
+    pub(crate) fn heard(&self, tag: &str) {
+        self.metrics.heard.fetch_add(1, Ordering::Relaxed);
+        self.invalidate_local(tag);
     }
 
     /// Drops `tag` from this server's memory and disk levels.
     pub(crate) fn invalidate_local(&self, tag: &str) -> usize {
+        let _fence = self
+            .fence
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // Marked before any entry goes, so a fill that read its rows
+        // before the write cannot store them after.
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut recently = self
+                .recently
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if tag == PURGE_ALL_TAG || recently.tags.len() >= RECENT_TAGS {
+                recently.tags.clear();
+                recently.floor = epoch;
+            } else {
+                recently.tags.insert(tag.to_string(), epoch);
+            }
+        }
+        // Lower levels first: a lookup that misses memory meanwhile must
+        // not find the entry below and bring it back.
+        let on_disk = self.disk.as_ref().map_or(0, |disk| disk.invalidate(tag));
         let keys = lock(&self.index).tags.remove(tag).unwrap_or_default();
-        let mut dropped = keys.len();
+        let in_memory = keys.len();
         for key in keys {
             self.memory.invalidate(&key);
         }
-        if let Some(disk) = &self.disk {
-            dropped = dropped.max(disk.invalidate(tag));
-        }
-        dropped
+        in_memory.max(on_disk)
     }
 
-    /// The tags other servers invalidate, when the cache uses Redis.
-    pub(crate) async fn listen(
-        &self,
-    ) -> Option<Result<impl futures_util::Stream<Item = String> + use<>, CacheError>> {
+    /// The tags other servers invalidate, when the cache has a channel
+    /// (Redis or PostgreSQL) to hear them on.
+    pub(crate) async fn listen(&self) -> Option<Result<TagStream, CacheError>> {
+        use futures_util::StreamExt;
+        if let Some(redis) = &self.redis {
+            let stream = redis.listen().await.map_err(CacheError::Redis);
+            return Some(stream.map(|stream| stream.boxed_local()));
+        }
+        let stream = self.postgres.as_ref()?.listen().await;
         Some(
-            self.redis
-                .as_ref()?
-                .listen()
-                .await
-                .map_err(CacheError::Redis),
+            stream
+                .map(|stream| stream.boxed_local())
+                .map_err(CacheError::from),
         )
+    }
+
+    /// The channel invalidations travel on, for messages.
+    pub(crate) fn channel_name(&self) -> &'static str {
+        match (&self.redis, &self.postgres) {
+            (Some(_), _) => "Redis",
+            (None, Some(_)) => "PostgreSQL",
+            (None, None) => "no",
+        }
     }
 
     /// Puts an entry in memory, indexes its tags and counts it for its
@@ -602,6 +842,7 @@ impl RouteCache {
                 let keys = index.tags.entry(tag.clone()).or_default();
                 keys.insert(Arc::clone(key));
             }
+            index.indexed.insert(Arc::clone(key), address(entry));
             if let Some((route, _)) = key.split_once('.') {
                 *index.per_route.entry(route.into()).or_default() += 1;
             }
@@ -704,11 +945,18 @@ impl RouteCache {
         )?;
         out.gauge(
             "kiln_cache_outbox",
-            "Invalidations waiting for Redis to acknowledge them.",
-            self.outbox
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .len() as u64,
+            "Invalidations waiting for the channel (Redis or PostgreSQL) to acknowledge them.",
+            self.postponed() as u64,
+        )?;
+        out.counter(
+            "kiln_cache_overtaken",
+            "Responses served but not stored: one of their tags was invalidated while they rendered.",
+            self.metrics.overtaken.load(Ordering::Relaxed),
+        )?;
+        out.counter(
+            "kiln_cache_heard",
+            "Invalidations heard on the channel (Redis or PostgreSQL), this server's own included.",
+            self.metrics.heard.load(Ordering::Relaxed),
         )?;
         out.counter(
             "kiln_cache_retired",
@@ -720,6 +968,13 @@ impl RouteCache {
                 "kiln_cache_redis_errors",
                 "Redis calls that failed or timed out (answered as misses).",
                 redis.errors.load(Ordering::Relaxed),
+            )?;
+        }
+        if let Some(postgres) = &self.postgres {
+            out.counter(
+                "kiln_cache_notify_errors",
+                "Invalidations PostgreSQL did not take in time (kept in the outbox).",
+                postgres.errors.load(Ordering::Relaxed),
             )?;
         }
         Ok(())
