@@ -6,7 +6,8 @@
 //! templates, codecs, URLs), [`build`] (`assets/` into `dist/`), then the
 //! server — [`http`] (the static engine), [`dynamic`] (declared routes over
 //! a database) and [`server`] (the process: assembly, concerns, tasks,
-//! reload) — and [`watch`], the one module that composes build and serve.
+//! reload) — and, above them, [`watch`] (composes build and serve) and
+//! [`loadtest`] (drives a server with the site's own traffic).
 //! `docs/design.md` explains the layers.
 
 pub mod build;
@@ -17,6 +18,7 @@ pub mod dynamic;
 pub mod fuzzing;
 pub(crate) mod http;
 pub mod init;
+pub mod loadtest;
 pub mod server;
 pub(crate) mod site;
 pub mod watch;

@@ -87,6 +87,33 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Load-test a server with the site's own traffic (its pages, assets
+    /// and routes) at a scheduled rate; exit 1 when an objective of
+    /// [loadtest] is missed.
+    Loadtest {
+        /// The site root, holding build.toml, assets/ and templates/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// A running server (http://HOST:PORT); without it, the site is
+        /// built (unless --no-build) and its own server started.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// normal, peak, spike or stress.
+        #[arg(long, default_value = "normal", value_parser = clap::value_parser!(kiln::loadtest::Scenario))]
+        scenario: kiln::loadtest::Scenario,
+        /// Write loadtest.json and summary.txt into this directory.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Allow a --target that is not on this machine.
+        #[arg(long)]
+        allow_remote: bool,
+        /// Test the output directory as it is.
+        #[arg(long)]
+        no_build: bool,
+        /// Override a build.toml key with a TOML value, e.g. --set loadtest.rate=2000.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
     /// Create a starter site that builds, serves and passes `kiln check`.
     Init {
         /// Where (created if missing; must be empty unless --force).
@@ -233,6 +260,41 @@ fn run(command: Command) -> Result<(), Failure> {
             addr,
             overrides,
         } => watch(root, parse_addr(addr)?, overrides),
+        Command::Loadtest {
+            root,
+            target,
+            scenario,
+            report,
+            allow_remote,
+            no_build,
+            overrides,
+        } => {
+            let settings = load_settings(&root, None, &overrides)?;
+            if target.is_none() && !no_build {
+                build(&settings)?;
+            }
+            let options = kiln::loadtest::LoadtestOptions {
+                target,
+                scenario,
+                report,
+                allow_remote,
+            };
+            loadtest(&settings, &options)
+        }
+    }
+}
+
+fn loadtest(settings: &Settings, options: &kiln::loadtest::LoadtestOptions) -> Result<(), Failure> {
+    use kiln::loadtest::LoadtestError;
+    let verdict = kiln::loadtest::run(settings, options).map_err(|err| match err {
+        LoadtestError::Target { .. } => Failure::usage(err),
+        other => Failure::failed(other),
+    })?;
+    print!("{}", verdict.text);
+    if verdict.met {
+        Ok(())
+    } else {
+        Err(Failure::Failed(None))
     }
 }
 

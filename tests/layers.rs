@@ -8,8 +8,10 @@ use std::path::Path;
 
 /// Layers in order; a file may import only its own layer and earlier ones.
 /// `watch` composes build and serve, so it may import everything;
-/// `fuzzing`, the fuzz targets' door into the parsers, sits above it all.
-const LAYERS: [&str; 9] = [
+/// `loadtest` drives a server (its own or another) with the site's
+/// traffic; `fuzzing`, the fuzz targets' door into the parsers, sits above
+/// it all.
+const LAYERS: [&str; 10] = [
     "config",
     "diagnostic",
     "site",
@@ -18,6 +20,7 @@ const LAYERS: [&str; 9] = [
     "dynamic",
     "server",
     "watch",
+    "loadtest",
     "fuzzing",
 ];
 

@@ -17,6 +17,7 @@ mod cache;
 mod database;
 mod images;
 mod js;
+mod loadtest;
 mod overrides;
 mod pages;
 mod routes;
@@ -30,6 +31,7 @@ pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, Isolation, QueueOrder};
 pub use images::ImagesConfig;
 pub use js::{JsConfig, LegalComments};
+pub use loadtest::{LoadUrl, LoadtestConfig, MixWeights};
 pub use overrides::Override;
 pub use pages::PagesConfig;
 pub use routes::{
@@ -81,6 +83,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
     pub session: SessionConfig,
+    /// `kiln loadtest`'s traffic, pace and objectives.
+    pub loadtest: LoadtestConfig,
     /// Declarative dynamic routes (`[[route]]`).
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -161,6 +165,7 @@ impl Config {
         routes::validate(&self.routes)?;
         cache::validate(&self.cache)?;
         session::validate(&self.session)?;
+        loadtest::validate(&self.loadtest)?;
         Ok(Settings::new(self, root, build, server))
     }
 }

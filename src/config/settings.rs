@@ -157,6 +157,10 @@ impl Settings {
         &self.config.cache
     }
 
+    pub fn loadtest(&self) -> &crate::config::LoadtestConfig {
+        &self.config.loadtest
+    }
+
     pub fn routes(&self) -> &[RouteConfig] {
         &self.config.routes
     }

@@ -1,0 +1,150 @@
+//! `[loadtest]`: the traffic `kiln loadtest` sends, its pace and the
+//! objectives a run must meet.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, config_error};
+
+/// The `[loadtest]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadtestConfig {
+    /// The `normal` arrival rate, requests per second; the other
+    /// scenarios are multiples of it.
+    pub rate: f64,
+    /// Seconds a scenario runs (`stress` runs steps of `step_secs` instead).
+    pub duration_secs: u64,
+    /// Seconds each step of `stress` lasts.
+    pub step_secs: u64,
+    /// Keep-alive connections requests are spread over.
+    pub connections: usize,
+    /// Milliseconds after which an unanswered request counts as a timeout.
+    pub timeout_ms: u64,
+    /// Objective: the 99th percentile latency, milliseconds.
+    pub p99_ms: f64,
+    /// Objective: the share of requests that may fail (transport errors,
+    /// timeouts, 5xx and unexpected 4xx).
+    pub error_rate: f64,
+    /// Share of requests for a page or asset that revalidate it, as a
+    /// repeat visit does (`If-None-Match`).
+    pub revalidate: f64,
+    /// Relative weights of the URL classes.
+    pub weights: MixWeights,
+    /// URLs added to the mix (dynamic routes with parameters, say).
+    pub url: Vec<LoadUrl>,
+}
+
+impl Default for LoadtestConfig {
+    fn default() -> Self {
+        LoadtestConfig {
+            rate: 500.0,
+            duration_secs: 20,
+            step_secs: 5,
+            connections: 32,
+            timeout_ms: 5000,
+            p99_ms: 250.0,
+            error_rate: 0.01,
+            revalidate: 0.5,
+            weights: MixWeights::default(),
+            url: Vec::new(),
+        }
+    }
+}
+
+/// `[loadtest.weights]`: how the requests divide between the classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MixWeights {
+    /// Built pages (`index.html` files).
+    pub pages: f64,
+    /// Hashed files the manifest names (styles, scripts, images).
+    pub assets: f64,
+    /// GET routes without path parameters, at their parameters' defaults.
+    pub routes: f64,
+    /// The `[[loadtest.url]]` entries.
+    pub urls: f64,
+}
+
+impl Default for MixWeights {
+    fn default() -> Self {
+        MixWeights {
+            pages: 3.0,
+            assets: 6.0,
+            routes: 1.0,
+            urls: 1.0,
+        }
+    }
+}
+
+/// `[[loadtest.url]]`: one URL of the mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadUrl {
+    /// A path on the site, with its query (`/catalogue/42?page=2`).
+    pub path: String,
+    /// Its weight among the `url` class.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Stage two for `[loadtest]`.
+pub(super) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
+    let positive = [
+        ("loadtest.rate", loadtest.rate),
+        ("loadtest.p99_ms", loadtest.p99_ms),
+    ];
+    if let Some((key, value)) = positive
+        .iter()
+        .find(|(_, value)| !(value.is_finite() && *value > 0.0))
+    {
+        return Err(config_error(format!("{key} = {value}: must be above 0")));
+    }
+    let shares = [
+        ("loadtest.error_rate", loadtest.error_rate),
+        ("loadtest.revalidate", loadtest.revalidate),
+    ];
+    if let Some((key, value)) = shares
+        .iter()
+        .find(|(_, value)| !(0.0..=1.0).contains(value))
+    {
+        return Err(config_error(format!(
+            "{key} = {value}: must be between 0 and 1"
+        )));
+    }
+    let counts = [
+        ("loadtest.duration_secs", loadtest.duration_secs),
+        ("loadtest.step_secs", loadtest.step_secs),
+        ("loadtest.connections", loadtest.connections as u64),
+        ("loadtest.timeout_ms", loadtest.timeout_ms),
+    ];
+    if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
+        return Err(config_error(format!("{key} = 0: must be at least 1")));
+    }
+    let weights = &loadtest.weights;
+    let all = [weights.pages, weights.assets, weights.routes, weights.urls];
+    if all
+        .iter()
+        .any(|weight| !(weight.is_finite() && *weight >= 0.0))
+    {
+        return Err(config_error("loadtest.weights: weights must be 0 or more"));
+    }
+    for url in &loadtest.url {
+        if !url.path.starts_with('/') {
+            return Err(config_error(format!(
+                "loadtest.url: {:?} must be a path on the site (start with /)",
+                url.path
+            )));
+        }
+        if !(url.weight.is_finite() && url.weight >= 0.0) {
+            return Err(config_error(format!(
+                "loadtest.url {:?}: weight must be 0 or more",
+                url.path
+            )));
+        }
+    }
+    Ok(())
+}

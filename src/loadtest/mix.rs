@@ -1,0 +1,159 @@
+//! The traffic a site's visitors make, read from what the site is: its
+//! built pages (`index.html` files and other `.html` pages), the hashed
+//! files its manifest names (styles, scripts, images and their
+//! variants), its GET routes that need no path parameter, and the URLs
+//! `[[loadtest.url]]` adds. Each class gets its weight from
+//! `[loadtest.weights]`, shared evenly by its URLs (a `[[loadtest.url]]`
+//! by its own weight). Requests carry what a browser sends
+//! (`Accept-Encoding: br, gzip`), and a share of them revalidate with the
+//! validator a first visit received.
+
+use std::path::Path;
+
+use crate::config::{LoadtestConfig, RouteMethod, Settings};
+use crate::site::url::percent_encode_path;
+
+use super::run::Target;
+
+/// A URL before its weight and request are settled.
+struct Candidate {
+    class: &'static str,
+    path: String,
+    /// Its share of its class's weight.
+    weight: f64,
+}
+
+/// The targets of `settings`' site for a server reached as `host`.
+pub(crate) fn of_site(settings: &Settings, host: &str) -> Vec<Target> {
+    let config = settings.loadtest();
+    let mut candidates = Vec::new();
+    candidates.extend(spread(
+        "page",
+        pages(&settings.out_dir),
+        config.weights.pages,
+    ));
+    candidates.extend(spread(
+        "asset",
+        assets(&settings.out_dir),
+        config.weights.assets,
+    ));
+    candidates.extend(spread("route", routes(settings), config.weights.routes));
+    candidates.extend(urls(config));
+    candidates
+        .into_iter()
+        .filter(|candidate| candidate.weight > 0.0)
+        .map(|candidate| Target {
+            class: candidate.class,
+            request: get(&candidate.path, host, None),
+            conditional: None,
+            expects_error: false,
+            weight: candidate.weight,
+            path: candidate.path,
+        })
+        .collect()
+}
+
+/// `paths` of one class sharing the class's `weight` evenly.
+fn spread(class: &'static str, paths: Vec<String>, weight: f64) -> Vec<Candidate> {
+    let each = weight / paths.len().max(1) as f64;
+    paths
+        .into_iter()
+        .map(|path| Candidate {
+            class,
+            path,
+            weight: each,
+        })
+        .collect()
+}
+
+/// The built pages' URLs: `/` for `index.html`, `/about/` for
+/// `about/index.html`, `/404.html` left out (nobody asks for it).
+fn pages(out_dir: &Path) -> Vec<String> {
+    let mut urls: Vec<String> = walkdir::WalkDir::new(out_dir)
+        .into_iter()
+        .filter_entry(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .filter_map(|entry| {
+            let relative = entry.path().strip_prefix(out_dir).ok()?;
+            let path = relative.to_str()?.replace('\\', "/");
+            if !path.ends_with(".html") || path == "404.html" {
+                return None;
+            }
+            let url = match path.strip_suffix("index.html") {
+                Some(directory) => format!("/{directory}"),
+                None => format!("/{path}"),
+            };
+            Some(percent_encode_path(&url))
+        })
+        .collect();
+    urls.sort();
+    urls
+}
+
+/// The files the manifest names, and their image variants.
+fn assets(out_dir: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read(out_dir.join(crate::site::manifest::MANIFEST_FILE)) else {
+        return Vec::new();
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let mut files: Vec<String> = Vec::new();
+    for chunk in manifest
+        .as_object()
+        .into_iter()
+        .flat_map(|map| map.values())
+    {
+        files.extend(chunk["file"].as_str().map(str::to_string));
+        for variant in chunk["variants"].as_array().into_iter().flatten() {
+            files.extend(variant["file"].as_str().map(str::to_string));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|file| percent_encode_path(&format!("/{file}")))
+        .collect()
+}
+
+/// GET routes whose path has no parameter, at their parameters' defaults.
+fn routes(settings: &Settings) -> Vec<String> {
+    settings
+        .routes()
+        .iter()
+        .filter(|route| route.method == RouteMethod::Get && !route.path.contains('{'))
+        .map(|route| percent_encode_path(&route.path))
+        .collect()
+}
+
+fn urls(config: &LoadtestConfig) -> Vec<Candidate> {
+    let total: f64 = config.url.iter().map(|url| url.weight).sum();
+    config
+        .url
+        .iter()
+        .map(|url| Candidate {
+            class: "url",
+            path: url.path.clone(),
+            weight: if total > 0.0 {
+                config.weights.urls * url.weight / total
+            } else {
+                0.0
+            },
+        })
+        .collect()
+}
+
+/// A GET of `path` as a browser sends it; with `etag`, revalidating.
+pub(crate) fn get(path: &str, host: &str, etag: Option<&str>) -> Vec<u8> {
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kiln-loadtest\r\n\
+         Accept: */*\r\nAccept-Encoding: br, gzip\r\n"
+    );
+    if let Some(etag) = etag {
+        request.push_str(&format!("If-None-Match: {etag}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}

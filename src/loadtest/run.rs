@@ -1,0 +1,247 @@
+//! The open-model generator. Requests are due on a schedule
+//! ([`super::schedule`]), spread over a fixed set of keep-alive connections
+//! as wrk2 spreads them: connection `i` of `n` sends every `n`-th request,
+//! at `1/n` of the rate, starting `i/n` of an interval late. A connection
+//! still waiting for an answer when its next request is due sends that
+//! request as soon as it can, and the request's latency still counts from
+//! when it was due: a stalled server is charged for every request it
+//! delayed. A request whose lane was free when it was due counts from when
+//! it went out (the timer wakes within a millisecond, and that is the
+//! generator's delay, not the server's). Everything runs on one thread (a current-thread runtime), so
+//! the generator's cost is one core, as wrk's `-t1`.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::client::{Answer, ClientError, Connection};
+use super::record::{Outcome, Recorder};
+use super::schedule::{Arrivals, Shape};
+
+/// One URL of the traffic mix, its request prepared once.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// What kind of URL it is, for the report (`page`, `asset`, `route`…).
+    pub class: &'static str,
+    /// The path and query, for messages.
+    pub path: String,
+    /// The request as written on the wire.
+    pub request: Vec<u8>,
+    /// The same request revalidating what an earlier visit received.
+    pub conditional: Option<Vec<u8>>,
+    /// 4xx answers are what this URL is for (the `errors` scenario).
+    pub expects_error: bool,
+    pub weight: f64,
+}
+
+/// The traffic mix: targets picked by weight.
+pub(crate) struct Mix {
+    pub targets: Vec<Target>,
+    /// Running sums of the weights, for picking by a uniform draw.
+    cumulative: Vec<f64>,
+    /// Share of requests for a URL with a validator that revalidate it
+    /// (a repeat visit), answered 304.
+    pub revalidate: f64,
+}
+
+impl Mix {
+    pub(crate) fn new(targets: Vec<Target>, revalidate: f64) -> Mix {
+        let mut sum = 0.0;
+        let cumulative = targets
+            .iter()
+            .map(|target| {
+                sum += target.weight.max(0.0);
+                sum
+            })
+            .collect();
+        Mix {
+            targets,
+            cumulative,
+            revalidate,
+        }
+    }
+
+    fn pick(&self, rng: &mut Rng) -> Option<&Target> {
+        let total = *self.cumulative.last()?;
+        let draw = rng.unit() * total;
+        let index = self.cumulative.partition_point(|&sum| sum <= draw);
+        self.targets.get(index.min(self.targets.len() - 1))
+    }
+}
+
+/// A small, fast generator for picking targets (xorshift64*): the mix
+/// needs uniform draws, not secrecy.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn seeded(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// How one run goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Pace {
+    pub shape: Shape,
+    pub length: Duration,
+    pub connections: usize,
+    /// A request unanswered this long counts as a timeout.
+    pub timeout: Duration,
+}
+
+/// Runs `mix` against `addr` at `pace`, on this thread; returns what it
+/// measured.
+pub(crate) fn run(addr: SocketAddr, mix: &Rc<Mix>, pace: &Pace) -> std::io::Result<Recorder> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let recorder = Rc::new(RefCell::new(Recorder::new()));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let start = Instant::now();
+        let connections = pace.connections.max(1);
+        let mut tasks = Vec::with_capacity(connections);
+        for index in 0..connections {
+            let lane = Lane {
+                addr,
+                mix: Rc::clone(mix),
+                length: pace.length,
+                arrivals: Arrivals::with_phase(
+                    pace.shape.scaled(1.0 / connections as f64),
+                    pace.length,
+                    index as f64 / connections as f64,
+                ),
+                rng: Rng::seeded(index as u64 + 1),
+                timeout: pace.timeout,
+            };
+            tasks.push(tokio::task::spawn_local(
+                lane.drive(start, Rc::clone(&recorder)),
+            ));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        recorder.borrow_mut().elapsed = start.elapsed();
+    });
+    drop(local);
+    Ok(Rc::try_unwrap(recorder)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|shared| shared.replace(Recorder::new())))
+}
+
+/// One connection's share of a run.
+struct Lane {
+    addr: SocketAddr,
+    mix: Rc<Mix>,
+    length: Duration,
+    arrivals: Arrivals,
+    rng: Rng,
+    timeout: Duration,
+}
+
+/// How long past its due time a send counts as late.
+const LATE: Duration = Duration::from_millis(1);
+
+impl Lane {
+    async fn drive(mut self, start: Instant, recorder: Rc<RefCell<Recorder>>) {
+        let mix = Rc::clone(&self.mix);
+        let mut connection: Option<Connection> = None;
+        // When this lane's previous exchange ended.
+        let mut free_at = start;
+        while let Some(due) = self.arrivals.next() {
+            if Instant::now() >= start + self.length {
+                // Past the end: what is still due was never sent (an
+                // overloaded server, or a generator at its limit).
+                recorder.borrow_mut().unsent += 1 + self.arrivals.by_ref().count() as u64;
+                break;
+            }
+            let intended = start + due;
+            let now = Instant::now();
+            if now < intended {
+                tokio::time::sleep_until(intended).await;
+            } else if now - intended > LATE {
+                recorder.borrow_mut().late_sends += 1;
+            }
+            // A request the server held up (its lane was still busy when
+            // it was due) is charged from when it was due; one the lane was
+            // free for is charged from when it went out, so the timer's
+            // millisecond grain and the generator's own delays are not
+            // counted as the server's.
+            let origin = if free_at > intended {
+                intended
+            } else {
+                Instant::now()
+            };
+            let Some(target) = mix.pick(&mut self.rng) else {
+                return;
+            };
+            let request = match &target.conditional {
+                Some(conditional) if self.rng.unit() < mix.revalidate => conditional,
+                _ => &target.request,
+            };
+            let exchanged =
+                tokio::time::timeout(self.timeout, exchange(&mut connection, self.addr, request))
+                    .await;
+            free_at = Instant::now();
+            let latency = free_at - origin;
+            let (outcome, bytes) = match exchanged {
+                Ok(Ok(answer)) => {
+                    if answer.closes {
+                        connection = None;
+                    }
+                    (classify(&answer, target.expects_error), answer.body_bytes)
+                }
+                Ok(Err(_)) => {
+                    connection = None;
+                    (Outcome::Transport, 0)
+                }
+                Err(_) => {
+                    connection = None;
+                    (Outcome::Timeout, 0)
+                }
+            };
+            recorder
+                .borrow_mut()
+                .record(target.class, due, latency, outcome, bytes);
+        }
+    }
+}
+
+/// Sends `request` on the lane's connection, opening one when it has none.
+async fn exchange(
+    connection: &mut Option<Connection>,
+    addr: SocketAddr,
+    request: &[u8],
+) -> Result<Answer, ClientError> {
+    if connection.is_none() {
+        *connection = Some(Connection::open(addr).await?);
+    }
+    match connection {
+        Some(open) => open.exchange(request, false, false).await,
+        None => Err(ClientError::Closed),
+    }
+}
+
+fn classify(answer: &Answer, expects_error: bool) -> Outcome {
+    match answer.status {
+        200..=399 => Outcome::Ok,
+        400..=499 if expects_error => Outcome::ExpectedError,
+        400..=499 => Outcome::ClientError,
+        _ => Outcome::ServerError,
+    }
+}
