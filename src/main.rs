@@ -45,6 +45,11 @@ enum Command {
         /// run on every server before any of them builds for real.
         #[arg(long)]
         stage: bool,
+        /// Write where the build's time went (each stage's and each unit's
+        /// wall time, by thread, and the parallelism) as a self-contained
+        /// HTML page: FILE, or .kiln/timings.html in the site root.
+        #[arg(long, value_name = "FILE")]
+        timings: Option<Option<PathBuf>>,
     },
     /// Check dynamic routes: compile them and their templates, apply pending
     /// migrations, and warn about queries that scan whole tables (exit 1).
@@ -98,15 +103,26 @@ enum Command {
         /// built (unless --no-build) and its own server started.
         #[arg(long, value_name = "URL")]
         target: Option<String>,
-        /// normal, peak, spike or stress.
+        /// normal, peak, spike, stress, soak, errors, recovery, or a
+        /// scenario file (FILE.toml: stages and [loadtest] overrides).
         #[arg(long, default_value = "normal", value_parser = clap::value_parser!(kiln::loadtest::Scenario))]
         scenario: kiln::loadtest::Scenario,
-        /// Write loadtest.json and summary.txt into this directory.
+        /// Write loadtest.json, summary.txt and report.html (charts) into
+        /// this directory.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
-        /// Allow a --target that is not on this machine.
+        /// Allow a --target (or --metrics) that is not on this machine.
         #[arg(long)]
         allow_remote: bool,
+        /// The --target's admin listener (HOST:PORT), read each second for
+        /// CPU, memory, pool and cache; default: server.admin_addr when the
+        /// target is on this machine.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
+        /// Compare with an earlier run's loadtest.json; exit 1 when
+        /// something got worse by more than loadtest.regression.
+        #[arg(long, value_name = "OLD.json")]
+        compare: Option<PathBuf>,
         /// Test the output directory as it is.
         #[arg(long)]
         no_build: bool,
@@ -232,12 +248,13 @@ fn run(command: Command) -> Result<(), Failure> {
             out,
             overrides,
             stage,
+            timings,
         } => {
             let settings = load_settings(&root, out.as_deref(), &overrides)?;
-            if stage {
-                build_with(&settings, kiln::stage)
-            } else {
-                build(&settings)
+            let run: BuildFn = if stage { kiln::stage } else { kiln::build };
+            match timings {
+                Some(file) => build_timed(&settings, run, file),
+                None => build_with(&settings, run),
             }
         }
         Command::Check { root, overrides } => check(&load_settings(&root, None, &overrides)?),
@@ -266,6 +283,8 @@ fn run(command: Command) -> Result<(), Failure> {
             scenario,
             report,
             allow_remote,
+            metrics,
+            compare,
             no_build,
             overrides,
         } => {
@@ -278,6 +297,8 @@ fn run(command: Command) -> Result<(), Failure> {
                 scenario,
                 report,
                 allow_remote,
+                metrics,
+                compare,
             };
             loadtest(&settings, &options)
         }
@@ -287,11 +308,15 @@ fn run(command: Command) -> Result<(), Failure> {
 fn loadtest(settings: &Settings, options: &kiln::loadtest::LoadtestOptions) -> Result<(), Failure> {
     use kiln::loadtest::LoadtestError;
     let verdict = kiln::loadtest::run(settings, options).map_err(|err| match err {
-        LoadtestError::Target { .. } => Failure::usage(err),
+        LoadtestError::Target { .. }
+        | LoadtestError::Metrics { .. }
+        | LoadtestError::Compare { .. }
+        | LoadtestError::Scenario(_)
+        | LoadtestError::ClosedModel(_) => Failure::usage(err),
         other => Failure::failed(other),
     })?;
     print!("{}", verdict.text);
-    if verdict.met {
+    if verdict.met && verdict.regressions.is_empty() {
         Ok(())
     } else {
         Err(Failure::Failed(None))
@@ -414,6 +439,34 @@ fn build_with(settings: &Settings, run: BuildFn) -> Result<(), Failure> {
     let progress = ConsoleProgress::new();
     let result = run(settings, &progress);
     progress.finish();
+    report_build(settings, result)
+}
+
+/// `kiln build --timings`: the build, then its timings page (also for a
+/// failed build: where it spent its time before failing).
+fn build_timed(settings: &Settings, run: BuildFn, file: Option<PathBuf>) -> Result<(), Failure> {
+    let progress = ConsoleProgress::new();
+    let timings = kiln::build::timings::Timings::new(&progress);
+    let started = std::time::Instant::now();
+    let result = run(settings, &timings);
+    let total = started.elapsed();
+    progress.finish();
+    let file = file.unwrap_or_else(|| settings.root.join(".kiln").join("timings.html"));
+    let written = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&file, timings.to_html(total)));
+    match written {
+        Ok(()) => eprintln!("timings: {}", display_path(&file)),
+        Err(err) => eprintln!("timings: could not write {}: {err}", display_path(&file)),
+    }
+    report_build(settings, result)
+}
+
+fn report_build(
+    settings: &Settings,
+    result: Result<kiln::BuildReport, kiln::BuildError>,
+) -> Result<(), Failure> {
     match result {
         Ok(report) => {
             for warning in &report.warnings {

@@ -341,3 +341,41 @@ fn every_image_of_the_demo_loads_and_fills_its_place_at_two_widths() {
         "the demo's pages show their photos ({images})"
     );
 }
+
+/// The status page of the admin listener, live: its six charts fill and
+/// move as samples arrive each second, a requested route shows in the
+/// routes table with its rate, and its slow query in the list.
+#[test]
+fn the_status_page_draws_the_servers_metrics_live() {
+    let Some(browser) = common::require(Browser::launch(), "the browser test") else {
+        return;
+    };
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let server = TestServer::start(&site, &["database.slow_query_ms=1"]);
+    let admin = server.running().admin_addr.expect("an admin listener");
+    browser.open(&format!("http://{admin}/status"));
+    browser.wait_for(
+        "two samples",
+        "return Number(document.getElementById('state').dataset.updates) >= 2",
+    );
+    assert_eq!(
+        browser.run("return document.querySelectorAll('#charts svg').length"),
+        6
+    );
+    for _ in 0..5 {
+        let answer = common::http::get(server.addr, "/slow?n=300000", &[]);
+        assert_eq!(answer.status, 200);
+    }
+    browser.wait_for(
+        "the route in the table",
+        "return [...document.querySelectorAll('#routes td')].some(td => td.textContent === 'GET /slow')",
+    );
+    browser.wait_for(
+        "its slow query in the list",
+        "return [...document.querySelectorAll('#slow td')].some(td => td.textContent === 'GET /slow')",
+    );
+    let points = "return document.querySelector('#chart-traffic polyline').getAttribute('points').split(' ').length";
+    let before = browser.run(points).as_u64().expect("a traffic line");
+    browser.wait_for("the charts to move", &format!("{points} > {before}"));
+}

@@ -42,6 +42,51 @@ fn build_prints_a_summary_with_compressed_sizes() {
     );
 }
 
+/// `kiln build --timings`: one page with every stage, each unit of work
+/// on its thread's row (a stylesheet entry, a compressed variant, a
+/// written file by name), and nothing fetched.
+#[test]
+fn build_timings_writes_a_page_of_stages_and_units() {
+    let site = Site::fixture("basic");
+    let root = site.root().to_str().unwrap();
+    let output = kiln(&["build", "--root", root, "--timings"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("timings: "),
+        "{}",
+        text(&output.stderr)
+    );
+    let page = std::fs::read_to_string(site.root().join(".kiln/timings.html"))
+        .expect(".kiln/timings.html");
+    for stage in [
+        "discover", "assets", "entries", "pages", "compress", "write",
+    ] {
+        assert!(
+            page.contains(&format!("</span> {stage}</td>")),
+            "no stage {stage}"
+        );
+    }
+    assert!(page.contains("aria-label=\"Units by thread\""));
+    assert!(page.contains("aria-label=\"Units running\""));
+    assert!(
+        page.contains("<title>assets/css/other.css (entries): "),
+        "{page}"
+    );
+    assert!(page.contains(".br (compress): "), "{page}");
+    assert!(page.contains(" (write): "), "{page}");
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    // Given a file, it is written there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("t.html");
+    let output = kiln(&["build", "--root", root, "--timings", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("kiln build timings")
+    );
+}
+
 #[test]
 fn set_overrides_apply_without_editing_build_toml() {
     let site = Site::fixture("basic");

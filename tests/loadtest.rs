@@ -1,6 +1,8 @@
 //! `kiln loadtest`: the traffic it reads off a site, the shapes of its
 //! scenarios (requests per second of intended send time, and every one of
-//! them reaching the server), the objectives gate and the target policy.
+//! them reaching the server), the objectives gate, the target policy, the
+//! server's resources read during a run and the bottleneck named from
+//! them, the HTML report and the comparison with an earlier run.
 
 mod common;
 
@@ -24,19 +26,41 @@ fn load(
     scenario: Scenario,
     overrides: &[&str],
 ) -> serde_json::Value {
-    let report = tempfile::tempdir().expect("a report directory");
-    let settings = site.settings(overrides);
-    let options = LoadtestOptions {
-        target: Some(format!("http://{}", server.addr)),
+    let options = options(Some(server), scenario);
+    load_with(site, options, overrides).0
+}
+
+fn options(server: Option<&TestServer>, scenario: Scenario) -> LoadtestOptions {
+    LoadtestOptions {
+        target: server.map(|server| format!("http://{}", server.addr)),
         scenario,
-        report: Some(report.path().to_path_buf()),
+        report: None,
         allow_remote: false,
-    };
+        metrics: server.and_then(|server| server.running().admin_addr.map(|addr| addr.to_string())),
+        compare: None,
+    }
+}
+
+/// Runs with `options` into a fresh report directory; returns the JSON
+/// report, the HTML page and the verdict.
+fn load_with(
+    site: &Site,
+    mut options: LoadtestOptions,
+    overrides: &[&str],
+) -> (serde_json::Value, String, kiln::loadtest::Verdict) {
+    let report = tempfile::tempdir().expect("a report directory");
+    options.report = Some(report.path().to_path_buf());
+    let settings = site.settings(overrides);
     let verdict = kiln::loadtest::run(&settings, &options).expect("the load test runs");
     let json = std::fs::read(report.path().join("loadtest.json")).expect("loadtest.json");
     let summary = std::fs::read_to_string(report.path().join("summary.txt")).expect("summary.txt");
+    let html = std::fs::read_to_string(report.path().join("report.html")).expect("report.html");
     assert_eq!(summary, verdict.text);
-    serde_json::from_slice(&json).expect("the report parses")
+    (
+        serde_json::from_slice(&json).expect("the report parses"),
+        html,
+        verdict,
+    )
 }
 
 fn per_second(run: &serde_json::Value) -> Vec<u64> {
@@ -227,4 +251,324 @@ fn a_target_elsewhere_needs_allow_remote() {
         stderr.contains("--target http://192.0.2.7:8080: not on this machine; pass --allow-remote"),
         "{stderr}"
     );
+}
+
+/// The shop's slow route on one database connection, at a rate it cannot
+/// take: the analysis names the pool, with the route that held it, from
+/// the metrics of the server the test started (in this process).
+#[test]
+fn an_overloaded_pool_is_named_as_the_bottleneck_with_its_route() {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let (report, html, verdict) = load_with(
+        &site,
+        options(None, Scenario::Normal),
+        &[
+            "loadtest.rate=100",
+            "loadtest.duration_secs=3",
+            "loadtest.goal_rate=5000",
+            "loadtest.weights={ pages = 0, assets = 0, routes = 0, urls = 1 }",
+            "loadtest.url=[{ path = \"/slow?n=300000\" }]",
+            "database.max_size=1",
+        ],
+    );
+    let run = &report["runs"][0];
+    let analysis = &run["analysis"];
+    assert_eq!(analysis["limit"], "pool", "{analysis:#}");
+    let headline = analysis["headline"].as_str().unwrap();
+    assert!(
+        headline.starts_with("pool-bound: all 1 database connections in use"),
+        "{headline}"
+    );
+    assert!(
+        headline.contains("GET /slow took 100% of query time"),
+        "{headline}"
+    );
+    assert!(
+        analysis["scaling"]
+            .as_str()
+            .unwrap()
+            .contains("5000 req/s (loadtest.goal_rate) needs"),
+        "{analysis:#}"
+    );
+    // A point for each second, read while the server worked.
+    let points = run["resources"]["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "{:#}", run["resources"]);
+    assert!(
+        points
+            .iter()
+            .all(|point| point["rss_mb"].as_f64().unwrap() > 1.0)
+    );
+    assert!(
+        points
+            .iter()
+            .any(|point| point["cpu_cores"].as_f64().unwrap() > 0.0)
+    );
+    assert!(verdict.text.contains("pool-bound"), "{}", verdict.text);
+    assert!(html.contains("pool-bound: all 1 database connections"));
+}
+
+/// The report opens offline: charts drawn inline, no script, nothing
+/// fetched; and it has each chart the documentation lists.
+#[test]
+fn the_html_report_draws_its_charts_inline_and_fetches_nothing() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let (report, html, _) = load_with(
+        &site,
+        options(Some(&server), Scenario::Normal),
+        &["loadtest.rate=100", "loadtest.duration_secs=2"],
+    );
+    for title in [
+        "Throughput by second of intended send time",
+        "Latency percentiles by second",
+        "Latency distribution",
+        "CPU",
+        "Memory",
+        "Connections and requests in the server",
+    ] {
+        assert!(
+            html.contains(&format!("aria-label=\"{title}\"")),
+            "no chart {title:?}"
+        );
+    }
+    assert!(html.matches("<polyline").count() >= 8);
+    let lowered = html.to_ascii_lowercase();
+    for fetch in [
+        "<script", "src=", "href=", "url(", "@import", "http://", "https://",
+    ] {
+        assert!(!lowered.contains(fetch), "the report contains {fetch:?}");
+    }
+    // Resources came over the admin listener of the target.
+    let points = report["runs"][0]["resources"]["points"].as_array().unwrap();
+    assert!(!points.is_empty(), "{:#}", report["runs"][0]["resources"]);
+    assert!(
+        points
+            .iter()
+            .any(|point| point["served_per_s"].as_f64().unwrap() > 50.0),
+        "{points:#?}"
+    );
+    assert!(
+        report["runs"][0]["analysis"]["cpu_ms_per_request"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// `--compare`: a run set against a report it cannot match fails with
+/// the regression named, and against itself it passes.
+#[test]
+fn compare_flags_a_regression_against_an_earlier_report() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let overrides = ["loadtest.rate=100", "loadtest.duration_secs=1"];
+    let (report, _, _) = load_with(&site, options(Some(&server), Scenario::Normal), &overrides);
+    let kept = tempfile::tempdir().expect("a directory");
+    // An earlier run ten times faster than anything loopback gives.
+    let mut better = report.clone();
+    better["runs"][0]["throughput"] = serde_json::json!(1_000_000.0);
+    let old = kept.path().join("old.json");
+    std::fs::write(&old, better.to_string()).unwrap();
+    let mut compared = options(Some(&server), Scenario::Normal);
+    compared.compare = Some(old.clone());
+    let (_, _, verdict) = load_with(&site, compared, &overrides);
+    assert_eq!(
+        verdict.regressions,
+        ["normal: throughput"],
+        "{}",
+        verdict.text
+    );
+    assert!(verdict.text.contains("REGRESSED"), "{}", verdict.text);
+    // The same through the command: exit 1, and a usage error for a file
+    // that is not a report.
+    let garbage = kept.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"not\": \"a report\"}").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "loadtest",
+            "--root",
+            site.root().to_str().unwrap(),
+            "--target",
+            &format!("http://{}", server.addr),
+            "--compare",
+            garbage.to_str().unwrap(),
+        ])
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not a loadtest.json: it has no \"runs\""),
+        "{stderr}"
+    );
+}
+
+/// The errors scenario mixes in requests every refusal path answers:
+/// each kind is counted as expected, none as a failure, and the server
+/// still serves afterwards.
+#[test]
+fn the_errors_scenario_probes_each_refusal_path_as_expected_failures() {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let server = TestServer::start(&site, &[]);
+    let report = load(
+        &site,
+        &server,
+        Scenario::Errors,
+        &[
+            "loadtest.rate=100",
+            "loadtest.duration_secs=2",
+            "loadtest.error_share=0.5",
+        ],
+    );
+    let run = &report["runs"][0];
+    assert_eq!(report["met"], true, "{run:#}");
+    for class in ["malformed", "oversized", "not_found", "unauthorised"] {
+        let tally = &run["by_class"][class];
+        assert!(
+            tally["requests"].as_u64().unwrap_or(0) > 5,
+            "{class}: {run:#}"
+        );
+        assert_eq!(
+            tally["outcomes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["expected_error"],
+            "{class}: {tally:#}"
+        );
+    }
+    assert_eq!(run["error_rate"], 0.0, "{run:#}");
+    let page = common::http::get(server.addr, "/items/", &[]);
+    assert_eq!(page.status, 200);
+}
+
+/// Recovery overloads the second quarter of the run and reports how long
+/// the server took to meet the objectives again; static pages take none.
+#[test]
+fn recovery_overloads_a_quarter_and_reports_the_time_to_recover() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let report = load(
+        &site,
+        &server,
+        Scenario::Recovery,
+        &[
+            "loadtest.rate=50",
+            "loadtest.overload=4",
+            "loadtest.duration_secs=4",
+        ],
+    );
+    let run = &report["runs"][0];
+    let counts = per_second(run);
+    for (second, wanted) in [50.0, 200.0, 50.0, 50.0].iter().enumerate() {
+        assert!(near(counts[second], *wanted), "{counts:?}");
+    }
+    assert_eq!(run["recovered_after_secs"], 0, "{run:#}");
+    assert_eq!(report["met"], true);
+}
+
+/// Soak reports memory, open files and latency by minute and their slopes.
+#[test]
+fn soak_reports_the_drift_of_memory_files_and_latency() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let (report, _, verdict) = load_with(
+        &site,
+        options(Some(&server), Scenario::Soak),
+        &["loadtest.rate=100", "loadtest.soak_secs=3"],
+    );
+    let drift = &report["runs"][0]["drift"];
+    assert!(drift["rss_mb_per_min"].is_number(), "{drift:#}");
+    assert!(drift["open_fds_per_min"].is_number(), "{drift:#}");
+    let minutes = drift["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 1);
+    assert!(minutes[0]["rss_mb"].as_f64().unwrap() > 1.0);
+    assert!(verdict.text.contains("drift: memory"), "{}", verdict.text);
+}
+
+/// A scenario file: its stages shape the run, its [loadtest] keys apply,
+/// and a mistake names the line.
+#[test]
+fn a_scenario_file_shapes_the_run_and_a_mistake_names_its_line() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("launch.toml");
+    std::fs::write(
+        &file,
+        "start_rate = 100\n\
+         [[stage]]\nduration_secs = 2\nrate = 300\n\
+         [[stage]]\nduration_secs = 1\nrate = 300\n\
+         [loadtest]\nconnections = 4\np99_ms = 900\n",
+    )
+    .unwrap();
+    let report = load(&site, &server, Scenario::File(file), &[]);
+    assert_eq!(report["scenario"], "launch");
+    assert_eq!(report["objectives"]["p99_ms"], 900.0);
+    let counts = per_second(&report["runs"][0]);
+    for (second, wanted) in [150.0, 250.0, 300.0].iter().enumerate() {
+        assert!(near(counts[second], *wanted), "{counts:?}");
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[stage]]\nduration_secs = 2\nrat = 100\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "loadtest",
+            "--root",
+            site.root().to_str().unwrap(),
+            "--target",
+            &format!("http://{}", server.addr),
+            "--scenario",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml: line 3, column 1: unknown field `rat`"),
+        "{stderr}"
+    );
+}
+
+/// The closed model: a few users, each waiting for its answer and
+/// thinking, send far fewer requests than an open schedule would.
+#[test]
+fn the_closed_model_runs_users_that_wait_and_think() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let report = load(
+        &site,
+        &server,
+        Scenario::Normal,
+        &[
+            "loadtest.model=\"closed\"",
+            "loadtest.users=4",
+            "loadtest.think_ms=100",
+            "loadtest.duration_secs=2",
+        ],
+    );
+    let run = &report["runs"][0];
+    let requests = run["requests"].as_u64().unwrap();
+    // 4 users × 2 s / (100 ms of thinking and a little latency).
+    assert!((30..=95).contains(&requests), "{requests}");
+    assert!(
+        run["name"]
+            .as_str()
+            .unwrap()
+            .contains("closed model: 4 users, think 100 ms"),
+        "{run:#}"
+    );
+    assert_eq!(report["model"], "closed");
+    let stress = kiln::loadtest::run(
+        &site.settings(&["loadtest.model=\"closed\""]),
+        &options(Some(&server), Scenario::Stress),
+    );
+    assert!(matches!(
+        stress,
+        Err(kiln::loadtest::LoadtestError::ClosedModel(_))
+    ));
 }

@@ -650,12 +650,74 @@ fn health_and_metrics_endpoints() {
         "process_cpu_seconds_total ",
         "process_resident_memory_bytes ",
         "process_open_fds ",
+        "process_io_bytes_total{direction=\"written\"} ",
+        "process_disk_bytes_total{direction=\"read\"} ",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
     let server = TestServer::start(&site, &["server.metrics=\"off\""]);
     assert_eq!(http::get(server.addr, "/metrics", &[]).status, 404);
     assert_eq!(server.metrics().status, 404);
+    let admin = server.running().admin_addr.expect("an admin listener");
+    assert_eq!(http::get(admin, "/status", &[]).status, 404);
+}
+
+/// The admin listener's status page, its files, and its event stream:
+/// a `sample` a second of the server's own metrics, with each dynamic
+/// route's rate and latency.
+#[test]
+fn the_status_page_streams_a_sample_of_the_metrics_each_second() {
+    use std::io::{BufRead, BufReader, Write};
+    let site = common::Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let server = TestServer::start(&site, &[]);
+    let admin = server.running().admin_addr.expect("an admin listener");
+    let page = http::get(admin, "/status", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<script src=\"/status/status.js\""));
+    for (path, kind) in [
+        ("/status/status.js", "text/javascript"),
+        ("/status/status.css", "text/css"),
+    ] {
+        let file = http::get(admin, path, &[]);
+        assert_eq!(file.status, 200, "{path}");
+        assert!(file.header("content-type").unwrap().starts_with(kind));
+    }
+    assert_eq!(http::get(admin, "/status/nothing", &[]).status, 404);
+    let mut stream = std::net::TcpStream::connect(admin).expect("connect");
+    write!(stream, "GET /status/events HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut samples = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("the stream goes on");
+        if line == "retry: 1000" {
+            // The stream has taken its first reading: a request of the
+            // route now falls between two samples.
+            assert_eq!(http::get(server.addr, "/items/", &[]).status, 200);
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            let sample: serde_json::Value = serde_json::from_str(data).expect("a JSON sample");
+            let routes = sample["routes"].as_array().unwrap().len();
+            samples.push(sample);
+            if routes > 0 || samples.len() == 3 {
+                break;
+            }
+        }
+    }
+    let sample = samples.last().unwrap();
+    assert!(
+        sample["point"]["rss_mb"].as_f64().unwrap() > 1.0,
+        "{sample:#}"
+    );
+    assert!(
+        sample["point"]["connections"].as_f64().unwrap() >= 1.0,
+        "{sample:#}"
+    );
+    assert_eq!(sample["routes"][0]["route"], "GET /items/", "{samples:#?}");
+    assert!(sample["routes"][0]["per_s"].as_f64().unwrap() > 0.0);
+    assert!(sample["errors"].as_array().unwrap().is_empty());
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub(crate) mod retain;
 pub(crate) mod scripts;
 pub(crate) mod stylesheets;
 pub(crate) mod svg;
+pub mod timings;
 pub(crate) mod write;
 
 use std::path::Path;
@@ -213,6 +214,7 @@ fn run(
     let entries = build_entries(&context, &graph.entries, style)?;
     let manifest = assemble::manifest(&entries, &assets.emitted());
     progress.stage("pages", 0);
+    let pages_started = Instant::now();
     let rendered = pages::build(
         settings,
         &cache,
@@ -220,6 +222,14 @@ fn run(
         &manifest,
         &assets.emitted(),
     )?;
+    progress.timed(
+        &format!(
+            "{} pages ({} rendered)",
+            rendered.pages.len(),
+            rendered.rendered
+        ),
+        pages_started,
+    );
     let files = output_files(&entries, &assets.emitted(), &rendered);
     let variants = precompress::all(&context, &files);
     let changed = write::commit(
@@ -277,14 +287,25 @@ fn output_files(
     files
 }
 
+/// `path` relative to the site root, for timings.
+fn display_relative(context: &Context, path: &std::path::Path) -> String {
+    path.strip_prefix(&context.settings.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 /// Reads and hashes every static asset, reporting all unreadable ones.
 fn emit_static_assets(context: &Context, paths: &[std::path::PathBuf]) -> Result<(), BuildError> {
     context.progress.stage("assets", paths.len());
     let problems: Vec<Diagnostic> = paths
         .par_iter()
         .filter_map(|path| {
+            let started = Instant::now();
             let result = context.assets.emit_discovered(path);
-            context.progress.advance();
+            context
+                .progress
+                .done(&display_relative(context, path), started);
             result.err()
         })
         .collect();
@@ -312,13 +333,24 @@ fn build_entries(
             stylesheets
                 .par_iter()
                 .map(|entry| {
+                    let started = Instant::now();
                     let result = stylesheets::build(context, entry, style);
-                    context.progress.advance();
+                    context
+                        .progress
+                        .done(&display_relative(context, &entry.source), started);
                     result
                 })
                 .collect::<Vec<_>>()
         },
-        || scripts::bundle(context, &scripts, style),
+        || {
+            let started = Instant::now();
+            let bundled = scripts::bundle(context, &scripts, style);
+            if !scripts.is_empty() {
+                let what = format!("script bundle ({} entries)", scripts.len());
+                context.progress.timed(&what, started);
+            }
+            bundled
+        },
     );
     let mut outputs = Vec::new();
     let mut problems = Vec::new();

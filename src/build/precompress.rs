@@ -25,8 +25,10 @@ pub(super) fn all(context: &Context, files: &[OutputFile]) -> Variants {
     let results: Vec<(usize, Encoding, Option<Vec<u8>>)> = jobs
         .par_iter()
         .map(|&(index, encoding)| {
+            let started = std::time::Instant::now();
             let packed = compress_cached(context, encoding, &files[index].bytes);
-            context.progress.advance();
+            let what = format!("{}.{}", files[index].path, encoding.extension());
+            context.progress.done(&what, started);
             (index, encoding, packed)
         })
         .collect();

@@ -12,6 +12,17 @@ pub trait Progress: Sync {
     fn stage(&self, name: &str, total: usize);
     /// One unit of the current stage is done.
     fn advance(&self);
+    /// One unit of the current stage, `what`, started at `started`, is
+    /// done (`kiln build --timings` records it).
+    fn done(&self, what: &str, started: std::time::Instant) {
+        let _ = (what, started);
+        self.advance();
+    }
+    /// Work that is not one of the stage's counted units (the script
+    /// bundle, the pages' rendering) ran from `started` until now.
+    fn timed(&self, what: &str, started: std::time::Instant) {
+        let _ = (what, started);
+    }
 }
 
 /// Progress that goes nowhere (tests, library use).

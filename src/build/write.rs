@@ -135,6 +135,7 @@ fn write_outputs(
                 progress.advance();
                 return Ok(());
             }
+            let started = std::time::Instant::now();
             let put = |path: &str, bytes: &[u8]| {
                 if unchanged {
                     staging.link_or_write(path, bytes)
@@ -146,7 +147,7 @@ fn write_outputs(
             for (encoding, bytes) in packed {
                 put(&format!("{}.{}", file.path, encoding.extension()), bytes)?;
             }
-            progress.advance();
+            progress.done(&file.path, started);
             Ok(())
         })
 }

@@ -28,6 +28,26 @@ pub struct LoadtestConfig {
     /// Share of requests for a page or asset that revalidate it, as a
     /// repeat visit does (`If-None-Match`).
     pub revalidate: f64,
+    /// The rate the site must serve at its busiest, requests per second:
+    /// the analysis says how many cores and instances it takes.
+    pub goal_rate: Option<f64>,
+    /// `--compare`: the relative change (0.10: 10%) in throughput, p50,
+    /// p99, error rate or knee that counts as a regression.
+    pub regression: f64,
+    /// Seconds the `soak` scenario runs.
+    pub soak_secs: u64,
+    /// The `recovery` scenario's overload, a multiple of `rate`.
+    pub overload: f64,
+    /// Share of the `errors` scenario's requests that are error probes.
+    pub error_share: f64,
+    /// `open`: requests at the scheduled rate; `closed`: `users` virtual
+    /// users, each sending its next request `think_ms` after an answer.
+    pub model: LoadModel,
+    /// Virtual users of the closed model; 0: `connections`.
+    pub users: usize,
+    /// Mean think time of a closed-model user, milliseconds (each pause
+    /// drawn between half and one and a half of it).
+    pub think_ms: u64,
     /// Relative weights of the URL classes.
     pub weights: MixWeights,
     /// URLs added to the mix (dynamic routes with parameters, say).
@@ -45,10 +65,28 @@ impl Default for LoadtestConfig {
             p99_ms: 250.0,
             error_rate: 0.01,
             revalidate: 0.5,
+            goal_rate: None,
+            regression: 0.10,
+            soak_secs: 600,
+            overload: 10.0,
+            error_share: 0.2,
+            model: LoadModel::Open,
+            users: 0,
+            think_ms: 1000,
             weights: MixWeights::default(),
             url: Vec::new(),
         }
     }
+}
+
+/// How requests are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadModel {
+    /// At the scenario's arrival rate, whatever the server does.
+    Open,
+    /// By virtual users who wait for each answer, then think.
+    Closed,
 }
 
 /// `[loadtest.weights]`: how the requests divide between the classes.
@@ -92,10 +130,13 @@ fn one() -> f64 {
 }
 
 /// Stage two for `[loadtest]`.
-pub(super) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
+pub(crate) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
     let positive = [
         ("loadtest.rate", loadtest.rate),
         ("loadtest.p99_ms", loadtest.p99_ms),
+        ("loadtest.goal_rate", loadtest.goal_rate.unwrap_or(1.0)),
+        ("loadtest.regression", loadtest.regression),
+        ("loadtest.overload", loadtest.overload),
     ];
     if let Some((key, value)) = positive
         .iter()
@@ -106,6 +147,7 @@ pub(super) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
     let shares = [
         ("loadtest.error_rate", loadtest.error_rate),
         ("loadtest.revalidate", loadtest.revalidate),
+        ("loadtest.error_share", loadtest.error_share),
     ];
     if let Some((key, value)) = shares
         .iter()
@@ -120,6 +162,7 @@ pub(super) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
         ("loadtest.step_secs", loadtest.step_secs),
         ("loadtest.connections", loadtest.connections as u64),
         ("loadtest.timeout_ms", loadtest.timeout_ms),
+        ("loadtest.soak_secs", loadtest.soak_secs),
     ];
     if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
         return Err(config_error(format!("{key} = 0: must be at least 1")));

@@ -31,7 +31,8 @@ pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, Isolation, QueueOrder};
 pub use images::ImagesConfig;
 pub use js::{JsConfig, LegalComments};
-pub use loadtest::{LoadUrl, LoadtestConfig, MixWeights};
+pub(crate) use loadtest::validate as validate_loadtest;
+pub use loadtest::{LoadModel, LoadUrl, LoadtestConfig, MixWeights};
 pub use overrides::Override;
 pub use pages::PagesConfig;
 pub use routes::{

@@ -56,6 +56,8 @@ pub(crate) struct DynamicApp {
     pub tls: bool,
     /// Route database calls slower than `slow_query`.
     pub slow_queries: std::sync::atomic::AtomicU64,
+    /// The last of them, for the status page.
+    pub recent_slow: crate::http::metrics::Recent<SlowQuery>,
     /// Under `kiln watch`: rendered pages load the live-reload client.
     pub live_reload: bool,
     /// `server.debug_headers`: cached responses say how they were served.
@@ -86,6 +88,15 @@ impl DynamicApp {
                 .filter(|route| route.query_time.count() > 0)
                 .map(|route| ([("route", label_value(&route.label))], &route.query_time)),
         )?;
+        out.histograms(
+            "kiln_route_request_duration_seconds",
+            "Time to answer each request of each dynamic route (cache hits included).",
+            self.routes
+                .routes
+                .iter()
+                .filter(|route| route.request_time.count() > 0)
+                .map(|route| ([("route", label_value(&route.label))], &route.request_time)),
+        )?;
         out.counter(
             "kiln_slow_queries",
             "Route database calls slower than database.slow_query_ms.",
@@ -102,6 +113,12 @@ impl DynamicApp {
         {
             self.slow_queries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.recent_slow.keep(SlowQuery {
+                at_ms: crate::http::metrics::unix_ms(),
+                route: route.label.clone(),
+                what: what.to_string(),
+                ms: elapsed.as_secs_f64() * 1000.0,
+            });
             tracing::warn!(
                 "slow query: route {} ({what}) took {:.1} ms",
                 route.label,
@@ -109,6 +126,16 @@ impl DynamicApp {
             );
         }
     }
+}
+
+/// A slow route database call, as the status page lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct SlowQuery {
+    /// Unix time, milliseconds.
+    pub at_ms: u64,
+    pub route: String,
+    pub what: String,
+    pub ms: f64,
 }
 
 /// Why the dynamic app could not be opened; each message names the route,
@@ -203,6 +230,7 @@ impl DynamicApp {
             session_config: settings.session().clone(),
             tls,
             slow_queries: Default::default(),
+            recent_slow: Default::default(),
             live_reload: settings.dev,
             debug_headers: settings.server().debug_headers,
         })

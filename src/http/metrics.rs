@@ -47,9 +47,11 @@ pub(crate) enum RouteClass {
     Live,
     /// The route cache's admin endpoints (`kiln cache`).
     Cache,
+    /// The admin listener's status page and its event stream.
+    Status,
 }
 
-const CLASSES: [RouteClass; 11] = [
+const CLASSES: [RouteClass; 12] = [
     RouteClass::Asset,
     RouteClass::Page,
     RouteClass::File,
@@ -61,6 +63,7 @@ const CLASSES: [RouteClass; 11] = [
     RouteClass::Dynamic,
     RouteClass::Live,
     RouteClass::Cache,
+    RouteClass::Status,
 ];
 
 impl RouteClass {
@@ -77,6 +80,7 @@ impl RouteClass {
             RouteClass::Dynamic => "dynamic",
             RouteClass::Live => "live",
             RouteClass::Cache => "cache",
+            RouteClass::Status => "status",
         }
     }
 
@@ -134,6 +138,60 @@ pub(crate) struct Metrics {
     connections_refused: [AtomicU64; ConnectionRefused::ALL.len()],
     timed_out: [AtomicU64; TimedOut::ALL.len()],
     reloads: AtomicU64,
+    /// The last server errors, for the status page.
+    recent_errors: Recent<RecentError>,
+}
+
+/// A 5xx answered, as the status page lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct RecentError {
+    /// Unix time, milliseconds.
+    pub at_ms: u64,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// Now, as Unix milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// The last few of something, newest last, bounded.
+pub(crate) struct Recent<T>(std::sync::Mutex<std::collections::VecDeque<T>>);
+
+/// How many the status page keeps.
+const RECENT: usize = 20;
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent(std::sync::Mutex::new(
+            std::collections::VecDeque::with_capacity(RECENT),
+        ))
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    pub(crate) fn keep(&self, item: T) {
+        let mut recent = match self.0.lock() {
+            Ok(recent) => recent,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(item);
+    }
+
+    /// Oldest first.
+    pub(crate) fn all(&self) -> Vec<T> {
+        match self.0.lock() {
+            Ok(recent) => recent.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        }
+    }
 }
 
 /// Why a connection was closed as soon as it was accepted.
@@ -206,6 +264,22 @@ impl Metrics {
         self.requests[class][status_slot(status)].fetch_add(1, Ordering::Relaxed);
         self.latency[class].observe(elapsed);
         self.bytes_sent[class].fetch_add(body_bytes, Ordering::Relaxed);
+    }
+
+    /// Keeps a server error for the status page (its path without the
+    /// query, which may hold what a visitor typed).
+    pub(crate) fn server_error(&self, method: &str, path: &str, status: u16) {
+        self.recent_errors.keep(RecentError {
+            at_ms: unix_ms(),
+            method: method.to_string(),
+            path: path.chars().take(200).collect(),
+            status,
+        });
+    }
+
+    /// The last server errors, oldest first.
+    pub(crate) fn recent_errors(&self) -> Vec<RecentError> {
+        self.recent_errors.all()
     }
 
     pub(crate) fn reloaded(&self) {

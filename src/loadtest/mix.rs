@@ -53,6 +53,83 @@ pub(crate) fn of_site(settings: &Settings, host: &str) -> Vec<Target> {
         .collect()
 }
 
+/// Requests that must fail, for the `errors` scenario: `share` of all
+/// requests beside `targets`, divided evenly between the kinds. Each is
+/// refused by a different path of the server: a head that does not parse
+/// (400), a head over `server.max_header_bytes` (431), a body declared
+/// over `server.max_body_bytes` (413, refused before it is sent), a form
+/// POST without its CSRF token (403, when the site has a POST route) and
+/// a URL the site does not have (404).
+pub(crate) fn probes(
+    settings: &Settings,
+    host: &str,
+    targets: &[Target],
+    share: f64,
+) -> Vec<Target> {
+    let server = settings.server();
+    let padding = "x".repeat(server.max_header_bytes + 1024);
+    let mut kinds: Vec<(&'static str, String, Vec<u8>)> = vec![
+        (
+            "malformed",
+            "/".to_string(),
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nthis line has no colon\r\n\r\n").into_bytes(),
+        ),
+        (
+            "oversized",
+            "/ (a large header)".to_string(),
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Padding: {padding}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "oversized",
+            "/ (a large body)".to_string(),
+            format!(
+                "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                server.max_body_bytes.saturating_add(1)
+            )
+            .into_bytes(),
+        ),
+        (
+            "not_found",
+            "/kiln-loadtest/not-found".to_string(),
+            get("/kiln-loadtest/not-found", host, None),
+        ),
+    ];
+    if let Some(route) = settings
+        .routes()
+        .iter()
+        .find(|route| route.method == RouteMethod::Post && !route.path.contains('{'))
+    {
+        let path = percent_encode_path(&route.path);
+        kinds.push((
+            "unauthorised",
+            path.clone(),
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kiln-loadtest\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nx=1"
+            )
+            .into_bytes(),
+        ));
+    }
+    let others: f64 = targets.iter().map(|target| target.weight).sum();
+    let total = if share >= 1.0 || others <= 0.0 {
+        1.0
+    } else {
+        others * share / (1.0 - share)
+    };
+    let each = total / kinds.len() as f64;
+    kinds
+        .into_iter()
+        .map(|(class, path, request)| Target {
+            class,
+            path,
+            request,
+            conditional: None,
+            expects_error: true,
+            weight: each,
+        })
+        .collect()
+}
+
 /// `paths` of one class sharing the class's `weight` evenly.
 fn spread(class: &'static str, paths: Vec<String>, weight: f64) -> Vec<Candidate> {
     let each = weight / paths.len().max(1) as f64;

@@ -6,55 +6,39 @@
 //!
 //! [`mix`] reads the traffic off the site, [`schedule`] says when each
 //! request is due, [`run`] sends them over [`client`] connections into a
-//! [`record`], and [`report`] sums it up.
+//! [`record`] while [`observe`] reads the server's metrics every second;
+//! [`analysis`] names what limited the run, [`report`] sums it up (as
+//! text, JSON and the [`html`] page of [`chart`]s), and [`compare`] sets
+//! it against an earlier report.
 
+pub(crate) mod analysis;
+pub(crate) mod chart;
 pub(crate) mod client;
+pub(crate) mod compare;
+pub(crate) mod html;
 pub(crate) mod mix;
+pub(crate) mod observe;
 pub(crate) mod record;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod scenario;
 pub(crate) mod schedule;
+pub(crate) mod trend;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{AccessLogFormat, LoadtestConfig, Settings};
+use crate::config::{AccessLogFormat, LoadModel, LoadtestConfig, Settings};
 use crate::server::{ServeOptions, access_log::AccessLog};
 use report::Summary;
-use run::{Mix, Pace, Target};
+use run::{Mix, Pace, Target, Users};
+use scenario::{Judge, Plan, Runs};
 use schedule::Shape;
 
-/// A named traffic shape, multiples of `loadtest.rate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scenario {
-    /// `rate` for `duration_secs`.
-    Normal,
-    /// From `rate` up to 3× over the first half, held for the second.
-    Peak,
-    /// `rate`, with 5× for a sixth of the run from its first third.
-    Spike,
-    /// `rate`, 2×, 3×… for `step_secs` each, until a step misses an
-    /// objective: the last step that met them is the knee.
-    Stress,
-}
-
-impl std::str::FromStr for Scenario {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Scenario, String> {
-        match name {
-            "normal" => Ok(Scenario::Normal),
-            "peak" => Ok(Scenario::Peak),
-            "spike" => Ok(Scenario::Spike),
-            "stress" => Ok(Scenario::Stress),
-            other => Err(format!(
-                "unknown scenario {other:?}: expected normal, peak, spike or stress"
-            )),
-        }
-    }
-}
+pub use scenario::{Scenario, ScenarioError};
 
 /// What `kiln loadtest` was asked.
 #[derive(Debug, Clone)]
@@ -62,18 +46,26 @@ pub struct LoadtestOptions {
     /// `http://HOST:PORT` of a running server; `None`: start the site's.
     pub target: Option<String>,
     pub scenario: Scenario,
-    /// Where `loadtest.json` and `summary.txt` go.
+    /// Where `loadtest.json`, `summary.txt` and `report.html` go.
     pub report: Option<PathBuf>,
     /// Allow a target that is not on this machine.
     pub allow_remote: bool,
+    /// The target's admin listener (`HOST:PORT`), for its `/metrics`;
+    /// `None`: `server.admin_addr` when the target is on this machine.
+    pub metrics: Option<String>,
+    /// A `loadtest.json` of an earlier run to compare this one with.
+    pub compare: Option<PathBuf>,
 }
 
 /// How a load test ended.
 pub struct Verdict {
     /// The summary printed for the user.
     pub text: String,
-    /// Every objective was met (the exit code says so).
+    /// Every objective was met.
     pub met: bool,
+    /// What got worse than the `--compare` report (the exit code says so,
+    /// as for a missed objective).
+    pub regressions: Vec<String>,
 }
 
 /// Why a load test could not run.
@@ -81,6 +73,16 @@ pub struct Verdict {
 pub enum LoadtestError {
     #[error("--target {target}: {reason}")]
     Target { target: String, reason: String },
+    #[error("--metrics {metrics}: {reason}")]
+    Metrics { metrics: String, reason: String },
+    #[error("--compare {path}: {reason}")]
+    Compare { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    #[error(
+        "the closed model (loadtest.model = \"closed\") runs the normal, soak and errors scenarios; {0} needs an arrival rate"
+    )]
+    ClosedModel(String),
     #[error("starting the site's server: {0}")]
     Serve(#[from] crate::server::ServeError),
     #[error("{0}")]
@@ -93,7 +95,17 @@ pub enum LoadtestError {
 
 /// Runs `options.scenario` against the target or the site's own server.
 pub fn run(settings: &Settings, options: &LoadtestOptions) -> Result<Verdict, LoadtestError> {
-    let config = settings.loadtest().clone();
+    let plan = scenario::plan(&options.scenario, settings.loadtest())?;
+    let config = plan.config.clone();
+    if config.model == LoadModel::Closed
+        && !matches!(
+            options.scenario,
+            Scenario::Normal | Scenario::Soak | Scenario::Errors
+        )
+    {
+        return Err(LoadtestError::ClosedModel(plan.name));
+    }
+    let old_report = options.compare.as_deref().map(read_report).transpose()?;
     let (addr, host, server) = match &options.target {
         Some(target) => {
             let (addr, host) = target_addr(target, options.allow_remote)?;
@@ -104,11 +116,121 @@ pub fn run(settings: &Settings, options: &LoadtestOptions) -> Result<Verdict, Lo
             (server.addr, server.addr.to_string(), Some(server))
         }
     };
-    let outcome = test(settings, &config, options, addr, &host);
+    let source = match &server {
+        Some(server) => Some(observe::Source::InProcess(Arc::clone(&server.state))),
+        None => metrics_source(settings, options, addr)?,
+    };
+    let same_machine = addr.ip().is_loopback();
+    let context = analysis::Context {
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        workers: match settings.server().workers {
+            0 => None,
+            workers => Some(workers),
+        }
+        .filter(|_| same_machine),
+        same_machine,
+        connections: config.connections,
+        goal_rate: config.goal_rate,
+    };
+    let probe = Probe { source, context };
+    let outcome = test(
+        settings,
+        &plan,
+        options,
+        addr,
+        &host,
+        &probe,
+        old_report.as_ref(),
+    );
     if let Some(server) = server {
         let _ = server.stop(true);
     }
     outcome
+}
+
+/// The `loadtest.json` of `--compare`, with its path.
+fn read_report(path: &std::path::Path) -> Result<(PathBuf, serde_json::Value), LoadtestError> {
+    let fail = |reason: String| LoadtestError::Compare {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|err| fail(err.to_string()))?;
+    let report: serde_json::Value = serde_json::from_slice(&text).map_err(|err| {
+        fail(format!(
+            "not a loadtest.json: line {}, column {}: {err}",
+            err.line(),
+            err.column()
+        ))
+    })?;
+    if !report["runs"].is_array() {
+        return Err(fail("not a loadtest.json: it has no \"runs\"".to_string()));
+    }
+    Ok((path.to_path_buf(), report))
+}
+
+/// Where the target's metrics are read: `--metrics`, else the site's
+/// `server.admin_addr` when the target is on this machine.
+fn metrics_source(
+    settings: &Settings,
+    options: &LoadtestOptions,
+    target: SocketAddr,
+) -> Result<Option<observe::Source>, LoadtestError> {
+    match &options.metrics {
+        Some(metrics) => {
+            let refuse = |reason: String| LoadtestError::Metrics {
+                metrics: metrics.clone(),
+                reason,
+            };
+            let text = metrics
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .trim_end_matches('/');
+            let addr = text
+                .to_socket_addrs()
+                .map_err(|err| refuse(format!("expected HOST:PORT of the admin listener: {err}")))?
+                .next()
+                .ok_or_else(|| refuse("resolves to no address".to_string()))?;
+            if !options.allow_remote && !addr.ip().is_loopback() {
+                return Err(refuse(
+                    "not on this machine; pass --allow-remote".to_string(),
+                ));
+            }
+            Ok(Some(observe::Source::Admin(addr)))
+        }
+        None => Ok(settings
+            .admin_addr()
+            .filter(|_| target.ip().is_loopback())
+            .map(observe::Source::Admin)),
+    }
+}
+
+/// How the server is watched during a run.
+struct Probe {
+    source: Option<observe::Source>,
+    context: analysis::Context,
+}
+
+impl Probe {
+    fn start(&self) -> Option<observe::Sampler> {
+        self.source.clone().map(observe::Sampler::start)
+    }
+
+    /// The run's resources and what they say.
+    fn finish(
+        &self,
+        sampler: Option<observe::Sampler>,
+        recorder: &record::Recorder,
+    ) -> (observe::Resources, analysis::Analysis) {
+        let resources = match (sampler, &self.source) {
+            (Some(sampler), Some(source)) => observe::Resources::of(sampler.finish(), source),
+            _ => observe::Resources {
+                error: Some("no admin listener known".to_string()),
+                ..Default::default()
+            },
+        };
+        let analysis = analysis::analyse(recorder, &resources, &self.context);
+        (resources, analysis)
+    }
 }
 
 fn own_server_options() -> ServeOptions {
@@ -161,114 +283,204 @@ fn target_addr(target: &str, allow_remote: bool) -> Result<(SocketAddr, String),
 
 fn test(
     settings: &Settings,
-    config: &LoadtestConfig,
+    plan: &Plan,
     options: &LoadtestOptions,
     addr: SocketAddr,
     host: &str,
+    probe: &Probe,
+    old_report: Option<&(PathBuf, serde_json::Value)>,
 ) -> Result<Verdict, LoadtestError> {
-    let (targets, refused) = learn(addr, mix::of_site(settings, host), host)?;
+    let config = &plan.config;
+    let (mut targets, refused) = learn(addr, mix::of_site(settings, host), host)?;
     if targets.is_empty() {
         return Err(LoadtestError::NoTraffic);
     }
+    if plan.probes {
+        let probes = mix::probes(settings, host, &targets, config.error_share);
+        targets.extend(probes);
+    }
     let mix = Rc::new(Mix::new(targets, config.revalidate));
-    let pace = |shape: Shape, length: Duration| Pace {
-        shape,
-        length,
-        connections: config.connections,
-        timeout: Duration::from_millis(config.timeout_ms),
-    };
-    let duration = Duration::from_secs(config.duration_secs);
-    let rate = config.rate;
     let mut text = String::new();
     for (path, status) in &refused {
         text.push_str(&format!(
             "left out of the mix: GET {path} answered {status}\n"
         ));
     }
+    let measured = |name: String, asked: f64, shape: Shape, length: Duration| {
+        measure(addr, &mix, probe, config, name, asked, shape, length)
+    };
     let mut runs = Vec::new();
-    let met = match options.scenario {
-        Scenario::Stress => {
-            let step = Duration::from_secs(config.step_secs);
-            let mut knee = None;
+    let mut knee_line = None;
+    let mut knee_rate = None;
+    let met = match &plan.runs {
+        Runs::Steps { step } => {
             for multiple in 1..=MAX_STEPS {
-                let asked = rate * multiple as f64;
-                let recorder = run::run(addr, &mix, &pace(Shape::Constant { rate: asked }, step))?;
-                let summary = Summary {
-                    name: format!("stress step {multiple} ({asked:.0} req/s)"),
-                    target_rate: asked,
-                    recorder: &recorder,
-                };
-                text.push_str(&summary.to_text());
-                runs.push(summary.to_json());
-                if !meets(config, &recorder) {
+                let asked = config.rate * multiple as f64;
+                let measured = measured(
+                    format!("stress step {multiple} ({asked:.0} req/s)"),
+                    asked,
+                    Shape::Constant { rate: asked },
+                    *step,
+                )?;
+                text.push_str(&measured.text);
+                runs.push(measured.json);
+                if !measured.met {
                     break;
                 }
-                knee = Some(asked);
+                knee_rate = Some(asked);
             }
-            match knee {
-                Some(knee) => text.push_str(&format!(
-                    "knee: {knee:.0} req/s, the highest rate whose step met p99 ≤ {} ms and errors ≤ {}%\n",
+            let line = match knee_rate {
+                Some(knee) => format!(
+                    "knee: {knee:.0} req/s, the highest rate whose step met p99 ≤ {} ms and errors ≤ {}%",
                     config.p99_ms,
                     config.error_rate * 100.0
-                )),
-                None => text.push_str("knee: none; the first step already missed an objective\n"),
-            }
-            knee.is_some()
-        }
-        scenario => {
-            let (shape, peak) = shape_of(scenario, rate, duration);
-            let recorder = run::run(addr, &mix, &pace(shape, duration))?;
-            let summary = Summary {
-                name: format!("{scenario:?}").to_lowercase(),
-                target_rate: peak,
-                recorder: &recorder,
+                ),
+                None => "knee: none; the first step already missed an objective".to_string(),
             };
-            text.push_str(&summary.to_text());
-            runs.push(summary.to_json());
-            meets(config, &recorder)
+            text.push_str(&line);
+            text.push('\n');
+            knee_line = Some(line);
+            knee_rate.is_some()
+        }
+        Runs::One { shape, length } => {
+            let mut measured = measured(plan.name.clone(), shape.peak(), shape.clone(), *length)?;
+            let met = match plan.judge {
+                Judge::Objectives => measured.met,
+                Judge::Soak => {
+                    let drift = trend::drift(&measured.recorder, &measured.resources);
+                    measured.text.push_str(&drift.to_text());
+                    measured.json["drift"] = serde_json::to_value(&drift).unwrap_or_default();
+                    measured.met
+                }
+                Judge::Recovery { overload_ends } => {
+                    let after = trend::recovered_after(&measured.recorder, config, overload_ends);
+                    measured.text.push_str(&match after {
+                        Some(seconds) => format!(
+                            "  recovery: every second met the objectives from {seconds} s after the overload ended\n"
+                        ),
+                        None => format!(
+                            "  recovery: NOT recovered within the {} s after the overload\n",
+                            length.saturating_sub(overload_ends).as_secs()
+                        ),
+                    });
+                    measured.json["recovered_after_secs"] = after.into();
+                    after.is_some()
+                }
+            };
+            text.push_str(&measured.text);
+            runs.push(measured.json);
+            met
         }
     };
     text.push_str(&verdict_line(config, met));
+    let mut report = serde_json::json!({
+        "scenario": plan.name,
+        "model": config.model,
+        "objectives": { "p99_ms": config.p99_ms, "error_rate": config.error_rate },
+        "met": met,
+        "runs": runs,
+    });
+    if let Some(line) = knee_line {
+        report["knee"] = line.into();
+        report["knee_rate"] = knee_rate.into();
+    }
+    let mut regressions = Vec::new();
+    if let Some((path, old)) = old_report {
+        let comparison =
+            compare::compare(old, &report, config.regression, &path.display().to_string());
+        text.push_str(&comparison.text);
+        regressions = comparison.regressions;
+    }
     if let Some(dir) = &options.report {
         std::fs::create_dir_all(dir)?;
-        let json = serde_json::json!({
-            "scenario": format!("{:?}", options.scenario).to_lowercase(),
-            "objectives": { "p99_ms": config.p99_ms, "error_rate": config.error_rate },
-            "met": met,
-            "runs": runs,
-        });
-        std::fs::write(dir.join("loadtest.json"), format!("{json:#}\n"))?;
+        std::fs::write(dir.join("loadtest.json"), format!("{report:#}\n"))?;
+        std::fs::write(dir.join("report.html"), html::render(&report))?;
+        text.push_str(&format!("report: {}\n", dir.join("report.html").display()));
         std::fs::write(dir.join("summary.txt"), &text)?;
     }
-    Ok(Verdict { text, met })
+    Ok(Verdict {
+        text,
+        met,
+        regressions,
+    })
+}
+
+/// One run, watched.
+struct Measured {
+    text: String,
+    json: serde_json::Value,
+    /// The objectives were met.
+    met: bool,
+    recorder: record::Recorder,
+    resources: observe::Resources,
+}
+
+/// Runs `shape` for `length` (or the closed model's users) while the
+/// probe watches the server; sums it up.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    addr: SocketAddr,
+    mix: &Rc<Mix>,
+    probe: &Probe,
+    config: &LoadtestConfig,
+    name: String,
+    asked: f64,
+    shape: Shape,
+    length: Duration,
+) -> Result<Measured, LoadtestError> {
+    let sampler = probe.start();
+    let timeout = Duration::from_millis(config.timeout_ms);
+    let (recorder, name) = match config.model {
+        LoadModel::Open => {
+            let pace = Pace {
+                shape,
+                length,
+                connections: config.connections,
+                timeout,
+            };
+            (run::run(addr, mix, &pace)?, name)
+        }
+        LoadModel::Closed => {
+            let users = Users {
+                users: if config.users == 0 {
+                    config.connections
+                } else {
+                    config.users
+                },
+                think: Duration::from_millis(config.think_ms),
+                length,
+                timeout,
+            };
+            let name = format!(
+                "{name} (closed model: {} users, think {} ms; latency from each send)",
+                users.users, config.think_ms
+            );
+            (run::run_closed(addr, mix, &users)?, name)
+        }
+    };
+    let (resources, analysis) = probe.finish(sampler, &recorder);
+    let asked = match config.model {
+        LoadModel::Open => asked,
+        LoadModel::Closed => 0.0,
+    };
+    let summary = Summary {
+        name,
+        target_rate: asked,
+        recorder: &recorder,
+        resources: &resources,
+        analysis: &analysis,
+    };
+    Ok(Measured {
+        text: summary.to_text(),
+        json: summary.to_json(),
+        met: meets(config, &recorder),
+        recorder,
+        resources,
+    })
 }
 
 /// Most steps a stress run takes (up to 30× the normal rate).
 const MAX_STEPS: u32 = 30;
-
-/// The schedule of a one-run scenario, and its highest rate.
-fn shape_of(scenario: Scenario, rate: f64, duration: Duration) -> (Shape, f64) {
-    match scenario {
-        Scenario::Peak => (
-            Shape::Ramp {
-                from: rate,
-                to: rate * 3.0,
-                ramp: duration / 2,
-            },
-            rate * 3.0,
-        ),
-        Scenario::Spike => (
-            Shape::Spike {
-                base: rate,
-                peak: rate * 5.0,
-                at: duration / 3,
-                length: (duration / 6).max(Duration::from_secs(1)),
-            },
-            rate * 5.0,
-        ),
-        Scenario::Normal | Scenario::Stress => (Shape::Constant { rate }, rate),
-    }
-}
 
 /// The run met the objectives: its p99 and error rate, and it sent what
 /// was due (requests left unsent count against `error_rate` too: the

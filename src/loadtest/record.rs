@@ -66,6 +66,15 @@ impl Tally {
         self.bytes += bytes;
     }
 
+    /// Adds `other`'s requests to these.
+    pub(crate) fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        for (outcome, count) in &other.outcomes {
+            *self.outcomes.entry(*outcome).or_default() += count;
+        }
+        self.bytes += other.bytes;
+    }
+
     pub(crate) fn requests(&self) -> u64 {
         self.outcomes.values().sum()
     }

@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use super::analysis::Analysis;
+use super::observe::Resources;
 use super::record::{Outcome, Recorder, Tally};
 
 /// The percentiles every summary gives.
@@ -22,6 +24,9 @@ pub(crate) struct Summary<'a> {
     /// The rate asked for, requests per second (for a ramp, its end).
     pub target_rate: f64,
     pub recorder: &'a Recorder,
+    /// The server's resources over the run, when its metrics were read.
+    pub resources: &'a Resources,
+    pub analysis: &'a Analysis,
 }
 
 impl Summary<'_> {
@@ -62,19 +67,26 @@ impl Summary<'_> {
                 "failures": tally.failures(),
                 "latency_ms": percentiles(tally),
             })).collect::<Vec<_>>(),
+            "distribution": distribution(total),
+            "resources": self.resources,
+            "analysis": self.analysis,
         })
     }
 
     /// The terminal summary.
     pub(crate) fn to_text(&self) -> String {
         let total = &self.recorder.total;
+        let asked = if self.target_rate > 0.0 {
+            format!(" (asked {:.0})", self.target_rate)
+        } else {
+            String::new()
+        };
         let mut text = format!(
-            "{}: {} requests in {:.1} s, {:.0} req/s (asked {:.0})\n  latency {}\n  {}\n",
+            "{}: {} requests in {:.1} s, {:.0} req/s{asked}\n  latency {}\n  {}\n",
             self.name,
             total.requests(),
             self.seconds(),
             self.throughput(),
-            self.target_rate,
             latency_line(total),
             outcome_line(total),
         );
@@ -98,8 +110,29 @@ impl Summary<'_> {
                 tally.error_rate() * 100.0
             ));
         }
+        text.push_str(&format!("  {}\n", self.analysis.headline));
+        for line in &self.analysis.evidence {
+            text.push_str(&format!("    {line}\n"));
+        }
+        if let Some(scaling) = &self.analysis.scaling {
+            text.push_str(&format!("  scaling: {scaling}\n"));
+        }
         text
     }
+}
+
+/// Latency at percentiles spaced evenly on an axis of nines (eight
+/// points per nine, to 99.999%), then the maximum: the report's
+/// distribution chart.
+fn distribution(tally: &Tally) -> Value {
+    let mut points: Vec<Value> = (0..=40)
+        .map(|step| {
+            let quantile = 1.0 - 10f64.powf(-(step as f64) / 8.0);
+            json!({"quantile": quantile, "ms": tally.ms_at(quantile)})
+        })
+        .collect();
+    points.push(json!({"quantile": 1.0, "ms": tally.ms_at(1.0)}));
+    Value::Array(points)
 }
 
 fn percentiles(tally: &Tally) -> Value {

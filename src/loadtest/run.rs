@@ -144,6 +144,113 @@ pub(crate) fn run(addr: SocketAddr, mix: &Rc<Mix>, pace: &Pace) -> std::io::Resu
         .unwrap_or_else(|shared| shared.replace(Recorder::new())))
 }
 
+/// How a closed-model run goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Users {
+    pub users: usize,
+    /// Mean pause between an answer and the user's next request.
+    pub think: Duration,
+    pub length: Duration,
+    pub timeout: Duration,
+}
+
+/// Runs `mix` against `addr` with `users` virtual users, each on its own
+/// keep-alive connection, waiting for each answer and thinking before
+/// the next request (Locust's and k6's virtual users). Latency counts
+/// from each send: a closed model under-reports a stalled server, which
+/// the report says.
+pub(crate) fn run_closed(
+    addr: SocketAddr,
+    mix: &Rc<Mix>,
+    users: &Users,
+) -> std::io::Result<Recorder> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let recorder = Rc::new(RefCell::new(Recorder::new()));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let start = Instant::now();
+        let count = users.users.max(1);
+        let mut tasks = Vec::with_capacity(count);
+        for index in 0..count {
+            let mix = Rc::clone(mix);
+            let recorder = Rc::clone(&recorder);
+            let users = users.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut rng = Rng::seeded(index as u64 + 1);
+                let mut connection: Option<Connection> = None;
+                // Users start spread over one think time, not together.
+                let think = users.think.as_secs_f64();
+                tokio::time::sleep(Duration::from_secs_f64(think * index as f64 / count as f64))
+                    .await;
+                while start.elapsed() < users.length {
+                    let Some(target) = mix.pick(&mut rng) else {
+                        return;
+                    };
+                    let sent = Instant::now();
+                    let (outcome, bytes) =
+                        send(&mut connection, addr, &mix, target, &mut rng, users.timeout).await;
+                    recorder.borrow_mut().record(
+                        target.class,
+                        sent - start,
+                        sent.elapsed(),
+                        outcome,
+                        bytes,
+                    );
+                    let pause = think * (0.5 + rng.unit());
+                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        recorder.borrow_mut().elapsed = start.elapsed();
+    });
+    drop(local);
+    Ok(Rc::try_unwrap(recorder)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|shared| shared.replace(Recorder::new())))
+}
+
+/// One request of `target` (revalidating by the mix's share), with its
+/// outcome and body bytes; the connection is dropped when it cannot be
+/// used again.
+async fn send(
+    connection: &mut Option<Connection>,
+    addr: SocketAddr,
+    mix: &Mix,
+    target: &Target,
+    rng: &mut Rng,
+    timeout: Duration,
+) -> (Outcome, u64) {
+    let request = match &target.conditional {
+        Some(conditional) if rng.unit() < mix.revalidate => conditional,
+        _ => &target.request,
+    };
+    match tokio::time::timeout(timeout, exchange(connection, addr, request)).await {
+        Ok(Ok(answer)) => {
+            // A refused request may leave the connection closed without
+            // saying so (a head that did not parse is not answered with
+            // `Connection: close` by every server): start the next one
+            // fresh, as a browser would after such an error.
+            if answer.closes || target.expects_error {
+                *connection = None;
+            }
+            (classify(&answer, target.expects_error), answer.body_bytes)
+        }
+        Ok(Err(_)) => {
+            *connection = None;
+            (Outcome::Transport, 0)
+        }
+        Err(_) => {
+            *connection = None;
+            (Outcome::Timeout, 0)
+        }
+    }
+}
+
 /// One connection's share of a run.
 struct Lane {
     addr: SocketAddr,
@@ -190,31 +297,17 @@ impl Lane {
             let Some(target) = mix.pick(&mut self.rng) else {
                 return;
             };
-            let request = match &target.conditional {
-                Some(conditional) if self.rng.unit() < mix.revalidate => conditional,
-                _ => &target.request,
-            };
-            let exchanged =
-                tokio::time::timeout(self.timeout, exchange(&mut connection, self.addr, request))
-                    .await;
+            let (outcome, bytes) = send(
+                &mut connection,
+                self.addr,
+                &mix,
+                target,
+                &mut self.rng,
+                self.timeout,
+            )
+            .await;
             free_at = Instant::now();
             let latency = free_at - origin;
-            let (outcome, bytes) = match exchanged {
-                Ok(Ok(answer)) => {
-                    if answer.closes {
-                        connection = None;
-                    }
-                    (classify(&answer, target.expects_error), answer.body_bytes)
-                }
-                Ok(Err(_)) => {
-                    connection = None;
-                    (Outcome::Transport, 0)
-                }
-                Err(_) => {
-                    connection = None;
-                    (Outcome::Timeout, 0)
-                }
-            };
             recorder
                 .borrow_mut()
                 .record(target.class, due, latency, outcome, bytes);

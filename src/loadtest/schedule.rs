@@ -22,6 +22,18 @@ pub(crate) enum Shape {
         at: Duration,
         length: Duration,
     },
+    /// From `start`, each stage moving linearly to its rate over its
+    /// length (a stage of length 0 jumps), then the last rate: k6's
+    /// `ramping-arrival-rate` stages.
+    Stages { start: f64, stages: Vec<Stage> },
+}
+
+/// One stage of [`Shape::Stages`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stage {
+    pub length: Duration,
+    /// The rate at the stage's end.
+    pub rate: f64,
 }
 
 impl Shape {
@@ -30,6 +42,7 @@ impl Shape {
         let seconds = t.as_secs_f64();
         match *self {
             Shape::Constant { rate } => rate,
+            Shape::Stages { start, ref stages } => stages_rate_at(start, stages, t),
             Shape::Ramp { from, to, ramp } => {
                 let progress = (seconds / ramp.as_secs_f64().max(f64::EPSILON)).min(1.0);
                 from + (to - from) * progress
@@ -49,9 +62,31 @@ impl Shape {
         }
     }
 
+    /// The highest rate of the shape.
+    pub(crate) fn peak(&self) -> f64 {
+        match self {
+            Shape::Constant { rate } => *rate,
+            Shape::Ramp { from, to, .. } => from.max(*to),
+            Shape::Spike { base, peak, .. } => base.max(*peak),
+            Shape::Stages { start, stages } => {
+                stages.iter().map(|stage| stage.rate).fold(*start, f64::max)
+            }
+        }
+    }
+
     /// The same shape at `factor` times the rate (one connection's share).
     pub(crate) fn scaled(&self, factor: f64) -> Shape {
         match *self {
+            Shape::Stages { start, ref stages } => Shape::Stages {
+                start: start * factor,
+                stages: stages
+                    .iter()
+                    .map(|stage| Stage {
+                        length: stage.length,
+                        rate: stage.rate * factor,
+                    })
+                    .collect(),
+            },
             Shape::Constant { rate } => Shape::Constant {
                 rate: rate * factor,
             },
@@ -73,6 +108,21 @@ impl Shape {
             },
         }
     }
+}
+
+fn stages_rate_at(start: f64, stages: &[Stage], t: Duration) -> f64 {
+    let mut from = start;
+    let mut begins = Duration::ZERO;
+    for stage in stages {
+        let ends = begins + stage.length;
+        if t < ends {
+            let progress = (t - begins).as_secs_f64() / stage.length.as_secs_f64();
+            return from + (stage.rate - from) * progress;
+        }
+        from = stage.rate;
+        begins = ends;
+    }
+    from
 }
 
 /// The times requests are due, from the start of a run to `length`: the
@@ -196,6 +246,36 @@ mod tests {
         };
         let counts = per_second(spike, 3);
         assert!(near(counts[0], 100.0) && near(counts[1], 2000.0) && near(counts[2], 100.0));
+    }
+
+    #[test]
+    fn stages_ramp_jump_and_hold() {
+        let stages = Shape::Stages {
+            start: 100.0,
+            stages: vec![
+                Stage {
+                    length: Duration::from_secs(2),
+                    rate: 300.0,
+                },
+                Stage {
+                    length: Duration::ZERO,
+                    rate: 1000.0,
+                },
+                Stage {
+                    length: Duration::from_secs(1),
+                    rate: 1000.0,
+                },
+                Stage {
+                    length: Duration::ZERO,
+                    rate: 100.0,
+                },
+            ],
+        };
+        assert_eq!(stages.peak(), 1000.0);
+        let counts = per_second(stages, 5);
+        for (second, wanted) in [150.0, 250.0, 1000.0, 100.0, 100.0].iter().enumerate() {
+            assert!(near(counts[second], *wanted), "{counts:?}");
+        }
     }
 
     #[test]

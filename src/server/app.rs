@@ -22,7 +22,7 @@ use crate::http::pipeline;
 use crate::server::concerns::{self, Concerns};
 use crate::server::state::AppState;
 use crate::server::transport::guard::ConnectionClock;
-use crate::server::{cache_control, endpoints, live};
+use crate::server::{cache_control, endpoints, live, status};
 
 /// Registers the app's services (the order is the order they are tried).
 pub(crate) fn services(
@@ -47,8 +47,8 @@ pub(crate) fn services(
     }
 }
 
-/// The admin listener's app (`server.admin_addr`): `/metrics` and
-/// `/healthz` only.
+/// The admin listener's app (`server.admin_addr`): `/metrics`,
+/// `/healthz`, the route cache's endpoints and the status page.
 pub(crate) fn admin_services(state: Arc<AppState>) -> impl FnOnce(&mut ServiceConfig) {
     move |config| {
         config.default_service(fn_service(move |request: ServiceRequest| {
@@ -58,6 +58,8 @@ pub(crate) fn admin_services(state: Arc<AppState>) -> impl FnOnce(&mut ServiceCo
                 let response = if cache_control::is_cache_path(req.path()) {
                     let answered = cache_control::answer(&req, &state).await;
                     concerns::around_admin(&req, &state, |_| (answered, RouteClass::Cache))
+                } else if status::is_status_path(req.path()) {
+                    concerns::around_admin(&req, &state, |req| status::answer(req, &state))
                 } else {
                     concerns::around_admin(&req, &state, |req| endpoints::answer_admin(req, &state))
                 };

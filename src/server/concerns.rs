@@ -233,6 +233,11 @@ fn finish(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state.metrics.observe(class, status, elapsed, body_bytes);
+    if status >= 500 {
+        state
+            .metrics
+            .server_error(req.method().as_str(), req.path(), status);
+    }
     if state.log.enabled() {
         // The middleware copied the summary already, for its error path.
         let summary = summary.unwrap_or_else(|| Summary::of(req, state));

@@ -111,6 +111,24 @@ impl Collector for ProcessCollector {
                 rss_bytes,
             )?;
         }
+        if let Some(io) = process_io() {
+            out.counters(
+                "process_io_bytes",
+                "Bytes read and written through system calls: files and sockets (rchar, wchar).",
+                [
+                    ([("direction", "read")], io.read_calls),
+                    ([("direction", "written")], io.written_calls),
+                ],
+            )?;
+            out.counters(
+                "process_disk_bytes",
+                "Bytes read from and written to storage (read_bytes, write_bytes).",
+                [
+                    ([("direction", "read")], io.read_disk),
+                    ([("direction", "written")], io.written_disk),
+                ],
+            )?;
+        }
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
             out.gauge(
                 "process_open_fds",
@@ -129,6 +147,29 @@ impl Collector for ProcessCollector {
             start,
         )
     }
+}
+
+/// This process's I/O counters, from `/proc/self/io`.
+struct ProcessIo {
+    read_calls: u64,
+    written_calls: u64,
+    read_disk: u64,
+    written_disk: u64,
+}
+
+fn process_io() -> Option<ProcessIo> {
+    let text = std::fs::read_to_string("/proc/self/io").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    Some(ProcessIo {
+        read_calls: field("rchar")?,
+        written_calls: field("wchar")?,
+        read_disk: field("read_bytes").unwrap_or(0),
+        written_disk: field("write_bytes").unwrap_or(0),
+    })
 }
 
 /// CPU seconds and resident bytes from `/proc/self/stat`.

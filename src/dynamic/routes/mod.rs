@@ -62,6 +62,9 @@ pub(crate) struct Route {
     pub reads_session: bool,
     /// Time spent in the database per request.
     pub query_time: Histogram,
+    /// Time to answer each request, from its selection to its response
+    /// (cache hits included; the body's sending not).
+    pub request_time: Histogram,
 }
 
 /// A cached route's policy.
@@ -387,6 +390,7 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         isolation: config.isolation,
         cache_control,
         query_time: Histogram::default(),
+        request_time: Histogram::default(),
     })
 }
 
