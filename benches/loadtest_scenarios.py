@@ -27,7 +27,8 @@ and, for stress, the knee.
 Needs: taskset; PostgreSQL at KILN_TEST_POSTGRES_URL (default
 postgres://postgres@127.0.0.1:5432/test) for the PostgreSQL half.
 Run: python3 benches/loadtest_scenarios.py [SOAK_SECS] [DATABASE...]
-     (default 120 s, sqlite postgres)
+     (default 120 s, sqlite postgres); ONLY="stress static" runs the plans
+     whose label contains it.
 """
 import json
 import os
@@ -143,6 +144,9 @@ def main():
                       ["loadtest.rate=2000", "loadtest.step_secs=5"] + STATIC))
         plans.append((workers, "stress catalogue", "stress",
                       ["loadtest.rate=500", "loadtest.step_secs=5"] + CATALOGUE))
+    only = os.environ.get("ONLY")
+    if only:
+        plans = [plan for plan in plans if only in plan[1]]
     lines = []
     for database in databases:
         overrides = database_override(database, root)

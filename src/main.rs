@@ -312,6 +312,7 @@ fn loadtest(settings: &Settings, options: &kiln::loadtest::LoadtestOptions) -> R
         | LoadtestError::Metrics { .. }
         | LoadtestError::Compare { .. }
         | LoadtestError::Scenario(_)
+        | LoadtestError::Routes(_)
         | LoadtestError::ClosedModel(_) => Failure::usage(err),
         other => Failure::failed(other),
     })?;

@@ -572,3 +572,125 @@ fn the_closed_model_runs_users_that_wait_and_think() {
         Err(kiln::loadtest::LoadtestError::ClosedModel(_))
     ));
 }
+
+/// Routes with parameters join the mix: a query's rows and given samples
+/// fill their paths (and queries), and an `int` parameter without either
+/// takes 1 to 10; a [[loadtest.route]] naming no route is refused.
+#[test]
+fn routes_with_parameters_are_requested_with_samples_query_rows_and_generated_ids() {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let log = Captured::default();
+    let server = TestServer::start_with_log(
+        &site,
+        &[],
+        Some(AccessLog::to_writer(
+            kiln::config::AccessLogFormat::Json,
+            Box::new(log.clone()),
+        )),
+    );
+    let report = load(
+        &site,
+        &server,
+        Scenario::Normal,
+        &[
+            "loadtest.rate=300",
+            "loadtest.duration_secs=2",
+            "loadtest.weights={ pages = 0, assets = 0, routes = 1, urls = 0 }",
+            "loadtest.route=[\
+             { path = \"/items/{id:int}\", sql = \"SELECT id FROM items ORDER BY id LIMIT 2\", weight = 3 },\
+             { path = \"/items/\", samples = [{ q = \"a b\", page = 2 }] }]",
+        ],
+    );
+    assert_eq!(report["runs"][0]["error_rate"], 0.0, "{report:#}");
+    server.stop(true);
+    let lines = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let targets: std::collections::BTreeSet<String> = lines
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["target"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for wanted in [
+        "/items/1",
+        "/items/2",
+        "/items/?page=2&q=a%20b",
+        "/api/items/7",
+    ] {
+        assert!(
+            targets.contains(wanted),
+            "{wanted} not requested: {targets:?}"
+        );
+    }
+    assert!(!targets.contains("/items/3"), "the query gave two rows");
+    let settings =
+        site.settings(&["loadtest.route=[{ path = \"/nowhere/{id}\", samples = [{ id = 1 }] }]"]);
+    let refused = kiln::loadtest::run(&settings, &options(None, Scenario::Normal));
+    assert!(
+        matches!(&refused, Err(kiln::loadtest::LoadtestError::Routes(reason))
+            if reason.contains("loadtest.route \"/nowhere/{id}\": no GET route has this path")),
+        "{:?}",
+        refused.err().map(|err| err.to_string())
+    );
+}
+
+/// Forms as a visitor posts them: the page's CSRF token and cookie, the
+/// post, the redirect followed; each flow is one request of the schedule,
+/// and the notes it posted are on the page. Posts without a form to take
+/// a token from are left out with the reason.
+#[test]
+fn form_flows_take_the_token_post_and_follow_the_redirect() {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let log = Captured::default();
+    let server = TestServer::start_with_log(
+        &site,
+        &[],
+        Some(AccessLog::to_writer(
+            kiln::config::AccessLogFormat::Json,
+            Box::new(log.clone()),
+        )),
+    );
+    let (report, _, verdict) = load_with(
+        &site,
+        options(Some(&server), Scenario::Normal),
+        &[
+            "loadtest.rate=20",
+            "loadtest.duration_secs=2",
+            "loadtest.weights={ pages = 0, assets = 0, routes = 0, urls = 0, forms = 1 }",
+        ],
+    );
+    let run = &report["runs"][0];
+    let forms = &run["by_class"]["form"];
+    assert!(forms["requests"].as_u64().unwrap() >= 30, "{run:#}");
+    assert_eq!(
+        forms["outcomes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["ok"],
+        "{}",
+        verdict.text
+    );
+    for line in verdict
+        .text
+        .lines()
+        .filter(|line| line.starts_with("left out"))
+    {
+        assert!(line.starts_with("left out of the mix: POST "), "{line}");
+    }
+    let notes = common::http::get(server.addr, "/notes/", &[]);
+    assert!(notes.text().contains("kiln loadtest"), "{}", notes.text());
+    server.stop(true);
+    let lines = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let posts = lines
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|entry| entry["method"] == "POST" && entry["status"] == 303)
+        .count();
+    assert!(posts >= 30, "{posts} posts answered 303");
+}

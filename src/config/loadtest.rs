@@ -52,6 +52,8 @@ pub struct LoadtestConfig {
     pub weights: MixWeights,
     /// URLs added to the mix (dynamic routes with parameters, say).
     pub url: Vec<LoadUrl>,
+    /// Values for GET routes' parameters: given, or from a query.
+    pub route: Vec<LoadRoute>,
 }
 
 impl Default for LoadtestConfig {
@@ -75,6 +77,7 @@ impl Default for LoadtestConfig {
             think_ms: 1000,
             weights: MixWeights::default(),
             url: Vec::new(),
+            route: Vec::new(),
         }
     }
 }
@@ -101,6 +104,9 @@ pub struct MixWeights {
     pub routes: f64,
     /// The `[[loadtest.url]]` entries.
     pub urls: f64,
+    /// Form posts (GET the form, POST it with its CSRF token, follow the
+    /// redirect). They write to the database: 0 unless asked for.
+    pub forms: f64,
 }
 
 impl Default for MixWeights {
@@ -110,6 +116,7 @@ impl Default for MixWeights {
             assets: 6.0,
             routes: 1.0,
             urls: 1.0,
+            forms: 0.0,
         }
     }
 }
@@ -121,6 +128,27 @@ pub struct LoadUrl {
     /// A path on the site, with its query (`/catalogue/42?page=2`).
     pub path: String,
     /// Its weight among the `url` class.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+/// `[[loadtest.route]]`: the values a GET route with parameters is
+/// requested with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRoute {
+    /// The route's path, as declared in `[[route]]` (`/catalogue/{id:int}`).
+    pub path: String,
+    /// Rows of parameter values (`{ id = 3 }`, `{ id = 7, page = 2 }`):
+    /// path parameters by name, the rest as the query.
+    #[serde(default)]
+    pub samples: Vec<toml::Table>,
+    /// A read-only query on the site's database whose rows are used as
+    /// samples, columns named as the parameters
+    /// (`SELECT id FROM products ORDER BY id LIMIT 100`).
+    pub sql: Option<String>,
+    /// The route's weight among the `routes` class (each route without an
+    /// entry weighs 1).
     #[serde(default = "one")]
     pub weight: f64,
 }
@@ -168,12 +196,32 @@ pub(crate) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
         return Err(config_error(format!("{key} = 0: must be at least 1")));
     }
     let weights = &loadtest.weights;
-    let all = [weights.pages, weights.assets, weights.routes, weights.urls];
+    let all = [
+        weights.pages,
+        weights.assets,
+        weights.routes,
+        weights.urls,
+        weights.forms,
+    ];
     if all
         .iter()
         .any(|weight| !(weight.is_finite() && *weight >= 0.0))
     {
         return Err(config_error("loadtest.weights: weights must be 0 or more"));
+    }
+    for route in &loadtest.route {
+        if route.samples.is_empty() && route.sql.is_none() {
+            return Err(config_error(format!(
+                "loadtest.route {:?}: give samples or sql",
+                route.path
+            )));
+        }
+        if !(route.weight.is_finite() && route.weight >= 0.0) {
+            return Err(config_error(format!(
+                "loadtest.route {:?}: weight must be 0 or more",
+                route.path
+            )));
+        }
     }
     for url in &loadtest.url {
         if !url.path.starts_with('/') {

@@ -138,6 +138,8 @@ pub(crate) struct Metrics {
     connections_refused: [AtomicU64; ConnectionRefused::ALL.len()],
     timed_out: [AtomicU64; TimedOut::ALL.len()],
     reloads: AtomicU64,
+    /// HTTP worker threads, once the server has started them.
+    workers: AtomicU64,
     /// The last server errors, for the status page.
     recent_errors: Recent<RecentError>,
 }
@@ -282,6 +284,11 @@ impl Metrics {
         self.recent_errors.all()
     }
 
+    /// Records how many worker threads serve requests.
+    pub(crate) fn set_workers(&self, workers: usize) {
+        self.workers.store(workers as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn reloaded(&self) {
         self.reloads.fetch_add(1, Ordering::Relaxed);
     }
@@ -371,6 +378,11 @@ impl Collector for Metrics {
                 let closed = self.timed_out[*what as usize].load(Ordering::Relaxed);
                 ([("phase", what.name())], closed)
             }),
+        )?;
+        out.gauge(
+            "kiln_workers",
+            "HTTP worker threads.",
+            self.workers.load(Ordering::Relaxed),
         )?;
         out.counter(
             "kiln_reloads",

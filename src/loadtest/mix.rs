@@ -1,7 +1,8 @@
 //! The traffic a site's visitors make, read from what the site is: its
 //! built pages (`index.html` files and other `.html` pages), the hashed
 //! files its manifest names (styles, scripts, images and their
-//! variants), its GET routes that need no path parameter, and the URLs
+//! variants), its GET routes with their parameters filled
+//! ([`super::params`]), and the URLs
 //! `[[loadtest.url]]` adds. Each class gets its weight from
 //! `[loadtest.weights]`, shared evenly by its URLs (a `[[loadtest.url]]`
 //! by its own weight). Requests carry what a browser sends
@@ -13,6 +14,7 @@ use std::path::Path;
 use crate::config::{LoadtestConfig, RouteMethod, Settings};
 use crate::site::url::percent_encode_path;
 
+use super::params::{LeftOut, RouteUrls};
 use super::run::Target;
 
 /// A URL before its weight and request are settled.
@@ -23,9 +25,15 @@ struct Candidate {
     weight: f64,
 }
 
-/// The targets of `settings`' site for a server reached as `host`.
-pub(crate) fn of_site(settings: &Settings, host: &str) -> Vec<Target> {
+/// The targets of `settings`' site for a server reached as `host`, and
+/// the GET routes left out (a text parameter with no values given); an
+/// error when a `[[loadtest.route]]` names no route or its query fails.
+pub(crate) fn of_site(
+    settings: &Settings,
+    host: &str,
+) -> Result<(Vec<Target>, Vec<LeftOut>), String> {
     let config = settings.loadtest();
+    let (routes, mut left_out) = super::params::route_urls(settings)?;
     let mut candidates = Vec::new();
     candidates.extend(spread(
         "page",
@@ -37,9 +45,9 @@ pub(crate) fn of_site(settings: &Settings, host: &str) -> Vec<Target> {
         assets(&settings.out_dir),
         config.weights.assets,
     ));
-    candidates.extend(spread("route", routes(settings), config.weights.routes));
+    candidates.extend(route_candidates(routes, config.weights.routes));
     candidates.extend(urls(config));
-    candidates
+    let targets = candidates
         .into_iter()
         .filter(|candidate| candidate.weight > 0.0)
         .map(|candidate| Target {
@@ -49,6 +57,43 @@ pub(crate) fn of_site(settings: &Settings, host: &str) -> Vec<Target> {
             expects_error: false,
             weight: candidate.weight,
             path: candidate.path,
+            form: None,
+        })
+        .collect::<Vec<_>>();
+    let mut targets = targets;
+    if config.weights.forms > 0.0 {
+        let (forms, refused) = super::forms::of_site(settings, host);
+        left_out.extend(refused);
+        let each = config.weights.forms / forms.len().max(1) as f64;
+        targets.extend(forms.into_iter().map(|form| Target {
+            class: "form",
+            path: format!("POST {} (form on {})", form.action, form.page),
+            request: Vec::new(),
+            conditional: None,
+            expects_error: false,
+            weight: each,
+            form: Some(form),
+        }));
+    }
+    Ok((targets, left_out))
+}
+
+/// The routes sharing the class's `weight` by their own weights, each
+/// shared evenly by its URLs.
+fn route_candidates(routes: Vec<RouteUrls>, weight: f64) -> Vec<Candidate> {
+    let total: f64 = routes.iter().map(|route| route.weight).sum();
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    routes
+        .into_iter()
+        .flat_map(|route| {
+            let each = weight * route.weight / total / route.urls.len().max(1) as f64;
+            route.urls.into_iter().map(move |path| Candidate {
+                class: "route",
+                path,
+                weight: each,
+            })
         })
         .collect()
 }
@@ -126,6 +171,7 @@ pub(crate) fn probes(
             conditional: None,
             expects_error: true,
             weight: each,
+            form: None,
         })
         .collect()
 }
@@ -192,16 +238,6 @@ fn assets(out_dir: &Path) -> Vec<String> {
     files
         .into_iter()
         .map(|file| percent_encode_path(&format!("/{file}")))
-        .collect()
-}
-
-/// GET routes whose path has no parameter, at their parameters' defaults.
-fn routes(settings: &Settings) -> Vec<String> {
-    settings
-        .routes()
-        .iter()
-        .filter(|route| route.method == RouteMethod::Get && !route.path.contains('{'))
-        .map(|route| percent_encode_path(&route.path))
         .collect()
 }
 

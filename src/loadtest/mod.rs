@@ -15,9 +15,11 @@ pub(crate) mod analysis;
 pub(crate) mod chart;
 pub(crate) mod client;
 pub(crate) mod compare;
+pub(crate) mod forms;
 pub(crate) mod html;
 pub(crate) mod mix;
 pub(crate) mod observe;
+pub(crate) mod params;
 pub(crate) mod record;
 pub(crate) mod report;
 pub(crate) mod run;
@@ -79,6 +81,8 @@ pub enum LoadtestError {
     Compare { path: PathBuf, reason: String },
     #[error("{0}")]
     Scenario(#[from] ScenarioError),
+    #[error("{0}")]
+    Routes(String),
     #[error(
         "the closed model (loadtest.model = \"closed\") runs the normal, soak and errors scenarios; {0} needs an arrival rate"
     )]
@@ -88,9 +92,9 @@ pub enum LoadtestError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error(
-        "nothing to request: the site has no built page, asset or GET route, and [[loadtest.url]] adds none"
+        "nothing to request: no built page, asset, route, [[loadtest.url]] or form answered (or the weights leave them out)\n{0}"
     )]
-    NoTraffic,
+    NoTraffic(String),
 }
 
 /// Runs `options.scenario` against the target or the site's own server.
@@ -122,7 +126,7 @@ pub fn run(settings: &Settings, options: &LoadtestOptions) -> Result<Verdict, Lo
     };
     let same_machine = addr.ip().is_loopback();
     let context = analysis::Context {
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        cores: online_cpus(),
         workers: match settings.server().workers {
             0 => None,
             workers => Some(workers),
@@ -146,6 +150,18 @@ pub fn run(settings: &Settings, options: &LoadtestOptions) -> Result<Verdict, Lo
         let _ = server.stop(true);
     }
     outcome
+}
+
+/// This machine's CPUs, whatever this process's affinity (the generator
+/// may be pinned to one while the server runs on the others).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf only reads a configuration value.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if online > 0 {
+        online as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }
 
 /// The `loadtest.json` of `--compare`, with its path.
@@ -291,21 +307,29 @@ fn test(
     old_report: Option<&(PathBuf, serde_json::Value)>,
 ) -> Result<Verdict, LoadtestError> {
     let config = &plan.config;
-    let (mut targets, refused) = learn(addr, mix::of_site(settings, host), host)?;
+    let (site_targets, left_out) = mix::of_site(settings, host).map_err(LoadtestError::Routes)?;
+    let (mut targets, refused) = learn(addr, site_targets, host)?;
+    let mut text = String::new();
+    for (path, reason) in &left_out {
+        text.push_str(&format!(
+            "left out of the mix: {}: {reason}\n",
+            with_method(path)
+        ));
+    }
+    for (path, status) in &refused {
+        text.push_str(&format!(
+            "left out of the mix: {} answered {status}\n",
+            with_method(path)
+        ));
+    }
     if targets.is_empty() {
-        return Err(LoadtestError::NoTraffic);
+        return Err(LoadtestError::NoTraffic(text));
     }
     if plan.probes {
         let probes = mix::probes(settings, host, &targets, config.error_share);
         targets.extend(probes);
     }
     let mix = Rc::new(Mix::new(targets, config.revalidate));
-    let mut text = String::new();
-    for (path, status) in &refused {
-        text.push_str(&format!(
-            "left out of the mix: GET {path} answered {status}\n"
-        ));
-    }
     let measured = |name: String, asked: f64, shape: Shape, length: Duration| {
         measure(addr, &mix, probe, config, name, asked, shape, length)
     };
@@ -403,6 +427,15 @@ fn test(
         met,
         regressions,
     })
+}
+
+/// A left-out target as a request line: forms name their POST already.
+fn with_method(path: &str) -> String {
+    if path.starts_with("POST ") {
+        path.to_string()
+    } else {
+        format!("GET {path}")
+    }
 }
 
 /// One run, watched.
@@ -526,6 +559,30 @@ fn learn(
         let mut refused = Vec::new();
         let mut connection: Option<client::Connection> = None;
         for mut target in targets {
+            if let Some(form) = &target.form {
+                // A trial post: kept when it ends on a page.
+                let mut flow_connection = None;
+                let tried = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    forms::post(&mut flow_connection, addr, form),
+                )
+                .await;
+                match tried {
+                    Ok(Ok(forms::Ended::Answered { status, .. })) if status < 400 => {
+                        kept.push(target)
+                    }
+                    Ok(Ok(forms::Ended::Answered { status, .. })) => {
+                        refused.push((target.path, status.to_string()))
+                    }
+                    Ok(Ok(forms::Ended::NoToken)) => refused.push((
+                        target.path,
+                        "no csrf_token field on the form's page".to_string(),
+                    )),
+                    Ok(Err(error)) => refused.push((target.path, error.to_string())),
+                    Err(_) => refused.push((target.path, "nothing within 10 s".to_string())),
+                }
+                continue;
+            }
             let answer = async {
                 if connection.is_none() {
                     connection = Some(client::Connection::open(addr).await?);

@@ -277,6 +277,9 @@ pub(crate) struct Resources {
     /// Dynamic requests shed and connection acquisitions timed out.
     pub shed: f64,
     pub acquire_timeouts: f64,
+    /// The cores the server can use: the fewer of its worker threads and
+    /// the CPUs it may run on, as it reports them.
+    pub server_cores: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -316,6 +319,12 @@ impl Resources {
                 (process - generator).max(0.0)
             } else {
                 process
+            };
+            resources.server_cores = match (last.sum("kiln_workers"), last.sum("process_cpus")) {
+                (Some(workers), Some(cpus)) if workers > 0.0 => Some(workers.min(cpus)),
+                (None | Some(_), Some(cpus)) => Some(cpus),
+                (Some(workers), None) if workers > 0.0 => Some(workers),
+                _ => None,
             };
             resources.served = delta("kiln_http_requests_total");
             resources.shed = delta("kiln_requests_shed_total");

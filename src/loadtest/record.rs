@@ -33,6 +33,8 @@ pub(crate) enum Outcome {
     Timeout,
     /// Connecting, writing or reading failed, or the answer was not HTTP.
     Transport,
+    /// A form's page had no CSRF token: the flow could not go on.
+    BrokenFlow,
 }
 
 impl Outcome {

@@ -184,6 +184,7 @@ fn outcome_line(tally: &Tally) -> String {
                 Outcome::ServerError => "5xx",
                 Outcome::Timeout => "timeouts",
                 Outcome::Transport => "transport errors",
+                Outcome::BrokenFlow => "broken form flows",
             };
             format!("{name} {count}")
         })

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::client::{Answer, ClientError, Connection};
+use super::forms::{self, Ended, Form};
 use super::record::{Outcome, Recorder};
 use super::schedule::{Arrivals, Shape};
 
@@ -35,6 +36,8 @@ pub(crate) struct Target {
     /// 4xx answers are what this URL is for (the `errors` scenario).
     pub expects_error: bool,
     pub weight: f64,
+    /// A form flow instead of one request.
+    pub form: Option<Form>,
 }
 
 /// The traffic mix: targets picked by weight.
@@ -225,6 +228,9 @@ async fn send(
     rng: &mut Rng,
     timeout: Duration,
 ) -> (Outcome, u64) {
+    if let Some(form) = &target.form {
+        return flow(connection, addr, form, timeout).await;
+    }
     let request = match &target.conditional {
         Some(conditional) if rng.unit() < mix.revalidate => conditional,
         _ => &target.request,
@@ -240,6 +246,27 @@ async fn send(
             }
             (classify(&answer, target.expects_error), answer.body_bytes)
         }
+        Ok(Err(_)) => {
+            *connection = None;
+            (Outcome::Transport, 0)
+        }
+        Err(_) => {
+            *connection = None;
+            (Outcome::Timeout, 0)
+        }
+    }
+}
+
+/// One form flow, timed as one request.
+async fn flow(
+    connection: &mut Option<Connection>,
+    addr: SocketAddr,
+    form: &Form,
+    timeout: Duration,
+) -> (Outcome, u64) {
+    match tokio::time::timeout(timeout, forms::post(connection, addr, form)).await {
+        Ok(Ok(Ended::Answered { status, bytes })) => (classify_status(status, false), bytes),
+        Ok(Ok(Ended::NoToken)) => (Outcome::BrokenFlow, 0),
         Ok(Err(_)) => {
             *connection = None;
             (Outcome::Transport, 0)
@@ -331,7 +358,11 @@ async fn exchange(
 }
 
 fn classify(answer: &Answer, expects_error: bool) -> Outcome {
-    match answer.status {
+    classify_status(answer.status, expects_error)
+}
+
+fn classify_status(status: u16, expects_error: bool) -> Outcome {
+    match status {
         200..=399 => Outcome::Ok,
         400..=499 if expects_error => Outcome::ExpectedError,
         400..=499 => Outcome::ClientError,

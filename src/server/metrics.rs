@@ -129,6 +129,13 @@ impl Collector for ProcessCollector {
                 ],
             )?;
         }
+        if let Ok(cpus) = std::thread::available_parallelism() {
+            out.gauge(
+                "process_cpus",
+                "CPUs this process may run on (its affinity, its cgroup's quota).",
+                cpus.get() as u64,
+            )?;
+        }
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
             out.gauge(
                 "process_open_fds",

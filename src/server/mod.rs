@@ -234,6 +234,12 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
         None => None,
     };
     let workers = options.workers.unwrap_or(server.workers);
+    // actix starts one worker per CPU it may run on when none is asked.
+    state.metrics.set_workers(if workers > 0 {
+        workers
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    });
     let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
     let thread_state = Arc::clone(&state);
     let thread_settings = settings.clone();

@@ -46,6 +46,19 @@ pub(crate) fn percent_encode_path(path: &str) -> String {
     utf8_percent_encode(path, PATH).to_string()
 }
 
+/// Percent-encodes one path segment or query value: as a path, and `/`,
+/// `?`, `&`, `=`, `+` and `#` too.
+pub(crate) fn percent_encode_component(text: &str) -> String {
+    const COMPONENT: &AsciiSet = &PATH
+        .add(b'/')
+        .add(b'?')
+        .add(b'&')
+        .add(b'=')
+        .add(b'+')
+        .add(b'#');
+    utf8_percent_encode(text, COMPONENT).to_string()
+}
+
 /// Decodes `%XX` escapes strictly: `None` when an escape is malformed or
 /// the bytes are not UTF-8. For request paths, where an ambiguous byte must
 /// be refused rather than guessed.

@@ -93,6 +93,26 @@ impl PathPattern {
         })
     }
 
+    /// The path with each parameter replaced by its value from
+    /// `value_of` (percent-encoded); `None` when one has none.
+    pub(crate) fn fill(&self, value_of: impl Fn(&str) -> Option<String>) -> Option<String> {
+        let mut path = String::new();
+        for segment in &self.segments {
+            path.push('/');
+            match segment {
+                Segment::Literal(text) => {
+                    path.push_str(&crate::site::url::percent_encode_path(text));
+                }
+                Segment::Param { name, .. } => {
+                    path.push_str(&crate::site::url::percent_encode_component(&value_of(
+                        name,
+                    )?));
+                }
+            }
+        }
+        Some(path)
+    }
+
     /// A typical value of path parameter `name`, for the plan check.
     pub(crate) fn sample(&self, name: &str) -> Option<SqlValue> {
         self.segments.iter().find_map(|segment| match segment {
