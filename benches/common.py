@@ -113,3 +113,16 @@ def wait_for_port(port, process=None, seconds=30):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"nothing listens on {port}")
+
+
+def demo_site(kiln, root):
+    """The demo site copied to `root` without any local database, built once."""
+    fresh_dir(root)
+    for name in ["assets", "templates", "migrations"]:
+        shutil.copytree(REPO / name, root / name)
+    (root / "data").mkdir()
+    for data in (REPO / "data").iterdir():
+        if data.suffix in (".toml", ".json"):
+            shutil.copy(data, root / "data" / data.name)
+    shutil.copy(REPO / "build.toml", root / "build.toml")
+    subprocess.run([str(kiln), "build", "--root", str(root)], check=True, stdout=subprocess.DEVNULL)

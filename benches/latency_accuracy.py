@@ -28,7 +28,6 @@ Run: python3 benches/latency_accuracy.py [ROUNDS] [SECONDS] [RATE]   (default 3 
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -38,25 +37,13 @@ import threading
 import time
 from pathlib import Path
 
-from common import REPO, SCRATCH, fresh_dir, kiln_binary, wait_for_port
+from common import SCRATCH, demo_site, kiln_binary, wait_for_port
 
 PORT = 18099
 PATH = "/about/"
 SERVER_CPU = ["taskset", "-c", "1"]
 CLIENT_CPU = ["taskset", "-c", "0"]
 WRK2 = os.environ.get("WRK2", "/var/tmp/wrk2/wrk")
-
-
-def make_site(kiln, root):
-    fresh_dir(root)
-    for name in ["assets", "templates", "migrations"]:
-        shutil.copytree(REPO / name, root / name)
-    (root / "data").mkdir()
-    for data in (REPO / "data").iterdir():
-        if data.suffix in (".toml", ".json"):
-            shutil.copy(data, root / "data" / data.name)
-    shutil.copy(REPO / "build.toml", root / "build.toml")
-    subprocess.run([str(kiln), "build", "--root", str(root)], check=True, stdout=subprocess.DEVNULL)
 
 
 def stall(server, at, length):
@@ -119,7 +106,7 @@ def main():
         sys.exit(f"latency_accuracy.py: no wrk2 at {WRK2} (build giltene/wrk2, or set WRK2)")
     kiln = kiln_binary()
     root = SCRATCH / "latency-accuracy"
-    make_site(kiln, root)
+    demo_site(kiln, root)
     tools = {
         "kiln loadtest": lambda: run_kiln(kiln, root, seconds, rate),
         "wrk2 -R": lambda: run_wrk(WRK2, seconds, rate),

@@ -32,13 +32,12 @@ Run: python3 benches/loadtest_scenarios.py [SOAK_SECS] [DATABASE...]
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import REPO, SCRATCH, fresh_dir, kiln_binary, wait_for_port
+from common import SCRATCH, demo_site, fresh_dir, kiln_binary, wait_for_port
 
 PORT = 18097
 ADMIN = 18098
@@ -51,18 +50,6 @@ CATALOGUE = [
 ]
 STATIC = ["loadtest.weights={ pages = 1, assets = 2, routes = 0, urls = 0 }"]
 DEMO = ["loadtest.url=[" + ", ".join(PRODUCTS) + "]"]
-
-
-def make_site(kiln, root):
-    fresh_dir(root)
-    for name in ["assets", "templates", "migrations"]:
-        shutil.copytree(REPO / name, root / name)
-    (root / "data").mkdir()
-    for data in (REPO / "data").iterdir():
-        if data.suffix in (".toml", ".json"):
-            shutil.copy(data, root / "data" / data.name)
-    shutil.copy(REPO / "build.toml", root / "build.toml")
-    subprocess.run([str(kiln), "build", "--root", str(root)], check=True, stdout=subprocess.DEVNULL)
 
 
 def database_override(database, root):
@@ -129,7 +116,7 @@ def main():
     kiln = kiln_binary()
     work = SCRATCH / "loadtest-scenarios"
     root = work / "site"
-    make_site(kiln, root)
+    demo_site(kiln, root)
     common = ["loadtest.connections=64", "loadtest.p99_ms=50", "loadtest.duration_secs=20"]
     plans = [
         (1, "normal", "normal", ["loadtest.rate=1000"] + DEMO),
