@@ -192,9 +192,12 @@ fn stress_stops_at_the_first_step_that_misses_an_objective() {
     let runs = report["runs"].as_array().unwrap();
     assert!(runs.len() >= 2 && runs.len() < 30, "{} steps", runs.len());
     let last = runs.last().unwrap();
+    // Requests never sent count against the error rate too.
+    let due = last["requests"].as_f64().unwrap() + last["unsent"].as_f64().unwrap();
     assert!(
         last["latency_ms"]["p99"].as_f64().unwrap() > 400.0
-            || last["error_rate"].as_f64().unwrap() > 0.01,
+            || last["error_rate"].as_f64().unwrap() > 0.01
+            || last["unsent"].as_f64().unwrap() > due * 0.01,
         "{last:#}"
     );
 }
@@ -373,9 +376,12 @@ fn compare_flags_a_regression_against_an_earlier_report() {
     let mut compared = options(Some(&server), Scenario::Normal);
     compared.compare = Some(old.clone());
     let (_, _, verdict) = load_with(&site, compared, &overrides);
-    assert_eq!(
-        verdict.regressions,
-        ["normal: throughput"],
+    // The forced one; latency on a loaded machine may add its own.
+    assert!(
+        verdict
+            .regressions
+            .iter()
+            .any(|regression| regression == "normal: throughput"),
         "{}",
         verdict.text
     );
