@@ -43,8 +43,8 @@ fn build_prints_a_summary_with_compressed_sizes() {
 }
 
 /// `kiln build --timings`: one page with every stage, each unit of work
-/// on its thread's row (a stylesheet entry, a compressed variant, a
-/// written file by name), and nothing fetched.
+/// on its thread's row (a stylesheet entry, a page, a compressed variant,
+/// a written file by name), and nothing fetched.
 #[test]
 fn build_timings_writes_a_page_of_stages_and_units() {
     let site = Site::fixture("basic");
@@ -74,6 +74,7 @@ fn build_timings_writes_a_page_of_stages_and_units() {
     );
     assert!(page.contains(".br (compress): "), "{page}");
     assert!(page.contains(" (write): "), "{page}");
+
     assert!(!page.contains("http://") && !page.contains("https://"));
     // Given a file, it is written there.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -85,6 +86,31 @@ fn build_timings_writes_a_page_of_stages_and_units() {
             .unwrap()
             .contains("kiln build timings")
     );
+}
+
+/// `--timings` on a site with pages: each page is a unit of its own
+/// (rendered in parallel), and says whether it was rendered or, under
+/// `kiln watch`, remembered unchanged.
+#[test]
+fn build_timings_time_each_page() {
+    let site = Site::fixture("basic");
+    for (name, title) in [("index", "Home"), ("about", "About")] {
+        site.write(
+            &format!("templates/pages/{name}.html"),
+            format!("<!doctype html><title>{title}</title><h1>{title}</h1>\n"),
+        );
+    }
+    let root = site.root().to_str().unwrap();
+    let output = kiln(&["build", "--root", root, "--timings"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let page = std::fs::read_to_string(site.root().join(".kiln/timings.html"))
+        .expect(".kiln/timings.html");
+    for name in ["pages/index.html", "pages/about.html"] {
+        assert!(
+            page.contains(&format!("<title>{name} (rendered) (pages): ")),
+            "no unit for {name}: {page}"
+        );
+    }
 }
 
 #[test]

@@ -595,10 +595,9 @@ fn routes_with_parameters_are_requested_with_samples_query_rows_and_generated_id
             Box::new(log.clone()),
         )),
     );
-    let report = load(
+    let (report, html, _) = load_with(
         &site,
-        &server,
-        Scenario::Normal,
+        options(Some(&server), Scenario::Normal),
         &[
             "loadtest.rate=300",
             "loadtest.duration_secs=2",
@@ -609,6 +608,16 @@ fn routes_with_parameters_are_requested_with_samples_query_rows_and_generated_id
         ],
     );
     assert_eq!(report["runs"][0]["error_rate"], 0.0, "{report:#}");
+    // The cached item pages were rendered once per id, then served from
+    // the cache; the uncached list has no ratio.
+    let resources = &report["runs"][0]["resources"];
+    let ratio = resources["route_hit_ratio"]["GET /items/{id:int}"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no hit ratio: {resources:#}"));
+    assert!(ratio > 0.9, "{ratio}");
+    assert!(resources["route_hit_ratio"]["GET /items/"].is_null());
+    assert!(resources["route_requests"]["GET /items/"].as_f64().unwrap() > 0.0);
+    assert!(html.contains("<th>cache hits</th>"));
     server.stop(true);
     let lines = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let targets: std::collections::BTreeSet<String> = lines
@@ -699,4 +708,187 @@ fn form_flows_take_the_token_post_and_follow_the_redirect() {
         .filter(|entry| entry["method"] == "POST" && entry["status"] == 303)
         .count();
     assert!(posts >= 30, "{posts} posts answered 303");
+}
+
+/// A POST route's [[loadtest.route]] rows fill its path parameters and
+/// fields by name (one form per row), and its redirect's placeholders
+/// find the page the form is on.
+#[test]
+fn form_rows_fill_path_parameters_and_fields() {
+    let site = Site::fixture("shop");
+    site.build().expect("the shop builds");
+    let server = TestServer::start(&site, &[]);
+    let (report, _, verdict) = load_with(
+        &site,
+        options(Some(&server), Scenario::Normal),
+        &[
+            "loadtest.rate=10",
+            "loadtest.duration_secs=2",
+            "loadtest.weights={ pages = 0, assets = 0, routes = 0, urls = 0, forms = 1 }",
+            "loadtest.route=[\
+             { path = \"/rename/{name:slug}\", method = \"POST\", samples = [{ name = \"red-mug\", label = \"A label from a row\" }] },\
+             { path = \"/notes/\", method = \"POST\", samples = [{ author = \"Ada\", body = \"from a sample row\" }] }]",
+        ],
+    );
+    let forms = &report["runs"][0]["by_class"]["form"];
+    assert_eq!(forms["error_rate"], 0.0, "{}", verdict.text);
+    assert!(
+        forms["requests"].as_u64().unwrap() >= 10,
+        "{}",
+        verdict.text
+    );
+    let notes = common::http::get(server.addr, "/notes/", &[]);
+    for posted in ["from a sample row", "<b>red-mug</b> A label from a row"] {
+        assert!(notes.text().contains(posted), "{}", notes.text());
+    }
+    // Both routes were in the mix: none was left out.
+    assert!(
+        !verdict.text.contains("left out of the mix: POST /rename"),
+        "{}",
+        verdict.text
+    );
+    // A POST entry must name a POST route.
+    let settings = site.settings(&[
+        "loadtest.route=[{ path = \"/whoami\", method = \"POST\", samples = [{ name = \"x\" }] }]",
+    ]);
+    let refused = kiln::loadtest::run(&settings, &options(Some(&server), Scenario::Normal));
+    assert!(
+        matches!(&refused, Err(kiln::loadtest::LoadtestError::Routes(reason))
+            if reason.contains("no POST route has this path")),
+        "{:?}",
+        refused.err().map(|err| err.to_string())
+    );
+}
+
+/// The closed model's stages count users (k6's ramping-vus): two users
+/// for a second, then eight, and the requests per second follow.
+#[test]
+fn closed_model_stages_ramp_the_users() {
+    let site = site();
+    let server = TestServer::start(&site, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    std::fs::write(
+        &file,
+        "[[stage]]\nduration_secs = 1\nusers = 2\n\
+         [[stage]]\nduration_secs = 0\nusers = 8\n\
+         [[stage]]\nduration_secs = 2\nusers = 8\n\
+         [loadtest]\nmodel = \"closed\"\nthink_ms = 100\n",
+    )
+    .unwrap();
+    let report = load(&site, &server, Scenario::File(file), &[]);
+    let run = &report["runs"][0];
+    assert!(
+        run["name"].as_str().unwrap().contains("up to 8 users"),
+        "{run:#}"
+    );
+    let counts = per_second(run);
+    // About 2 × 10 requests in the first second, 8 × 10 in the third.
+    assert!(counts[2] as f64 > counts[0] as f64 * 2.5, "{counts:?}");
+    assert!((8..=25).contains(&counts[0]), "{counts:?}");
+    // A rate belongs to the open model's stages.
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        "[[stage]]\nduration_secs = 1\nrate = 20\n[loadtest]\nmodel = \"closed\"\n",
+    )
+    .unwrap();
+    let refused = kiln::loadtest::run(
+        &site.settings(&[]),
+        &options(Some(&server), Scenario::File(wrong)),
+    );
+    assert!(
+        refused.as_ref().is_err_and(|err| err
+            .to_string()
+            .contains("stage 1: rate belongs to the open model")),
+        "{:?}",
+        refused.err().map(|err| err.to_string())
+    );
+}
+
+/// An https:// target is verified against loadtest.ca_file and spoken to
+/// in HTTP/2 when the server agrees by ALPN, `streams` requests sharing
+/// each connection; in HTTP/1.1 when asked; and refused, saying why, when
+/// its certificate's CA is unknown.
+#[test]
+fn https_targets_are_verified_and_spoken_to_in_http2_with_streams() {
+    let site = site();
+    let certs = common::tls::certificates();
+    site.write("tls/cert.pem", &certs.cert_pem);
+    site.write("tls/key.pem", &certs.key_pem);
+    site.write("tls/ca.pem", &certs.ca_pem);
+    let log = Captured::default();
+    let server = TestServer::start_with_log(
+        &site,
+        &[
+            "server.tls_cert=\"tls/cert.pem\"",
+            "server.tls_key=\"tls/key.pem\"",
+        ],
+        Some(AccessLog::to_writer(
+            kiln::config::AccessLogFormat::Json,
+            Box::new(log.clone()),
+        )),
+    );
+    let mut https = options(Some(&server), Scenario::Normal);
+    https.target = Some(format!("https://{}", server.addr));
+    let versions = |log: &Captured| -> std::collections::BTreeSet<String> {
+        let mut lines = log.0.lock().unwrap();
+        let text = String::from_utf8(std::mem::take(&mut *lines)).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            // The metrics, read on the admin listener, are not the load.
+            .filter(|entry| entry["target"] != "/metrics")
+            .map(|entry| entry["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let common = [
+        "loadtest.rate=200",
+        "loadtest.duration_secs=2",
+        "loadtest.connections=2",
+        "loadtest.ca_file=\"tls/ca.pem\"",
+    ];
+    // What the server answered before (its start-up checks) is not the
+    // generator's.
+    versions(&log);
+    let (report, _, verdict) = load_with(
+        &site,
+        https.clone(),
+        &[&common[..], &["loadtest.streams=4"]].concat(),
+    );
+    let run = &report["runs"][0];
+    assert_eq!(run["error_rate"], 0.0, "{}", verdict.text);
+    assert!(run["requests"].as_u64().unwrap() >= 380, "{}", verdict.text);
+    assert_eq!(
+        run["connections_opened"],
+        serde_json::json!({ "http1": 0, "http2": 2 }),
+        "{}",
+        verdict.text
+    );
+    assert!(verdict.text.contains("connections opened: 2 HTTP/2"));
+    assert_eq!(
+        versions(&log),
+        std::collections::BTreeSet::from(["HTTP/2.0".to_string()])
+    );
+    let (report, _, verdict) = load_with(
+        &site,
+        https.clone(),
+        &[&common[..], &["loadtest.protocol=\"http1\""]].concat(),
+    );
+    let run = &report["runs"][0];
+    assert_eq!(run["error_rate"], 0.0, "{}", verdict.text);
+    assert_eq!(run["connections_opened"]["http2"], 0, "{}", verdict.text);
+    assert_eq!(
+        versions(&log),
+        std::collections::BTreeSet::from(["HTTP/1.1".to_string()])
+    );
+    // The test CA is not the system's: nothing answers, and the summary
+    // says it was the certificate.
+    let refused = kiln::loadtest::run(&site.settings(&[]), &https);
+    let Err(kiln::loadtest::LoadtestError::NoTraffic(reasons)) = &refused else {
+        panic!("{:?}", refused.err().map(|err| err.to_string()));
+    };
+    assert!(
+        reasons.contains("tls: ") && reasons.contains("certificate"),
+        "{reasons}"
+    );
 }

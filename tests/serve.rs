@@ -664,7 +664,7 @@ fn health_and_metrics_endpoints() {
 
 /// The admin listener's status page, its files, and its event stream:
 /// a `sample` a second of the server's own metrics, with each dynamic
-/// route's rate and latency.
+/// route's rate, latency and (for a cached route) hit ratio.
 #[test]
 fn the_status_page_streams_a_sample_of_the_metrics_each_second() {
     use std::io::{BufRead, BufReader, Write};
@@ -694,18 +694,34 @@ fn the_status_page_streams_a_sample_of_the_metrics_each_second() {
         let line = line.expect("the stream goes on");
         if line == "retry: 1000" {
             // The stream has taken its first reading: a request of the
-            // route now falls between two samples.
-            assert_eq!(http::get(server.addr, "/items/", &[]).status, 200);
+            // route now falls between two samples: the uncached list,
+            // and an item twice (a miss, then a hit).
+            for path in ["/items/", "/items/1", "/items/1"] {
+                assert_eq!(http::get(server.addr, path, &[]).status, 200, "{path}");
+            }
         }
         if let Some(data) = line.strip_prefix("data: ") {
             let sample: serde_json::Value = serde_json::from_str(data).expect("a JSON sample");
             let routes = sample["routes"].as_array().unwrap().len();
             samples.push(sample);
-            if routes > 0 || samples.len() == 3 {
+            if routes >= 2 || samples.len() == 4 {
                 break;
             }
         }
     }
+    let route = |name: &str| {
+        samples
+            .iter()
+            .flat_map(|sample| sample["routes"].as_array().unwrap().clone())
+            .find(|route| route["route"] == name)
+            .unwrap_or_else(|| panic!("no sample has {name}: {samples:#?}"))
+    };
+    assert!(route("GET /items/")["hit_ratio"].is_null());
+    let cached = route("GET /items/{id:int}")["hit_ratio"].as_f64();
+    assert!(
+        cached.is_some_and(|ratio| (0.0..=1.0).contains(&ratio)),
+        "{samples:#?}"
+    );
     let sample = samples.last().unwrap();
     assert!(
         sample["point"]["rss_mb"].as_f64().unwrap() > 1.0,
@@ -715,8 +731,7 @@ fn the_status_page_streams_a_sample_of_the_metrics_each_second() {
         sample["point"]["connections"].as_f64().unwrap() >= 1.0,
         "{sample:#}"
     );
-    assert_eq!(sample["routes"][0]["route"], "GET /items/", "{samples:#?}");
-    assert!(sample["routes"][0]["per_s"].as_f64().unwrap() > 0.0);
+    assert!(route("GET /items/")["per_s"].as_f64().unwrap() > 0.0);
     assert!(sample["errors"].as_array().unwrap().is_empty());
 }
 

@@ -12,31 +12,7 @@ use std::time::Duration;
 
 use common::http;
 use common::server::{TestServer, site_with_pages};
-
-/// A CA and a certificate for 127.0.0.1/localhost signed by it, as PEM.
-struct TestCertificates {
-    ca_der: Vec<u8>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn certificates() -> TestCertificates {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    TestCertificates {
-        ca_der: ca.der().to_vec(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
+use common::tls::{TestCertificates, certificates};
 
 /// A TLS client configuration offering `alpn`, trusting only the test CA.
 fn client_config(ca_der: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {

@@ -214,22 +214,14 @@ fn run(
     let entries = build_entries(&context, &graph.entries, style)?;
     let manifest = assemble::manifest(&entries, &assets.emitted());
     progress.stage("pages", 0);
-    let pages_started = Instant::now();
     let rendered = pages::build(
         settings,
         &cache,
         &session.pages,
         &manifest,
         &assets.emitted(),
+        progress,
     )?;
-    progress.timed(
-        &format!(
-            "{} pages ({} rendered)",
-            rendered.pages.len(),
-            rendered.rendered
-        ),
-        pages_started,
-    );
     let files = output_files(&entries, &assets.emitted(), &rendered);
     let variants = precompress::all(&context, &files);
     let changed = write::commit(

@@ -48,6 +48,21 @@ pub struct LoadtestConfig {
     /// Mean think time of a closed-model user, milliseconds (each pause
     /// drawn between half and one and a half of it).
     pub think_ms: u64,
+    /// The protocol requests are sent in: `auto` (HTTP/2 when a TLS
+    /// server agrees to it by ALPN, else HTTP/1.1), `http1` or `http2`
+    /// (over plain TCP: prior knowledge, h2c).
+    pub protocol: LoadProtocol,
+    /// Requests each connection carries at once over HTTP/2 (its
+    /// streams); the run's concurrency is `connections × streams`. Over
+    /// HTTP/1.1 each of those is a connection of its own.
+    pub streams: usize,
+    /// PEM file of CA certificates trusted for an `https://` target,
+    /// beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any certificate from an `https://` target (a self-signed
+    /// test server). The server `kiln loadtest` starts itself is always
+    /// accepted: it is this process.
+    pub insecure: bool,
     /// Relative weights of the URL classes.
     pub weights: MixWeights,
     /// URLs added to the mix (dynamic routes with parameters, say).
@@ -75,6 +90,10 @@ impl Default for LoadtestConfig {
             model: LoadModel::Open,
             users: 0,
             think_ms: 1000,
+            protocol: LoadProtocol::Auto,
+            streams: 1,
+            ca_file: None,
+            insecure: false,
             weights: MixWeights::default(),
             url: Vec::new(),
             route: Vec::new(),
@@ -90,6 +109,16 @@ pub enum LoadModel {
     Open,
     /// By virtual users who wait for each answer, then think.
     Closed,
+}
+
+/// What `kiln loadtest` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadProtocol {
+    /// HTTP/2 when a TLS server agrees to it, else HTTP/1.1.
+    Auto,
+    Http1,
+    Http2,
 }
 
 /// `[loadtest.weights]`: how the requests divide between the classes.
@@ -132,13 +161,18 @@ pub struct LoadUrl {
     pub weight: f64,
 }
 
-/// `[[loadtest.route]]`: the values a GET route with parameters is
-/// requested with.
+/// `[[loadtest.route]]`: the values a route with parameters is requested
+/// with: a GET route's path parameters and query, or a POST route's path
+/// parameters and form fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRoute {
     /// The route's path, as declared in `[[route]]` (`/catalogue/{id:int}`).
     pub path: String,
+    /// The route's method, as declared in `[[route]]`: `GET` (the
+    /// default) or `POST` (its rows fill the form's path and fields).
+    #[serde(default)]
+    pub method: super::RouteMethod,
     /// Rows of parameter values (`{ id = 3 }`, `{ id = 7, page = 2 }`):
     /// path parameters by name, the rest as the query.
     #[serde(default)]
@@ -147,8 +181,8 @@ pub struct LoadRoute {
     /// samples, columns named as the parameters
     /// (`SELECT id FROM products ORDER BY id LIMIT 100`).
     pub sql: Option<String>,
-    /// The route's weight among the `routes` class (each route without an
-    /// entry weighs 1).
+    /// The route's weight among the `routes` class, or the `forms` class
+    /// for a POST route (each route without an entry weighs 1).
     #[serde(default = "one")]
     pub weight: f64,
 }
@@ -191,9 +225,16 @@ pub(crate) fn validate(loadtest: &LoadtestConfig) -> Result<(), ConfigError> {
         ("loadtest.connections", loadtest.connections as u64),
         ("loadtest.timeout_ms", loadtest.timeout_ms),
         ("loadtest.soak_secs", loadtest.soak_secs),
+        ("loadtest.streams", loadtest.streams as u64),
     ];
     if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
         return Err(config_error(format!("{key} = 0: must be at least 1")));
+    }
+    if loadtest.streams > 1 && loadtest.protocol == LoadProtocol::Http1 {
+        return Err(config_error(format!(
+            "loadtest.streams = {}: several requests on one connection need HTTP/2; set loadtest.protocol = \"http2\" or \"auto\"",
+            loadtest.streams
+        )));
     }
     let weights = &loadtest.weights;
     let all = [

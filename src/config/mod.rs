@@ -32,7 +32,7 @@ pub use database::{DatabaseConfig, Isolation, QueueOrder};
 pub use images::ImagesConfig;
 pub use js::{JsConfig, LegalComments};
 pub(crate) use loadtest::validate as validate_loadtest;
-pub use loadtest::{LoadModel, LoadRoute, LoadUrl, LoadtestConfig, MixWeights};
+pub use loadtest::{LoadModel, LoadProtocol, LoadRoute, LoadUrl, LoadtestConfig, MixWeights};
 pub use overrides::Override;
 pub use pages::PagesConfig;
 pub use routes::{

@@ -97,6 +97,20 @@ impl DynamicApp {
                 .filter(|route| route.request_time.count() > 0)
                 .map(|route| ([("route", label_value(&route.label))], &route.request_time)),
         )?;
+        out.counters(
+            "kiln_route_cache_answers",
+            "Requests of each cached route by how the route cache answered: hit (fresh), stale (served while refreshed) or miss (rendered).",
+            self.routes.routes.iter().flat_map(|route| {
+                let label = label_value(&route.label);
+                route.cache.iter().flat_map(move |policy| {
+                    let label = label.clone();
+                    policy
+                        .answers
+                        .each()
+                        .map(move |(answer, count)| ([("route", label.clone()), ("answer", answer.into())], count))
+                })
+            }),
+        )?;
         out.counter(
             "kiln_slow_queries",
             "Route database calls slower than database.slow_query_ms.",

@@ -65,6 +65,7 @@ pub(crate) async fn respond(
     } else {
         "hit"
     };
+    policy.answers.count(state);
     Ok(serve(req, dynamic, route, &entry, state))
 }
 

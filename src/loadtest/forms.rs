@@ -2,21 +2,22 @@
 //! its CSRF token and the cookies it set, POST the fields, and follow the
 //! redirect (303) to the page it names. One flow is one request of the
 //! schedule, timed from its first byte to the last of the page it ends
-//! on. The fields get valid values from the route's declared inputs (the
-//! first of `one_of`, a number within `min`/`max`, text within
+//! on. The path parameters and fields take the values of the route's
+//! `[[loadtest.route]]` rows (`method = "POST"`: samples, or a query's
+//! rows), one form per row; without rows, or for a field a row does not
+//! name, valid values come from the route's declared inputs (the first of
+//! `one_of`, a number within `min`/`max`, text within
 //! `min_length`/`max_length`), and an `int` path parameter is 1.
 //!
 //! Posts write to the site's database, so the `forms` class weighs 0
 //! unless `[loadtest.weights]` gives it a weight.
 
-use std::net::SocketAddr;
-
 use crate::config::{ParamConfig, ParamType, RouteConfig, RouteMethod, Settings};
 use crate::dynamic::routes::pattern::{PathPattern, SegmentType};
 use crate::site::url::percent_encode_component;
 
-use super::client::{Answer, ClientError, Connection};
-use super::params::LeftOut;
+use super::client::{Answer, ClientError, Connection, Dialer};
+use super::params::{self, LeftOut, Row};
 
 /// One form: where it is shown, where it posts, what it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +32,17 @@ pub(crate) struct Form {
     pub host: String,
 }
 
-/// The site's forms, and the POST routes left out with the reason.
-pub(crate) fn of_site(settings: &Settings, host: &str) -> (Vec<Form>, Vec<LeftOut>) {
-    let mut forms = Vec::new();
+/// A form and its share of the `forms` class.
+pub(crate) type WeightedForm = (Form, f64);
+
+/// The site's forms, each with its share of the `forms` class (a route's
+/// share is its weight, spread over its rows), and the POST routes left
+/// out with the reason.
+pub(crate) fn of_site(
+    settings: &Settings,
+    host: &str,
+) -> Result<(Vec<WeightedForm>, Vec<LeftOut>), String> {
+    let mut routes = Vec::new();
     let mut left_out = Vec::new();
     let gets: Vec<&str> = settings
         .routes()
@@ -46,67 +55,118 @@ pub(crate) fn of_site(settings: &Settings, host: &str) -> (Vec<Form>, Vec<LeftOu
         .iter()
         .filter(|route| route.method == RouteMethod::Post)
     {
-        match form(route, &gets, host) {
-            Ok(form) => forms.push(form),
+        let entry = settings
+            .loadtest()
+            .route
+            .iter()
+            .find(|entry| entry.method == RouteMethod::Post && entry.path == route.path);
+        let rows = match entry {
+            Some(entry) => params::declared_rows(settings, entry)?,
+            // One form with generated values.
+            None => vec![Row::new()],
+        };
+        let generated = entry.is_none();
+        match forms_of(route, &gets, host, &rows, generated) {
+            Ok(forms) => routes.push((forms, entry.map_or(1.0, |entry| entry.weight))),
             Err(reason) => left_out.push((format!("POST {}", route.path), reason)),
         }
     }
-    (forms, left_out)
-}
-
-fn form(route: &RouteConfig, gets: &[&str], host: &str) -> Result<Form, String> {
-    let pattern = PathPattern::parse(&route.path)?;
-    if pattern
-        .param_types()
-        .any(|(_, kind)| kind != SegmentType::Int)
-    {
-        return Err("a text path parameter: no value to post to".to_string());
-    }
-    let action = pattern.fill(|_| Some("1".to_string())).ok_or("no path")?;
-    // The form is on the page of the same path, else on the page the post
-    // redirects to (an item's page for its price form, say).
-    let page = if gets.contains(&route.path.as_str()) {
-        action.clone()
-    } else {
-        let redirect = route
-            .redirect
-            .as_deref()
-            .ok_or("no GET page at its path and no redirect to find its form on")?;
-        let page = redirect.split('#').next().unwrap_or(redirect);
-        fill_ids(page).ok_or("its redirect names values only the post gives")?
-    };
-    let fields = route
-        .fields
-        .iter()
-        .map(|(name, field)| {
-            format!(
-                "{}={}",
-                percent_encode_component(name),
-                percent_encode_component(&value(field))
-            )
+    let total: f64 = routes.iter().map(|(_, weight)| weight).sum();
+    let forms = routes
+        .into_iter()
+        .flat_map(|(forms, weight)| {
+            let each = weight / total.max(f64::EPSILON) / forms.len() as f64;
+            forms.into_iter().map(move |form| (form, each))
         })
-        .collect::<Vec<_>>()
-        .join("&");
-    Ok(Form {
-        page,
-        action,
-        fields,
-        host: host.to_string(),
-    })
+        .collect();
+    Ok((forms, left_out))
 }
 
-/// A redirect template's `{name}` placeholders as 1, when every one is a
-/// path parameter (`/items/{id}`); `None` when it has another.
-fn fill_ids(template: &str) -> Option<String> {
+/// The forms of `route`, one per row: a row's values fill the path
+/// parameters, the fields and the redirect by name; the other fields get
+/// valid generated values. Without declared rows (`generated`), an `int`
+/// path parameter is 1.
+fn forms_of(
+    route: &RouteConfig,
+    gets: &[&str],
+    host: &str,
+    rows: &[Row],
+    generated: bool,
+) -> Result<Vec<Form>, String> {
+    let pattern = PathPattern::parse(&route.path)?;
+    let mut forms = Vec::new();
+    for row in rows {
+        let mut values = row.clone();
+        for (name, kind) in pattern.param_types() {
+            if values.contains_key(name) {
+                continue;
+            }
+            if !generated {
+                // This row lacks a path parameter: it cannot be posted.
+                break;
+            }
+            if kind != SegmentType::Int {
+                return Err(
+                    "no value for its text path parameter: give samples or sql in [[loadtest.route]] with method = \"POST\""
+                        .to_string(),
+                );
+            }
+            values.insert(name.to_string(), "1".to_string());
+        }
+        let Some(action) = pattern.fill(|name| values.get(name).cloned()) else {
+            continue;
+        };
+        for (name, field) in &route.fields {
+            values.entry(name.clone()).or_insert_with(|| value(field));
+        }
+        // The form is on the page of the same path, else on the page the
+        // post redirects to (an item's page for its price form, say).
+        let page = if gets.contains(&route.path.as_str()) {
+            action.clone()
+        } else {
+            let redirect = route
+                .redirect
+                .as_deref()
+                .ok_or("no GET page at its path and no redirect to find its form on")?;
+            let page = redirect.split('#').next().unwrap_or(redirect);
+            fill_placeholders(page, &values)
+                .ok_or("its redirect names values only the post gives (RETURNING columns)")?
+        };
+        let fields = route
+            .fields
+            .keys()
+            .filter_map(|name| {
+                Some(format!(
+                    "{}={}",
+                    percent_encode_component(name),
+                    percent_encode_component(values.get(name)?)
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        forms.push(Form {
+            page,
+            action,
+            fields,
+            host: host.to_string(),
+        });
+    }
+    if forms.is_empty() {
+        return Err("no row of its [[loadtest.route]] gave every path parameter".to_string());
+    }
+    Ok(forms)
+}
+
+/// A redirect template's `{name}` placeholders filled from `values` (path
+/// parameters and fields); `None` when it names another value.
+fn fill_placeholders(template: &str, values: &Row) -> Option<String> {
     let mut filled = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         filled.push_str(&rest[..open]);
         let close = open + rest[open..].find('}')?;
-        if &rest[open + 1..close] != "id" {
-            return None;
-        }
-        filled.push('1');
+        let value = values.get(&rest[open + 1..close])?;
+        filled.push_str(&percent_encode_component(value));
         rest = &rest[close + 1..];
     }
     filled.push_str(rest);
@@ -153,12 +213,12 @@ pub(crate) enum Ended {
 /// reopened when an answer closes it; the caller drops it on an error).
 pub(crate) async fn post(
     connection: &mut Option<Connection>,
-    addr: SocketAddr,
+    dialer: &Dialer,
     form: &Form,
 ) -> Result<Ended, ClientError> {
     let host = form.host.as_str();
     // Asked without Accept-Encoding: the token is read from the body.
-    let page = exchange(connection, addr, &get(&form.page, host, &[], false)).await?;
+    let page = exchange(connection, dialer, &get(&form.page, host, &[], false)).await?;
     let mut bytes = page.body_bytes;
     if page.status >= 400 {
         return Ok(Ended::Answered {
@@ -183,14 +243,14 @@ pub(crate) async fn post(
         body.len(),
         cookie_line(&cookies)
     );
-    let posted = exchange(connection, addr, request.as_bytes()).await?;
+    let posted = exchange(connection, dialer, request.as_bytes()).await?;
     bytes += posted.body_bytes;
     let location = match (posted.status, posted.location.as_deref()) {
         (300..=399, Some(location)) => path_of(location).to_string(),
         (status, _) => return Ok(Ended::Answered { status, bytes }),
     };
     merge(&mut cookies, cookie_pairs(&posted));
-    let followed = exchange(connection, addr, &get(&location, host, &cookies, true)).await?;
+    let followed = exchange(connection, dialer, &get(&location, host, &cookies, true)).await?;
     Ok(Ended::Answered {
         status: followed.status,
         bytes: bytes + followed.body_bytes,
@@ -201,11 +261,11 @@ pub(crate) async fn post(
 /// there is none and forgotten when the server closes it.
 async fn exchange(
     connection: &mut Option<Connection>,
-    addr: SocketAddr,
+    dialer: &Dialer,
     request: &[u8],
 ) -> Result<Answer, ClientError> {
     if connection.is_none() {
-        *connection = Some(Connection::open(addr).await?);
+        *connection = Some(dialer.open().await?);
     }
     let answer = match connection {
         Some(open) => open.exchange(request, false, true).await?,
@@ -328,7 +388,48 @@ mod tests {
         assert_eq!(csrf_token(b"<form></form>"), None);
         assert_eq!(path_of("http://h:8080/notes/?a=1#note-4"), "/notes/?a=1");
         assert_eq!(path_of("/notes/#note-4"), "/notes/");
-        assert_eq!(fill_ids("/items/{id}").as_deref(), Some("/items/1"));
-        assert_eq!(fill_ids("/notes/{slug}"), None);
+        let values: Row = [("id".to_string(), "1".to_string())].into();
+        assert_eq!(
+            fill_placeholders("/items/{id}", &values).as_deref(),
+            Some("/items/1")
+        );
+        assert_eq!(fill_placeholders("/notes/{slug}", &values), None);
+    }
+
+    fn post_route(text: &str) -> RouteConfig {
+        toml::from_str(text).expect("a route")
+    }
+
+    #[test]
+    fn rows_fill_text_path_parameters_fields_and_the_redirect() {
+        let route = post_route(
+            r#"
+            path = "/tags/{name:slug}/rename"
+            method = "POST"
+            exec = ["UPDATE tags SET label = :label WHERE name = :name"]
+            redirect = "/tags/{name}"
+            [fields.label]
+            type = "str"
+            [fields.note]
+            type = "str"
+            max_length = 4
+            "#,
+        );
+        let rows: Vec<Row> = vec![
+            [("name", "red mug"), ("label", "Red")]
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            // No value for the path parameter: not posted.
+            [("label".to_string(), "Blue".to_string())].into(),
+        ];
+        let forms = forms_of(&route, &[], "h", &rows, false).expect("forms");
+        assert_eq!(forms.len(), 1);
+        assert_eq!(forms[0].action, "/tags/red%20mug/rename");
+        assert_eq!(forms[0].page, "/tags/red%20mug");
+        assert_eq!(forms[0].fields, "label=Red&note=kiln");
+        // Without rows, a text path parameter cannot be guessed.
+        let refused = forms_of(&route, &[], "h", &[Row::new()], true);
+        assert!(refused.is_err_and(|reason| reason.contains("[[loadtest.route]]")));
     }
 }

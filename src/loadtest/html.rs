@@ -326,26 +326,38 @@ fn class_table(run: &Value) -> String {
     table
 }
 
+/// Each dynamic route: its requests, database time and cache hit ratio.
 fn route_table(resources: &Value) -> String {
-    let Some(routes) = resources["query_seconds"].as_object() else {
-        return String::new();
-    };
+    let seconds_of = |route: &str| resources["query_seconds"][route].as_f64();
+    let mut routes: Vec<&String> = ["query_seconds", "route_requests", "route_hit_ratio"]
+        .iter()
+        .filter_map(|field| resources[*field].as_object())
+        .flat_map(|map| map.keys())
+        .collect();
+    routes.sort();
+    routes.dedup();
     if routes.is_empty() {
         return String::new();
     }
-    let total: f64 = routes.values().filter_map(Value::as_f64).sum();
-    let mut rows: Vec<(&String, f64)> = routes
-        .iter()
-        .map(|(route, seconds)| (route, seconds.as_f64().unwrap_or(0.0)))
-        .collect();
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut table =
-        String::from("<table><tr><th>route</th><th>query time s</th><th>share</th></tr>");
-    for (route, seconds) in rows {
+    let total: f64 = routes.iter().filter_map(|route| seconds_of(route)).sum();
+    routes.sort_by(|a, b| {
+        let seconds = |route: &str| seconds_of(route).unwrap_or(0.0);
+        seconds(b).total_cmp(&seconds(a)).then(a.cmp(b))
+    });
+    let mut table = String::from(
+        "<table><tr><th>route</th><th>requests</th><th>query time s</th><th>share</th><th>cache hits</th></tr>",
+    );
+    for route in routes {
+        let seconds = seconds_of(route).unwrap_or(0.0);
+        let hits = match resources["route_hit_ratio"][route.as_str()].as_f64() {
+            Some(ratio) => format!("{:.1}%", ratio * 100.0),
+            None => "–".to_string(),
+        };
         let _ = write!(
             table,
-            "<tr><td>{}</td><td>{seconds:.3}</td><td>{:.0}%</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{seconds:.3}</td><td>{:.0}%</td><td>{hits}</td></tr>",
             escape(route),
+            number(&resources["route_requests"][route.as_str()]),
             seconds / total.max(f64::EPSILON) * 100.0
         );
     }

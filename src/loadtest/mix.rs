@@ -62,16 +62,15 @@ pub(crate) fn of_site(
         .collect::<Vec<_>>();
     let mut targets = targets;
     if config.weights.forms > 0.0 {
-        let (forms, refused) = super::forms::of_site(settings, host);
+        let (forms, refused) = super::forms::of_site(settings, host)?;
         left_out.extend(refused);
-        let each = config.weights.forms / forms.len().max(1) as f64;
-        targets.extend(forms.into_iter().map(|form| Target {
+        targets.extend(forms.into_iter().map(|(form, share)| Target {
             class: "form",
             path: format!("POST {} (form on {})", form.action, form.page),
             request: Vec::new(),
             conditional: None,
             expects_error: false,
-            weight: each,
+            weight: config.weights.forms * share,
             form: Some(form),
         }));
     }

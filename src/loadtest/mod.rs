@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use crate::config::{AccessLogFormat, LoadModel, LoadtestConfig, Settings};
 use crate::server::{ServeOptions, access_log::AccessLog};
+use client::Endpoint;
+use client::tls::{Tls, Trust};
 use report::Summary;
 use run::{Mix, Pace, Target, Users};
 use scenario::{Judge, Plan, Runs};
@@ -84,7 +86,7 @@ pub enum LoadtestError {
     #[error("{0}")]
     Routes(String),
     #[error(
-        "the closed model (loadtest.model = \"closed\") runs the normal, soak and errors scenarios; {0} needs an arrival rate"
+        "the closed model (loadtest.model = \"closed\") runs the normal, soak and errors scenarios and scenario files with users in their stages; {0} needs an arrival rate"
     )]
     ClosedModel(String),
     #[error("starting the site's server: {0}")]
@@ -104,22 +106,25 @@ pub fn run(settings: &Settings, options: &LoadtestOptions) -> Result<Verdict, Lo
     if config.model == LoadModel::Closed
         && !matches!(
             options.scenario,
-            Scenario::Normal | Scenario::Soak | Scenario::Errors
+            Scenario::Normal | Scenario::Soak | Scenario::Errors | Scenario::File(_)
         )
     {
         return Err(LoadtestError::ClosedModel(plan.name));
     }
     let old_report = options.compare.as_deref().map(read_report).transpose()?;
-    let (addr, host, server) = match &options.target {
+    let (endpoint, host, server) = match &options.target {
         Some(target) => {
-            let (addr, host) = target_addr(target, options.allow_remote)?;
-            (addr, host, None)
+            let (endpoint, host) = target_endpoint(settings, target, options.allow_remote)?;
+            (endpoint, host, None)
         }
         None => {
             let server = crate::server::start(settings, own_server_options())?;
-            (server.addr, server.addr.to_string(), Some(server))
+            let endpoint = own_endpoint(settings, server.addr)?;
+            (endpoint, server.addr.to_string(), Some(server))
         }
     };
+    let endpoint = Arc::new(endpoint);
+    let addr = endpoint.addr;
     let source = match &server {
         Some(server) => Some(observe::Source::InProcess(Arc::clone(&server.state))),
         None => metrics_source(settings, options, addr)?,
@@ -141,7 +146,7 @@ pub fn run(settings: &Settings, options: &LoadtestOptions) -> Result<Verdict, Lo
         settings,
         &plan,
         options,
-        addr,
+        &endpoint,
         &host,
         &probe,
         old_report.as_ref(),
@@ -260,27 +265,40 @@ fn own_server_options() -> ServeOptions {
     }
 }
 
-/// The address and `Host` of `--target`; only this machine's addresses
-/// unless `allow_remote`.
-fn target_addr(target: &str, allow_remote: bool) -> Result<(SocketAddr, String), LoadtestError> {
+/// Where `--target` is and how it is spoken to, and its `Host`; only
+/// this machine's addresses unless `allow_remote`.
+fn target_endpoint(
+    settings: &Settings,
+    target: &str,
+    allow_remote: bool,
+) -> Result<(Endpoint, String), LoadtestError> {
     let refuse = |reason: &str| LoadtestError::Target {
         target: target.to_string(),
         reason: reason.to_string(),
     };
-    let rest = target
-        .strip_prefix("http://")
-        .ok_or_else(|| refuse("expected http://HOST:PORT (https is not supported yet)"))?;
+    let (rest, secure) = match (
+        target.strip_prefix("http://"),
+        target.strip_prefix("https://"),
+    ) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(refuse("expected http://HOST:PORT or https://HOST:PORT")),
+    };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') {
-        return Err(refuse("expected http://HOST:PORT, without a path"));
+        return Err(refuse(
+            "expected a scheme, a host and a port, without a path",
+        ));
     }
-    let with_port = if host
+    let port = host
         .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-    {
-        host.to_string()
-    } else {
-        format!("{host}:80")
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    let (with_port, name) = match port {
+        Some(_) => (
+            host.to_string(),
+            host.rsplit_once(':').map_or(host, |(name, _)| name),
+        ),
+        None => (format!("{host}:{}", if secure { 443 } else { 80 }), host),
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
@@ -294,21 +312,50 @@ fn target_addr(target: &str, allow_remote: bool) -> Result<(SocketAddr, String),
             "not on this machine; pass --allow-remote to load a server elsewhere (only one you run)",
         ));
     }
-    Ok((addr, host.to_string()))
+    let config = settings.loadtest();
+    let tls = if secure {
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let ca_file = config.ca_file.as_ref().map(|path| settings.root.join(path));
+        let trust = if config.insecure {
+            Trust::Anything
+        } else {
+            Trust::Verified {
+                ca_file: ca_file.as_deref(),
+            }
+        };
+        Some(Tls::new(name, trust, config.protocol).map_err(|reason| refuse(&reason))?)
+    } else {
+        None
+    };
+    Ok((Endpoint::new(addr, tls, config.protocol), host.to_string()))
+}
+
+/// The server kiln started: over TLS when the site serves HTTPS, its
+/// certificate accepted as it is (this process holds its key).
+fn own_endpoint(settings: &Settings, addr: SocketAddr) -> Result<Endpoint, LoadtestError> {
+    let protocol = settings.loadtest().protocol;
+    let tls = match settings.tls_files() {
+        Some(_) => Some(
+            Tls::new("localhost", Trust::Anything, protocol)
+                .map_err(|reason| LoadtestError::Routes(format!("tls: {reason}")))?,
+        ),
+        None => None,
+    };
+    Ok(Endpoint::new(addr, tls, protocol))
 }
 
 fn test(
     settings: &Settings,
     plan: &Plan,
     options: &LoadtestOptions,
-    addr: SocketAddr,
+    endpoint: &Arc<Endpoint>,
     host: &str,
     probe: &Probe,
     old_report: Option<&(PathBuf, serde_json::Value)>,
 ) -> Result<Verdict, LoadtestError> {
     let config = &plan.config;
     let (site_targets, left_out) = mix::of_site(settings, host).map_err(LoadtestError::Routes)?;
-    let (mut targets, refused) = learn(addr, site_targets, host)?;
+    let (mut targets, refused) = learn(endpoint, site_targets, host)?;
     let mut text = String::new();
     for (path, reason) in &left_out {
         text.push_str(&format!(
@@ -331,7 +378,7 @@ fn test(
     }
     let mix = Rc::new(Mix::new(targets, config.revalidate));
     let measured = |name: String, asked: f64, shape: Shape, length: Duration| {
-        measure(addr, &mix, probe, config, name, asked, shape, length)
+        measure(endpoint, &mix, probe, config, name, asked, shape, length)
     };
     let mut runs = Vec::new();
     let mut knee_line = None;
@@ -452,7 +499,7 @@ struct Measured {
 /// probe watches the server; sums it up.
 #[allow(clippy::too_many_arguments)]
 fn measure(
-    addr: SocketAddr,
+    endpoint: &Arc<Endpoint>,
     mix: &Rc<Mix>,
     probe: &Probe,
     config: &LoadtestConfig,
@@ -462,6 +509,7 @@ fn measure(
     length: Duration,
 ) -> Result<Measured, LoadtestError> {
     let sampler = probe.start();
+    let opened_before = endpoint.opened();
     let timeout = Duration::from_millis(config.timeout_ms);
     let (recorder, name) = match config.model {
         LoadModel::Open => {
@@ -469,29 +517,36 @@ fn measure(
                 shape,
                 length,
                 connections: config.connections,
+                streams: config.streams,
                 timeout,
             };
-            (run::run(addr, mix, &pace)?, name)
+            (run::run(endpoint, mix, &pace)?, name)
         }
         LoadModel::Closed => {
             let users = Users {
-                users: if config.users == 0 {
-                    config.connections
-                } else {
-                    config.users
-                },
+                curve: shape.clone(),
+                streams: config.streams,
                 think: Duration::from_millis(config.think_ms),
                 length,
                 timeout,
             };
+            let count = match &shape {
+                Shape::Constant { rate } => format!("{rate:.0} users"),
+                _ => format!("up to {:.0} users", shape.peak()),
+            };
             let name = format!(
-                "{name} (closed model: {} users, think {} ms; latency from each send)",
-                users.users, config.think_ms
+                "{name} (closed model: {count}, think {} ms; latency from each send)",
+                config.think_ms
             );
-            (run::run_closed(addr, mix, &users)?, name)
+            (run::run_closed(endpoint, mix, &users)?, name)
         }
     };
     let (resources, analysis) = probe.finish(sampler, &recorder);
+    let opened = endpoint.opened();
+    let connections = client::OpenedCount {
+        http1: opened.http1 - opened_before.http1,
+        http2: opened.http2 - opened_before.http2,
+    };
     let asked = match config.model {
         LoadModel::Open => asked,
         LoadModel::Closed => 0.0,
@@ -502,6 +557,7 @@ fn measure(
         recorder: &recorder,
         resources: &resources,
         analysis: &analysis,
+        connections,
     };
     Ok(Measured {
         text: summary.to_text(),
@@ -547,7 +603,7 @@ type Refused = (String, String);
 /// (with the validator they gave, for revalidating requests) and returns
 /// the others with their status.
 fn learn(
-    addr: SocketAddr,
+    endpoint: &Arc<Endpoint>,
     targets: Vec<Target>,
     host: &str,
 ) -> Result<(Vec<Target>, Vec<Refused>), LoadtestError> {
@@ -558,13 +614,14 @@ fn learn(
         let mut kept = Vec::new();
         let mut refused = Vec::new();
         let mut connection: Option<client::Connection> = None;
+        let dialer = client::Dialer::new(endpoint);
         for mut target in targets {
             if let Some(form) = &target.form {
                 // A trial post: kept when it ends on a page.
                 let mut flow_connection = None;
                 let tried = tokio::time::timeout(
                     Duration::from_secs(10),
-                    forms::post(&mut flow_connection, addr, form),
+                    forms::post(&mut flow_connection, &client::Dialer::new(endpoint), form),
                 )
                 .await;
                 match tried {
@@ -585,7 +642,7 @@ fn learn(
             }
             let answer = async {
                 if connection.is_none() {
-                    connection = Some(client::Connection::open(addr).await?);
+                    connection = Some(dialer.open().await?);
                 }
                 match &mut connection {
                     Some(open) => open.exchange(&target.request, false, true).await,

@@ -272,6 +272,10 @@ pub(crate) struct Resources {
     pub served: f64,
     /// Database seconds per route label over the run.
     pub query_seconds: BTreeMap<String, f64>,
+    /// Requests per dynamic route label over the run.
+    pub route_requests: BTreeMap<String, f64>,
+    /// Share of each cached route's requests the route cache answered.
+    pub route_hit_ratio: BTreeMap<String, f64>,
     /// Route cache hits and misses per level over the run.
     pub cache_levels: BTreeMap<String, LevelCounts>,
     /// Dynamic requests shed and connection acquisitions timed out.
@@ -335,6 +339,13 @@ impl Resources {
                 "kiln_route_query_duration_seconds_sum",
                 "route",
             );
+            resources.route_requests = label_deltas(
+                first,
+                last,
+                "kiln_route_request_duration_seconds_count",
+                "route",
+            );
+            resources.route_hit_ratio = readings::route_hit_ratios(first, last);
             let hits = label_deltas(first, last, "kiln_cache_hits_total", "level");
             let misses = label_deltas(first, last, "kiln_cache_misses_total", "level");
             for (level, hits) in &hits {

@@ -27,28 +27,39 @@ pub(crate) type LeftOut = (String, String);
 
 /// The GET routes' URLs, and the routes left out with the reason.
 pub(crate) fn route_urls(settings: &Settings) -> Result<(Vec<RouteUrls>, Vec<LeftOut>), String> {
-    let declared = &settings.loadtest().route;
+    let declared: Vec<&LoadRoute> = settings
+        .loadtest()
+        .route
+        .iter()
+        .filter(|entry| entry.method == RouteMethod::Get)
+        .collect();
+    if let Some(unknown) = settings.loadtest().route.iter().find(|entry| {
+        !settings
+            .routes()
+            .iter()
+            .any(|route| route.path == entry.path && route.method == entry.method)
+    }) {
+        return Err(format!(
+            "loadtest.route {:?}: no {} route has this path (write it as in [[route]])",
+            unknown.path,
+            unknown.method.as_str()
+        ));
+    }
     let routes: Vec<_> = settings
         .routes()
         .iter()
         .filter(|route| route.method == RouteMethod::Get)
         .collect();
-    if let Some(unknown) = declared
-        .iter()
-        .find(|entry| !routes.iter().any(|route| route.path == entry.path))
-    {
-        return Err(format!(
-            "loadtest.route {:?}: no GET route has this path (write it as in [[route]])",
-            unknown.path
-        ));
-    }
     let mut found = Vec::new();
     let mut left_out = Vec::new();
     for route in routes {
         let Ok(pattern) = PathPattern::parse(&route.path) else {
             continue;
         };
-        let entry = declared.iter().find(|entry| entry.path == route.path);
+        let entry = declared
+            .iter()
+            .find(|entry| entry.path == route.path)
+            .copied();
         let rows = match entry {
             Some(entry) => declared_rows(settings, entry)?,
             None => match generated_rows(&pattern) {
@@ -80,7 +91,7 @@ pub(crate) fn route_urls(settings: &Settings) -> Result<(Vec<RouteUrls>, Vec<Lef
 }
 
 /// Parameter values by name, as they go into the URL.
-type Row = BTreeMap<String, String>;
+pub(crate) type Row = BTreeMap<String, String>;
 
 /// `int` path parameters from 1 to [`GENERATED`]; `None` when a
 /// parameter is not an `int`.
@@ -104,7 +115,8 @@ fn generated_rows(pattern: &PathPattern) -> Option<Vec<Row>> {
     )
 }
 
-fn declared_rows(settings: &Settings, entry: &LoadRoute) -> Result<Vec<Row>, String> {
+/// The rows of an entry: its samples, then its query's rows.
+pub(crate) fn declared_rows(settings: &Settings, entry: &LoadRoute) -> Result<Vec<Row>, String> {
     let mut rows: Vec<Row> = entry
         .samples
         .iter()

@@ -6,8 +6,19 @@
 use serde_json::{Value, json};
 
 use super::analysis::Analysis;
+use super::client::OpenedCount;
 use super::observe::Resources;
 use super::record::{Outcome, Recorder, Tally};
+
+/// The connections a run opened, by protocol.
+fn connections_line(opened: OpenedCount) -> String {
+    match (opened.http1, opened.http2) {
+        (0, 0) => "connections opened: none (kept from before)".to_string(),
+        (http1, 0) => format!("connections opened: {http1} HTTP/1.1"),
+        (0, http2) => format!("connections opened: {http2} HTTP/2"),
+        (http1, http2) => format!("connections opened: {http1} HTTP/1.1, {http2} HTTP/2"),
+    }
+}
 
 /// The percentiles every summary gives.
 const QUANTILES: [(&str, f64); 5] = [
@@ -27,6 +38,8 @@ pub(crate) struct Summary<'a> {
     /// The server's resources over the run, when its metrics were read.
     pub resources: &'a Resources,
     pub analysis: &'a Analysis,
+    /// Connections the generator opened during the run, by protocol.
+    pub connections: OpenedCount,
 }
 
 impl Summary<'_> {
@@ -49,6 +62,7 @@ impl Summary<'_> {
             "requests": total.requests(),
             "late_sends": self.recorder.late_sends,
             "unsent": self.recorder.unsent,
+            "connections_opened": self.connections,
             "latency_ms": percentiles(total),
             "error_rate": total.error_rate(),
             "outcomes": outcomes(total),
@@ -82,13 +96,14 @@ impl Summary<'_> {
             String::new()
         };
         let mut text = format!(
-            "{}: {} requests in {:.1} s, {:.0} req/s{asked}\n  latency {}\n  {}\n",
+            "{}: {} requests in {:.1} s, {:.0} req/s{asked}\n  latency {}\n  {}\n  {}\n",
             self.name,
             total.requests(),
             self.seconds(),
             self.throughput(),
             latency_line(total),
             outcome_line(total),
+            connections_line(self.connections),
         );
         if self.recorder.late_sends > 0 {
             text.push_str(&format!(

@@ -11,13 +11,13 @@
 //! the generator's cost is one core, as wrk's `-t1`.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::client::{Answer, ClientError, Connection};
+use super::client::{Answer, ClientError, Connection, Dialer, Endpoint};
 use super::forms::{self, Ended, Form};
 use super::record::{Outcome, Recorder};
 use super::schedule::{Arrivals, Shape};
@@ -103,13 +103,51 @@ pub(crate) struct Pace {
     pub shape: Shape,
     pub length: Duration,
     pub connections: usize,
+    /// Requests each connection carries at once (HTTP/2 streams).
+    pub streams: usize,
     /// A request unanswered this long counts as a timeout.
     pub timeout: Duration,
 }
 
-/// Runs `mix` against `addr` at `pace`, on this thread; returns what it
+/// Runs `mix` against `endpoint` at `pace`, on this thread; returns what it
 /// measured.
-pub(crate) fn run(addr: SocketAddr, mix: &Rc<Mix>, pace: &Pace) -> std::io::Result<Recorder> {
+pub(crate) fn run(
+    endpoint: &Arc<Endpoint>,
+    mix: &Rc<Mix>,
+    pace: &Pace,
+) -> std::io::Result<Recorder> {
+    let lanes = pace.connections.max(1) * pace.streams.max(1);
+    on_this_thread(|start, recorder| {
+        dialers(endpoint, lanes, pace.streams)
+            .into_iter()
+            .enumerate()
+            .map(|(index, dialer)| {
+                let lane = Lane {
+                    dialer,
+                    mix: Rc::clone(mix),
+                    length: pace.length,
+                    arrivals: Arrivals::with_phase(
+                        pace.shape.scaled(1.0 / lanes as f64),
+                        pace.length,
+                        index as f64 / lanes as f64,
+                    ),
+                    rng: Rng::seeded(index as u64 + 1),
+                    timeout: pace.timeout,
+                };
+                lane.drive(start, Rc::clone(&recorder))
+            })
+            .collect()
+    })
+}
+
+/// Runs the tasks `spawn` makes, all on this thread (a current-thread
+/// runtime: the generator's cost is one core), recording into one
+/// recorder; returns it once every task has ended.
+fn on_this_thread<F, Task>(spawn: F) -> std::io::Result<Recorder>
+where
+    F: FnOnce(Instant, Rc<RefCell<Recorder>>) -> Vec<Task>,
+    Task: std::future::Future<Output = ()> + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -117,25 +155,10 @@ pub(crate) fn run(addr: SocketAddr, mix: &Rc<Mix>, pace: &Pace) -> std::io::Resu
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let start = Instant::now();
-        let connections = pace.connections.max(1);
-        let mut tasks = Vec::with_capacity(connections);
-        for index in 0..connections {
-            let lane = Lane {
-                addr,
-                mix: Rc::clone(mix),
-                length: pace.length,
-                arrivals: Arrivals::with_phase(
-                    pace.shape.scaled(1.0 / connections as f64),
-                    pace.length,
-                    index as f64 / connections as f64,
-                ),
-                rng: Rng::seeded(index as u64 + 1),
-                timeout: pace.timeout,
-            };
-            tasks.push(tokio::task::spawn_local(
-                lane.drive(start, Rc::clone(&recorder)),
-            ));
-        }
+        let tasks: Vec<_> = spawn(start, Rc::clone(&recorder))
+            .into_iter()
+            .map(tokio::task::spawn_local)
+            .collect();
         for task in tasks {
             let _ = task.await;
         }
@@ -150,71 +173,99 @@ pub(crate) fn run(addr: SocketAddr, mix: &Rc<Mix>, pace: &Pace) -> std::io::Resu
 /// How a closed-model run goes.
 #[derive(Debug, Clone)]
 pub(crate) struct Users {
-    pub users: usize,
+    /// How many users are active over the run (a [`Shape`] of users, not
+    /// of requests per second).
+    pub curve: Shape,
+    /// Users sharing one connection (HTTP/2 streams).
+    pub streams: usize,
     /// Mean pause between an answer and the user's next request.
     pub think: Duration,
     pub length: Duration,
     pub timeout: Duration,
 }
 
-/// Runs `mix` against `addr` with `users` virtual users, each on its own
-/// keep-alive connection, waiting for each answer and thinking before
+/// Runs `mix` against `endpoint` with `users` virtual users, each on its
+/// own keep-alive connection (or HTTP/2 stream), waiting for each answer and thinking before
 /// the next request (Locust's and k6's virtual users). Latency counts
 /// from each send: a closed model under-reports a stalled server, which
 /// the report says.
 pub(crate) fn run_closed(
-    addr: SocketAddr,
+    endpoint: &Arc<Endpoint>,
     mix: &Rc<Mix>,
     users: &Users,
 ) -> std::io::Result<Recorder> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let recorder = Rc::new(RefCell::new(Recorder::new()));
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let start = Instant::now();
-        let count = users.users.max(1);
-        let mut tasks = Vec::with_capacity(count);
-        for index in 0..count {
-            let mix = Rc::clone(mix);
-            let recorder = Rc::clone(&recorder);
-            let users = users.clone();
-            tasks.push(tokio::task::spawn_local(async move {
-                let mut rng = Rng::seeded(index as u64 + 1);
-                let mut connection: Option<Connection> = None;
-                // Users start spread over one think time, not together.
-                let think = users.think.as_secs_f64();
-                tokio::time::sleep(Duration::from_secs_f64(think * index as f64 / count as f64))
-                    .await;
-                while start.elapsed() < users.length {
-                    let Some(target) = mix.pick(&mut rng) else {
-                        return;
-                    };
-                    let sent = Instant::now();
-                    let (outcome, bytes) =
-                        send(&mut connection, addr, &mix, target, &mut rng, users.timeout).await;
-                    recorder.borrow_mut().record(
-                        target.class,
-                        sent - start,
-                        sent.elapsed(),
-                        outcome,
-                        bytes,
-                    );
-                    let pause = think * (0.5 + rng.unit());
-                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
-                }
-            }));
+    let count = (users.curve.peak().ceil() as usize).max(1);
+    on_this_thread(|start, recorder| {
+        dialers(endpoint, count, users.streams)
+            .into_iter()
+            .enumerate()
+            .map(|(index, dialer)| {
+                let user = User {
+                    index,
+                    count,
+                    dialer,
+                    mix: Rc::clone(mix),
+                    users: users.clone(),
+                };
+                user.live(start, Rc::clone(&recorder))
+            })
+            .collect()
+    })
+}
+
+/// How often a user outside the curve's count looks again.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// One virtual user of the closed model.
+struct User {
+    index: usize,
+    count: usize,
+    dialer: Dialer,
+    mix: Rc<Mix>,
+    users: Users,
+}
+
+impl User {
+    async fn live(self, start: Instant, recorder: Rc<RefCell<Recorder>>) {
+        let users = &self.users;
+        let mut rng = Rng::seeded(self.index as u64 + 1);
+        let mut connection: Option<Connection> = None;
+        // Users start spread over one think time, not together.
+        let think = users.think.as_secs_f64();
+        let stagger = think * self.index as f64 / self.count as f64;
+        tokio::time::sleep(Duration::from_secs_f64(stagger)).await;
+        while start.elapsed() < users.length {
+            // User `i` is active while the curve counts more than `i`
+            // users: a ramp starts and stops users in order.
+            if self.index as f64 >= users.curve.rate_at(start.elapsed()).round() {
+                connection = None;
+                tokio::time::sleep(IDLE_CHECK).await;
+                continue;
+            }
+            let Some(target) = self.mix.pick(&mut rng) else {
+                return;
+            };
+            let sent = Instant::now();
+            let (outcome, bytes) = send(
+                &mut connection,
+                &self.dialer,
+                &self.mix,
+                target,
+                &mut rng,
+                users.timeout,
+            )
+            .await;
+            recorder.borrow_mut().record(
+                target.class,
+                sent - start,
+                sent.elapsed(),
+                outcome,
+                bytes,
+            );
+            let pause = think * (0.5 + rng.unit());
+            tokio::time::sleep(Duration::from_secs_f64(pause)).await;
         }
-        for task in tasks {
-            let _ = task.await;
-        }
-        recorder.borrow_mut().elapsed = start.elapsed();
-    });
-    drop(local);
-    Ok(Rc::try_unwrap(recorder)
-        .map(RefCell::into_inner)
-        .unwrap_or_else(|shared| shared.replace(Recorder::new())))
+    }
 }
 
 /// One request of `target` (revalidating by the mix's share), with its
@@ -222,20 +273,20 @@ pub(crate) fn run_closed(
 /// used again.
 async fn send(
     connection: &mut Option<Connection>,
-    addr: SocketAddr,
+    dialer: &Dialer,
     mix: &Mix,
     target: &Target,
     rng: &mut Rng,
     timeout: Duration,
 ) -> (Outcome, u64) {
     if let Some(form) = &target.form {
-        return flow(connection, addr, form, timeout).await;
+        return flow(connection, dialer, form, timeout).await;
     }
     let request = match &target.conditional {
         Some(conditional) if rng.unit() < mix.revalidate => conditional,
         _ => &target.request,
     };
-    match tokio::time::timeout(timeout, exchange(connection, addr, request)).await {
+    match tokio::time::timeout(timeout, exchange(connection, dialer, request)).await {
         Ok(Ok(answer)) => {
             // A refused request may leave the connection closed without
             // saying so (a head that did not parse is not answered with
@@ -260,11 +311,11 @@ async fn send(
 /// One form flow, timed as one request.
 async fn flow(
     connection: &mut Option<Connection>,
-    addr: SocketAddr,
+    dialer: &Dialer,
     form: &Form,
     timeout: Duration,
 ) -> (Outcome, u64) {
-    match tokio::time::timeout(timeout, forms::post(connection, addr, form)).await {
+    match tokio::time::timeout(timeout, forms::post(connection, dialer, form)).await {
         Ok(Ok(Ended::Answered { status, bytes })) => (classify_status(status, false), bytes),
         Ok(Ok(Ended::NoToken)) => (Outcome::BrokenFlow, 0),
         Ok(Err(_)) => {
@@ -280,7 +331,7 @@ async fn flow(
 
 /// One connection's share of a run.
 struct Lane {
-    addr: SocketAddr,
+    dialer: Dialer,
     mix: Rc<Mix>,
     length: Duration,
     arrivals: Arrivals,
@@ -326,7 +377,7 @@ impl Lane {
             };
             let (outcome, bytes) = send(
                 &mut connection,
-                self.addr,
+                &self.dialer,
                 &mix,
                 target,
                 &mut self.rng,
@@ -345,16 +396,31 @@ impl Lane {
 /// Sends `request` on the lane's connection, opening one when it has none.
 async fn exchange(
     connection: &mut Option<Connection>,
-    addr: SocketAddr,
+    dialer: &Dialer,
     request: &[u8],
 ) -> Result<Answer, ClientError> {
     if connection.is_none() {
-        *connection = Some(Connection::open(addr).await?);
+        *connection = Some(dialer.open().await?);
     }
     match connection {
         Some(open) => open.exchange(request, false, false).await,
         None => Err(ClientError::Closed),
     }
+}
+
+/// One dialer per lane; `streams` consecutive lanes share one, so over
+/// HTTP/2 they share a connection.
+fn dialers(endpoint: &Arc<Endpoint>, lanes: usize, streams: usize) -> Vec<Dialer> {
+    let streams = streams.max(1);
+    let mut dialers: Vec<Dialer> = Vec::with_capacity(lanes);
+    for index in 0..lanes {
+        let dialer = match dialers.last() {
+            Some(previous) if index % streams != 0 => previous.clone(),
+            _ => Dialer::new(endpoint),
+        };
+        dialers.push(dialer);
+    }
+    dialers
 }
 
 fn classify(answer: &Answer, expects_error: bool) -> Outcome {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::LoadtestConfig;
+use crate::config::{LoadModel, LoadtestConfig};
 
 use super::schedule::{Shape, Stage};
 
@@ -110,9 +110,13 @@ pub struct ScenarioError {
     pub reason: String,
 }
 
-/// The plan of `scenario` under `config`.
+/// The plan of `scenario` under `config`. In the closed model a shape
+/// counts virtual users, not requests per second.
 pub(crate) fn plan(scenario: &Scenario, config: &LoadtestConfig) -> Result<Plan, ScenarioError> {
-    let rate = config.rate;
+    let rate = match config.model {
+        LoadModel::Open => config.rate,
+        LoadModel::Closed => closed_users(config) as f64,
+    };
     let duration = Duration::from_secs(config.duration_secs);
     let one = |shape: Shape, length: Duration| Runs::One { shape, length };
     let (runs, probes, judge) = match scenario {
@@ -178,6 +182,15 @@ pub(crate) fn plan(scenario: &Scenario, config: &LoadtestConfig) -> Result<Plan,
     })
 }
 
+/// The closed model's users: `users`, else one per connection.
+pub(crate) fn closed_users(config: &LoadtestConfig) -> usize {
+    if config.users == 0 {
+        config.connections
+    } else {
+        config.users
+    }
+}
+
 /// `rate` for a quarter, `overload`× for a quarter, `rate` for the half
 /// left to recover in.
 fn recovery(rate: f64, overload: f64, duration: Duration) -> (Runs, bool, Judge) {
@@ -210,6 +223,9 @@ fn recovery(rate: f64, overload: f64, duration: Duration) -> (Runs, bool, Judge)
 struct ScenarioFile {
     /// The rate before the first stage; default: the first stage's.
     start_rate: Option<f64>,
+    /// The closed model's users before the first stage; default: the
+    /// first stage's.
+    start_users: Option<f64>,
     #[serde(default)]
     stage: Vec<StageFile>,
     /// Error probes join the mix (`loadtest.error_share` of it).
@@ -223,8 +239,11 @@ struct ScenarioFile {
 #[serde(deny_unknown_fields)]
 struct StageFile {
     duration_secs: f64,
-    /// Requests per second at the stage's end.
-    rate: f64,
+    /// Requests per second at the stage's end (the open model).
+    rate: Option<f64>,
+    /// Virtual users at the stage's end (the closed model: k6's
+    /// `ramping-vus`).
+    users: Option<f64>,
 }
 
 fn from_file(path: &Path, config: &LoadtestConfig) -> Result<Plan, ScenarioError> {
@@ -240,9 +259,13 @@ fn from_file(path: &Path, config: &LoadtestConfig) -> Result<Plan, ScenarioError
     };
     if file.stage.is_empty() {
         return Err(fail(
-            "no [[stage]]: a scenario file lists stages of duration_secs and rate".to_string(),
+            "no [[stage]]: a scenario file lists stages of duration_secs and rate (or users, in the closed model)".to_string(),
         ));
     }
+    let (key, start) = match config.model {
+        LoadModel::Open => ("rate", file.start_rate),
+        LoadModel::Closed => ("users", file.start_users),
+    };
     let mut stages = Vec::with_capacity(file.stage.len());
     for (index, stage) in file.stage.iter().enumerate() {
         if !(stage.duration_secs.is_finite()
@@ -255,25 +278,39 @@ fn from_file(path: &Path, config: &LoadtestConfig) -> Result<Plan, ScenarioError
                 stage.duration_secs
             )));
         }
-        if !(stage.rate.is_finite() && stage.rate >= 0.0) {
+        let (value, other) = match config.model {
+            LoadModel::Open => (stage.rate, stage.users.map(|_| "users")),
+            LoadModel::Closed => (stage.users, stage.rate.map(|_| "rate")),
+        };
+        if let Some(other) = other {
             return Err(fail(format!(
-                "stage {}: rate = {} must be 0 or more",
+                "stage {}: {other} belongs to the {} model; this run is {} (loadtest.model)",
                 index + 1,
-                stage.rate
+                if other == "rate" { "open" } else { "closed" },
+                if key == "rate" { "open" } else { "closed" },
+            )));
+        }
+        let Some(value) = value else {
+            return Err(fail(format!("stage {}: no {key}", index + 1)));
+        };
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(fail(format!(
+                "stage {}: {key} = {value} must be 0 or more",
+                index + 1,
             )));
         }
         stages.push(Stage {
             length: Duration::from_secs_f64(stage.duration_secs),
-            rate: stage.rate,
+            rate: value,
         });
     }
     let length: Duration = stages.iter().map(|stage| stage.length).sum();
     if length.is_zero() {
         return Err(fail("the stages last 0 seconds".to_string()));
     }
-    let start = file.start_rate.unwrap_or(stages[0].rate);
+    let start = start.unwrap_or(stages[0].rate);
     if !(start.is_finite() && start >= 0.0) {
-        return Err(fail(format!("start_rate = {start} must be 0 or more")));
+        return Err(fail(format!("start_{key} = {start} must be 0 or more")));
     }
     Ok(Plan {
         name: Scenario::File(path.to_path_buf()).name(),

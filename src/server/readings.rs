@@ -58,6 +58,29 @@ impl Scrape {
 }
 
 impl Scrape {
+    /// `name`'s series summed by the values of two labels.
+    fn by_two_labels(
+        &self,
+        name: &str,
+        first: &str,
+        second: &str,
+    ) -> BTreeMap<(String, String), f64> {
+        let mut sums = BTreeMap::new();
+        for series in self.series.iter().filter(|series| series.name == name) {
+            let value_of = |label: &str| {
+                series
+                    .labels
+                    .iter()
+                    .find(|(key, _)| key == label)
+                    .map(|(_, value)| value.clone())
+            };
+            if let (Some(a), Some(b)) = (value_of(first), value_of(second)) {
+                *sums.entry((a, b)).or_default() += series.value;
+            }
+        }
+        sums
+    }
+
     /// The cumulative buckets (`le`, count) of histogram `name` for the
     /// series whose `label` is `value`, by bound.
     fn buckets(&self, name: &str, label: &str, value: &str) -> Vec<(f64, f64)> {
@@ -94,6 +117,9 @@ pub(crate) struct RouteLatency {
     /// The bucket bound under which 99% of the interval's requests were
     /// answered; `None` above the largest bound.
     pub p99_ms: Option<f64>,
+    /// Share of the interval's requests the route cache answered (fresh
+    /// or stale); `None` for a route without a cache.
+    pub hit_ratio: Option<f64>,
 }
 
 /// Requests per second and latency of each dynamic route answered
@@ -104,6 +130,7 @@ pub(crate) fn route_latency(before: &Scrape, after: &Scrape) -> Vec<RouteLatency
     let counts = label_deltas(before, after, &format!("{NAME}_count"), "route");
     let sums = label_deltas(before, after, &format!("{NAME}_sum"), "route");
     let bucket_name = format!("{NAME}_bucket");
+    let ratios = route_hit_ratios(before, after);
     counts
         .into_iter()
         .map(|(route, count)| {
@@ -121,12 +148,35 @@ pub(crate) fn route_latency(before: &Scrape, after: &Scrape) -> Vec<RouteLatency
                 .find(|(_, within)| *within >= count * 0.99)
                 .and_then(|(bound, _)| bound.is_finite().then_some(bound * 1000.0));
             RouteLatency {
+                hit_ratio: ratios.get(&route).copied(),
                 per_s: count / seconds,
                 mean_ms: sums.get(&route).copied().unwrap_or(0.0) / count * 1000.0,
                 p99_ms,
                 route,
             }
         })
+        .collect()
+}
+
+/// Each cached route's share of requests answered from the cache (fresh
+/// or stale) between two readings (`kiln_route_cache_answers_total`).
+pub(crate) fn route_hit_ratios(before: &Scrape, after: &Scrape) -> BTreeMap<String, f64> {
+    const NAME: &str = "kiln_route_cache_answers_total";
+    let mut answered: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let earlier = before.by_two_labels(NAME, "route", "answer");
+    for (key, value) in after.by_two_labels(NAME, "route", "answer") {
+        let grown = (value - earlier.get(&key).copied().unwrap_or(0.0)).max(0.0);
+        let (route, answer) = key;
+        let (from_cache, all) = answered.entry(route).or_default();
+        *all += grown;
+        if answer != "miss" {
+            *from_cache += grown;
+        }
+    }
+    answered
+        .into_iter()
+        .filter(|(_, (_, all))| *all > 0.0)
+        .map(|(route, (from_cache, all))| (route, from_cache / all))
         .collect()
 }
 
@@ -346,5 +396,24 @@ mod tests {
         assert_eq!(point.pool_waiters, 3.0);
         assert_eq!(point.hit_ratio, Some(0.9));
         assert_eq!(super::point(&before, &after, 0.0).cpu_cores, 1.0);
+    }
+
+    #[test]
+    fn a_cached_routes_hit_ratio_counts_fresh_and_stale_answers() {
+        let reading = |hit: u32, stale: u32, miss: u32, at: f64| {
+            Scrape::parse(
+                &format!(
+                    "kiln_route_cache_answers_total{{route=\"GET /a\",answer=\"hit\"}} {hit}\n\
+                     kiln_route_cache_answers_total{{route=\"GET /a\",answer=\"stale\"}} {stale}\n\
+                     kiln_route_cache_answers_total{{route=\"GET /a\",answer=\"miss\"}} {miss}\n\
+                     kiln_route_cache_answers_total{{route=\"GET /b\",answer=\"miss\"}} 4\n"
+                ),
+                at,
+            )
+        };
+        let ratios = route_hit_ratios(&reading(10, 0, 5, 0.0), &reading(16, 2, 7, 1.0));
+        // 6 hits and 2 stale of 10 answers; /b answered nothing new.
+        assert_eq!(ratios.get("GET /a"), Some(&0.8));
+        assert_eq!(ratios.get("GET /b"), None);
     }
 }

@@ -205,6 +205,7 @@ pub(crate) mod http;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod server;
+pub(crate) mod tls;
 pub(crate) mod watch;
 
 /// Runs an ES module script in node from `dir` and returns its stdout.

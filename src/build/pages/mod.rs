@@ -69,14 +69,16 @@ struct Source {
     url: String,
 }
 
-/// Renders every page (or reuses what `memo` kept of it). All template
-/// errors are reported together.
+/// Renders every page (or reuses what `memo` kept of it), each page a
+/// unit of `progress`'s timings. All template errors are reported
+/// together.
 pub(crate) fn build(
     settings: &Settings,
     cache: &Cache,
     memo: &PageMemo,
     manifest: &Manifest,
     assets: &[Arc<StaticAsset>],
+    progress: &dyn crate::build::report::Progress,
 ) -> Result<Pages, Vec<Diagnostic>> {
     let pages_dir = settings.templates_dir.join("pages");
     if !pages_dir.is_dir() {
@@ -119,9 +121,19 @@ pub(crate) fn build(
     });
     let results: Vec<Result<(Page, bool), Diagnostic>> = sources
         .par_iter()
-        .map(|source| match &remembering {
-            Some(remembering) => remembering.render(&shared, source),
-            None => render(&shared, source).map(|page| (page, true)),
+        .map(|source| {
+            let started = std::time::Instant::now();
+            let result = match &remembering {
+                Some(remembering) => remembering.render(&shared, source),
+                None => render(&shared, source).map(|page| (page, true)),
+            };
+            let how = match &result {
+                Ok((_, true)) => "rendered",
+                Ok((_, false)) => "unchanged",
+                Err(_) => "failed",
+            };
+            progress.timed(&format!("{} ({how})", source.name), started);
+            result
         })
         .collect();
     let mut pages = Vec::new();

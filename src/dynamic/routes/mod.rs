@@ -83,6 +83,35 @@ pub(crate) struct CachePolicy {
     /// Its template was found to change the CSRF token as it renders it:
     /// its pages are rendered for each request from then on.
     pub token_changed: std::sync::atomic::AtomicBool,
+    /// How the cache answered this route's requests.
+    pub answers: CacheAnswers,
+}
+
+/// A cached route's requests by how the cache answered them, for the
+/// per-route hit ratio (`kiln_route_cache_answers_total`).
+#[derive(Default)]
+pub(crate) struct CacheAnswers {
+    counts: [std::sync::atomic::AtomicU64; 3],
+}
+
+impl CacheAnswers {
+    /// The answers' names, as `X-Kiln-Cache` says them.
+    pub(crate) const NAMES: [&'static str; 3] = ["hit", "stale", "miss"];
+
+    /// Counts one answer, by its name in [`Self::NAMES`].
+    pub(crate) fn count(&self, answer: &str) {
+        if let Some(index) = Self::NAMES.iter().position(|name| *name == answer) {
+            self.counts[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Each answer's name and count.
+    pub(crate) fn each(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::NAMES
+            .iter()
+            .zip(&self.counts)
+            .map(|(name, count)| (*name, count.load(std::sync::atomic::Ordering::Relaxed)))
+    }
 }
 
 impl CachePolicy {
@@ -485,6 +514,7 @@ fn cache_policy(
             repeat: cache.admit == crate::config::CacheAdmit::Repeat,
         },
         token_changed: Default::default(),
+        answers: Default::default(),
     })
 }
 

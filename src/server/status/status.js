@@ -98,7 +98,8 @@ function show(sample) {
   draw();
   fill("routes", sample.routes
     .sort((a, b) => b.per_s - a.per_s)
-    .map((r) => [r.route, r.per_s.toFixed(1), r.mean_ms.toFixed(2), r.p99_ms == null ? "—" : String(r.p99_ms)]));
+    .map((r) => [r.route, r.per_s.toFixed(1), r.mean_ms.toFixed(2), r.p99_ms == null ? "—" : String(r.p99_ms),
+      r.hit_ratio == null ? "—" : (r.hit_ratio * 100).toFixed(1) + "%"]));
   fill("slow", sample.slow_queries.slice().reverse()
     .map((q) => [when(q.at_ms), q.route, q.what, q.ms.toFixed(1)]));
   fill("errors", sample.errors.slice().reverse()

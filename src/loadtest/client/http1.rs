@@ -1,70 +1,34 @@
-//! The load generator's HTTP/1.1 client: one keep-alive connection per
-//! task, requests written from bytes prepared once, response heads parsed
-//! with `httparse` and bodies read by `Content-Length` or chunked framing
-//! and discarded. A general client (hyper, awc) would allocate a request
-//! and a header map per request; the generator must not be slower than
-//! the server it measures, and wrk's own client is built the same way.
-
-use std::net::SocketAddr;
+//! HTTP/1.1: one request at a time on a keep-alive connection, the
+//! request written from bytes prepared once, the response head parsed with
+//! `httparse` and the body read by `Content-Length` or chunked framing and
+//! discarded. A general client (hyper, awc) would allocate a request and a
+//! header map per request; the generator must not be slower than the
+//! server it measures, and wrk's own client is built the same way.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::{Answer, ClientError, Stream};
 
 /// Most header lines a response may have.
 const MAX_HEADERS: usize = 64;
 /// Largest response head read before the response counts as malformed.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// What one exchange gave back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer {
-    pub status: u16,
-    /// Body bytes received (after any transfer coding).
-    pub body_bytes: u64,
-    /// `ETag`, when `keep` asked for headers.
-    pub etag: Option<String>,
-    /// `Set-Cookie` values, when `keep` asked for headers.
-    pub cookies: Vec<String>,
-    /// `Location`, when `keep` asked for headers.
-    pub location: Option<String>,
-    /// The body, when `keep` asked for it.
-    pub body: Vec<u8>,
-    /// The server will close the connection after this response.
-    pub closes: bool,
-}
-
-/// Why an exchange failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ClientError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("malformed response: {0}")]
-    Malformed(&'static str),
-    #[error("connection closed before the response ended")]
-    Closed,
-}
-
 /// One keep-alive connection.
-pub(crate) struct Connection {
-    stream: TcpStream,
+pub(crate) struct Http1 {
+    stream: Stream,
     buffer: Vec<u8>,
     /// Bytes of `buffer` read but not yet consumed.
     filled: usize,
 }
 
-impl Connection {
-    pub(crate) async fn open(addr: SocketAddr) -> Result<Connection, ClientError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(ClientError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        Ok(Connection {
+impl Http1 {
+    pub(super) fn new(stream: Stream) -> Http1 {
+        Http1 {
             stream,
             buffer: vec![0; 16 * 1024],
             filled: 0,
-        })
+        }
     }
 
     /// Writes `request` and reads its response; `keep` keeps headers and
@@ -76,6 +40,8 @@ impl Connection {
         keep: bool,
     ) -> Result<Answer, ClientError> {
         self.stream.write_all(request).await?;
+        // TLS may hold the last record back until flushed; TCP's flush is free.
+        self.stream.flush().await?;
         let (mut answer, head_len, framing) = self.read_head(keep, head_only).await?;
         self.consume(head_len);
         match framing {
@@ -117,18 +83,9 @@ impl Connection {
             match response.parse(&self.buffer[..self.filled]) {
                 Ok(httparse::Status::Complete(head_len)) => {
                     let status = response.code.unwrap_or(0);
-                    let mut answer = Answer {
-                        status,
-                        body_bytes: 0,
-                        etag: None,
-                        cookies: Vec::new(),
-                        location: None,
-                        body: Vec::new(),
-                        closes: false,
-                    };
+                    let mut answer = Answer::new(status);
                     let mut framing = Framing::None;
                     for header in response.headers.iter() {
-                        let value = || String::from_utf8_lossy(header.value).into_owned();
                         if header.name.eq_ignore_ascii_case("content-length") {
                             let length = std::str::from_utf8(header.value)
                                 .ok()
@@ -139,12 +96,8 @@ impl Connection {
                             framing = Framing::Chunked;
                         } else if header.name.eq_ignore_ascii_case("connection") {
                             answer.closes = header.value.eq_ignore_ascii_case(b"close");
-                        } else if keep && header.name.eq_ignore_ascii_case("etag") {
-                            answer.etag = Some(value());
-                        } else if keep && header.name.eq_ignore_ascii_case("set-cookie") {
-                            answer.cookies.push(value());
-                        } else if keep && header.name.eq_ignore_ascii_case("location") {
-                            answer.location = Some(value());
+                        } else if keep {
+                            answer.keep_header(header.name, header.value);
                         }
                     }
                     // No body after a HEAD, a 1xx, 204 or 304, whatever
