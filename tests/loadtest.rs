@@ -881,6 +881,22 @@ fn https_targets_are_verified_and_spoken_to_in_http2_with_streams() {
         versions(&log),
         std::collections::BTreeSet::from(["HTTP/1.1".to_string()])
     );
+    // Without --target, the site's own server serves HTTPS as the site
+    // says, and kiln speaks HTTP/2 to it.
+    let (report, _, verdict) = load_with(
+        &site,
+        options(None, Scenario::Normal),
+        &[
+            "server.tls_cert=\"tls/cert.pem\"",
+            "server.tls_key=\"tls/key.pem\"",
+            "loadtest.rate=100",
+            "loadtest.duration_secs=1",
+            "loadtest.connections=2",
+        ],
+    );
+    let run = &report["runs"][0];
+    assert_eq!(run["error_rate"], 0.0, "{}", verdict.text);
+    assert_eq!(run["connections_opened"]["http2"], 2, "{}", verdict.text);
     // The test CA is not the system's: nothing answers, and the summary
     // says it was the certificate.
     let refused = kiln::loadtest::run(&site.settings(&[]), &https);
