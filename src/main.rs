@@ -156,6 +156,40 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Background jobs ([[job]] in build.toml): enqueue, list, or run
+    /// workers alone (kiln serve runs them too, with jobs.enabled).
+    Jobs {
+        /// The site root, holding build.toml.
+        #[arg(long, default_value = ".", global = true)]
+        root: PathBuf,
+        /// Override a build.toml key with a TOML value, e.g. --set jobs.workers=8.
+        #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+        overrides: Vec<Override>,
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsAction {
+    /// Add a job to the queue; prints its id.
+    Enqueue {
+        /// The [[job]]'s name.
+        name: String,
+        /// The payload, a JSON object (its keys bind the job's :names).
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// The newest jobs, as JSON lines.
+    List {
+        /// Only jobs in this state: ready, running, succeeded, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Run workers alone, without serving, until SIGINT or SIGTERM.
+    Work,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +277,11 @@ fn run(command: Command) -> Result<(), Failure> {
             admin,
             action,
         } => cache(&load_settings(&root, None, &[])?, admin, action),
+        Command::Jobs {
+            root,
+            overrides,
+            action,
+        } => jobs(&load_settings(&root, None, &overrides)?, action),
         Command::Build {
             root,
             out,
@@ -360,6 +399,40 @@ fn init(dir: &Path, starter: kiln::init::Starter, force: bool) -> Result<(), Fai
     println!("  kiln serve     # build into dist/ and serve it as in production");
     println!("  kiln check     # routes, templates and migrations, checked");
     Ok(())
+}
+
+fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
+    use kiln::dynamic::jobs::{Jobs, JobsError, work};
+    let jobs = Jobs::open_standalone(settings).map_err(Failure::usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::failed)?;
+    let refused = |err: JobsError| match err {
+        JobsError::Database(_) => Failure::failed(err),
+        _ => Failure::usage(err),
+    };
+    runtime.block_on(async {
+        match action {
+            JobsAction::Enqueue { name, payload } => {
+                let payload: serde_json::Value = serde_json::from_str(&payload)
+                    .map_err(|err| Failure::usage(anyhow::anyhow!("--payload: {err}")))?;
+                jobs.ensure().await.map_err(refused)?;
+                let id = jobs.enqueue(&name, &payload).await.map_err(refused)?;
+                println!("{id}");
+            }
+            JobsAction::List { state, limit } => {
+                jobs.ensure().await.map_err(refused)?;
+                for row in jobs.list(state.as_deref(), limit).await.map_err(refused)? {
+                    println!("{row}");
+                }
+            }
+            JobsAction::Work => work::until_stopped(settings, &jobs)
+                .await
+                .map_err(refused)?,
+        }
+        Ok(())
+    })
 }
 
 fn cache(

@@ -474,7 +474,7 @@ fn the_plan_check_names_routes_that_scan_whole_tables() {
         ),
     );
     let report = kiln::server::check(&site.settings(&[])).expect("check runs");
-    assert_eq!(report.routes, 16);
+    assert_eq!(report.routes, 18);
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("route GET /by-name/{name}"));
     assert!(report.warnings[0].contains("scans every row of items"));
@@ -536,7 +536,7 @@ fn kiln_check_reports_scans_and_exits_1() {
     );
     assert_eq!(
         String::from_utf8_lossy(&clean.stdout),
-        "checked 15 route(s): 0 warning(s)\n"
+        "checked 17 route(s): 0 warning(s)\n"
     );
 
     let config = std::fs::read_to_string(site.path("build.toml")).unwrap();

@@ -16,6 +16,7 @@ mod build;
 mod cache;
 mod database;
 mod images;
+mod jobs;
 mod js;
 mod loadtest;
 mod overrides;
@@ -30,6 +31,7 @@ pub use build::{BuildConfig, Encoding, HashEncoding};
 pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, Isolation, QueueOrder};
 pub use images::ImagesConfig;
+pub use jobs::{JobConfig, JobKind, JobsConfig};
 pub use js::{JsConfig, LegalComments};
 pub(crate) use loadtest::validate as validate_loadtest;
 pub use loadtest::{LoadModel, LoadProtocol, LoadRoute, LoadUrl, LoadtestConfig, MixWeights};
@@ -89,6 +91,11 @@ pub struct Config {
     /// Declarative dynamic routes (`[[route]]`).
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// How background jobs run.
+    pub jobs: JobsConfig,
+    /// Declared background jobs (`[[job]]`).
+    #[serde(rename = "job")]
+    pub job: Vec<JobConfig>,
 }
 
 /// A configuration problem, phrased for the user (it names the file and
@@ -167,6 +174,7 @@ impl Config {
         cache::validate(&self.cache)?;
         session::validate(&self.session)?;
         loadtest::validate(&self.loadtest)?;
+        jobs::validate(&self.jobs, &self.job)?;
         Ok(Settings::new(self, root, build, server))
     }
 }

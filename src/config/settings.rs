@@ -161,6 +161,15 @@ impl Settings {
         &self.config.loadtest
     }
 
+    pub fn jobs(&self) -> &crate::config::JobsConfig {
+        &self.config.jobs
+    }
+
+    /// The declared `[[job]]`s.
+    pub fn declared_jobs(&self) -> &[crate::config::JobConfig] {
+        &self.config.job
+    }
+
     pub fn routes(&self) -> &[RouteConfig] {
         &self.config.routes
     }
@@ -168,6 +177,8 @@ impl Settings {
     /// Whether `kiln serve` opens a database: when routes are declared or
     /// the site has a migrations directory.
     pub fn uses_database(&self) -> bool {
-        !self.config.routes.is_empty() || self.root.join(&self.config.database.migrations).is_dir()
+        !self.config.routes.is_empty()
+            || !self.config.job.is_empty()
+            || self.root.join(&self.config.database.migrations).is_dir()
     }
 }

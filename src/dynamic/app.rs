@@ -39,6 +39,8 @@ pub(crate) enum Stores {
 pub(crate) struct DynamicApp {
     pub routes: Routes,
     pub database: Arc<Database>,
+    /// The declared background jobs, when there are some.
+    pub jobs: Option<Arc<crate::dynamic::jobs::Jobs>>,
     /// Replaced when a new build is loaded.
     pub views: ArcSwap<Views>,
     pub csrf: Csrf,
@@ -78,6 +80,9 @@ impl DynamicApp {
         }
         if let Some(cache) = &self.cache {
             cache.encode_metrics(out)?;
+        }
+        if let Some(jobs) = &self.jobs {
+            jobs.encode_metrics(out)?;
         }
         out.histograms(
             "kiln_route_query_duration_seconds",
@@ -168,6 +173,8 @@ pub(crate) enum OpenError {
     Sessions(SessionError),
     #[error("{0}")]
     Cache(CacheError),
+    #[error("{0}")]
+    Jobs(crate::dynamic::jobs::JobsError),
 }
 
 impl DynamicApp {
@@ -185,8 +192,12 @@ impl DynamicApp {
         let views = Views::load(settings, &routes.templates()).map_err(OpenError::Templates)?;
         let key = secret::load(&settings.root, settings.server().secret_key_file.as_deref())
             .map_err(OpenError::Secret)?;
-        let database =
-            Database::open(settings.database(), &settings.root).map_err(OpenError::Database)?;
+        let database = Arc::new(
+            Database::open(settings.database(), &settings.root).map_err(OpenError::Database)?,
+        );
+        let jobs = crate::dynamic::jobs::Jobs::open(settings, &database)
+            .map_err(OpenError::Jobs)?
+            .map(Arc::new);
         let config = settings.database();
         let slow_query =
             (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));
@@ -226,7 +237,8 @@ impl DynamicApp {
         );
         Ok(DynamicApp {
             routes,
-            database: Arc::new(database),
+            database,
+            jobs,
             views: ArcSwap::from_pointee(views),
             csrf: Csrf::new(&key, tls, proxies.clone()),
             admission: Admission::new(AdmissionLimits::of(settings)),

@@ -10,7 +10,8 @@
 //! [`session`] stores sessions and [`session_use`] applies them, [`db`]
 //! pools connections, [`redis`] holds the Redis connection the cache and
 //! sessions share the code of, [`secret`] keeps the key that signs cookies,
-//! and [`purge`] resolves what an operator drops from the cache.
+//! [`purge`] resolves what an operator drops from the cache, and [`jobs`]
+//! keeps the background jobs' queue and runs its workers.
 
 pub(crate) mod admission;
 pub(crate) mod app;
@@ -19,6 +20,7 @@ pub(crate) mod csrf;
 pub mod db;
 pub(crate) mod form;
 pub(crate) mod handle;
+pub mod jobs;
 pub(crate) mod page;
 pub(crate) mod produce;
 pub mod purge;

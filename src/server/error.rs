@@ -38,6 +38,8 @@ pub(crate) enum Cause {
     Sessions(SessionError),
     #[error("{0}")]
     Cache(CacheError),
+    #[error("jobs: {0}")]
+    Jobs(crate::dynamic::jobs::JobsError),
     /// Starting or running the HTTP server itself.
     #[error("{0}")]
     Server(io::Error),

@@ -274,12 +274,16 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
         .name("kiln-serve".into())
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                if let Some(dynamic) = &thread_state.dynamic
-                    && let Err(err) = tasks::start_database(&thread_settings, dynamic).await
-                {
-                    let _ = handle_sender.send(Err(err));
-                    return Ok(());
-                }
+                let job_workers = match &thread_state.dynamic {
+                    Some(dynamic) => match tasks::start_database(&thread_settings, dynamic).await {
+                        Ok(workers) => workers,
+                        Err(err) => {
+                            let _ = handle_sender.send(Err(err));
+                            return Ok(());
+                        }
+                    },
+                    None => None,
+                };
                 let mut builder = actix_web::dev::Server::build()
                     .shutdown_timeout(grace)
                     .backlog(2048);
@@ -326,7 +330,12 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
                 };
                 let _ = handle_sender.send(Ok(running.handle()));
                 actix_web::rt::spawn(reload::watch(thread_settings, thread_state, handle_signals));
-                running.await.map_err(|error| Cause::Server(error).into())
+                let served = running.await.map_err(|error| Cause::Server(error).into());
+                // The requests are done; the running jobs get the same grace.
+                if let Some(workers) = job_workers {
+                    workers.stop(Duration::from_secs(grace)).await;
+                }
+                served
             })
         })
         .map_err(Cause::Server)?;

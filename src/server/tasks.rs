@@ -8,17 +8,20 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::dynamic::app::DynamicApp;
+use crate::dynamic::jobs::work::Workers;
 use crate::dynamic::response_cache::TagStream;
 use crate::dynamic::{cached, db, routes, session};
 use crate::server::error::{Cause, ServeError};
 
 /// Migrates, checks query plans (warnings go to standard error), opens
-/// `min_idle` connections and starts pool maintenance. Runs on the
-/// server's runtime, which outlives every pooled connection.
+/// `min_idle` connections, starts pool maintenance and, when jobs are
+/// declared and `jobs.enabled`, the job workers (returned, to be stopped
+/// with the server). Runs on the server's runtime, which outlives every
+/// pooled connection.
 pub(crate) async fn start_database(
     settings: &Settings,
     dynamic: &Arc<DynamicApp>,
-) -> Result<(), ServeError> {
+) -> Result<Option<Workers>, ServeError> {
     let database = &dynamic.database;
     let migrations = settings.root.join(&settings.database().migrations);
     let applied = db::migrate::run(database, &migrations)
@@ -41,6 +44,9 @@ pub(crate) async fn start_database(
     }
     database.maintain().await;
     database.spawn_maintenance();
+    if let Some(jobs) = &dynamic.jobs {
+        jobs.ensure().await.map_err(Cause::Jobs)?;
+    }
     if let Some(sessions) = &dynamic.sessions {
         sessions.check().await.map_err(Cause::Sessions)?;
         spawn_session_pruner(sessions, settings.session().prune_interval_secs);
@@ -59,7 +65,12 @@ pub(crate) async fn start_database(
             }
         }
     }
-    Ok(())
+    // Last: nothing after this can fail and leave them running.
+    Ok(dynamic
+        .jobs
+        .as_ref()
+        .filter(|_| settings.jobs().enabled)
+        .map(Workers::start))
 }
 
 /// How often expired entries are dropped from the disk level of the cache.

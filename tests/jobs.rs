@@ -1,0 +1,247 @@
+//! Background jobs: `[[job]]`s enqueued from the CLI and run by the
+//! server's workers, failures retried with backoff and then dead, the
+//! highest priority first, a job whose worker died claimed again after
+//! its lease, and the same queue on PostgreSQL.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::Site;
+use common::server::TestServer;
+
+const JOBS: &str = r#"
+[jobs]
+poll_ms = 20
+
+[[job]]
+name = "note"
+kind = "sql"
+exec = ["INSERT INTO notes (author, body) VALUES (:author, :body)"]
+
+[[job]]
+name = "broken"
+kind = "sql"
+exec = ["INSERT INTO nowhere (x) VALUES (:x)"]
+max_attempts = 3
+backoff_ms = 10
+backoff_max_ms = 20
+
+[[job]]
+name = "urgent"
+kind = "sql"
+priority = 10
+exec = ["INSERT INTO notes (author, body) VALUES ('urgent', :body)"]
+
+[[job]]
+name = "later"
+kind = "sql"
+exec = ["INSERT INTO notes (author, body) VALUES ('later', :body)"]
+"#;
+
+/// The shop with the jobs above, built.
+fn shop_with_jobs() -> Site {
+    let site = Site::fixture("shop");
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    site.write("build.toml", format!("{config}\n{JOBS}"));
+    site.build().expect("the shop builds");
+    site
+}
+
+fn kiln(site: &Site, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .args(["--root", site.root().to_str().unwrap()])
+        .output()
+        .expect("kiln runs")
+}
+
+fn enqueue(site: &Site, name: &str, payload: &str, extra: &[&str]) -> i64 {
+    let mut args = vec!["jobs", "enqueue", name, "--payload", payload];
+    args.extend_from_slice(extra);
+    let output = kiln(site, &args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("an id")
+}
+
+fn list(site: &Site, state: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["jobs", "list", "--state", state];
+    args.extend_from_slice(extra);
+    let output = kiln(site, &args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// Waits (at most 30 s) until `done`, else fails naming `what`.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn notes_by(site: &Site, author: &str) -> Vec<String> {
+    let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
+    let mut statement = db
+        .prepare("SELECT body FROM notes WHERE author = ?1 ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([author], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn jobs_enqueued_from_the_cli_run_in_the_server_and_failures_retry_then_die() {
+    let site = shop_with_jobs();
+    let server = TestServer::start(&site, &[]);
+    let note = enqueue(
+        &site,
+        "note",
+        r#"{"author": "Job", "body": "written by a job"}"#,
+        &[],
+    );
+    let broken = enqueue(&site, "broken", r#"{"x": 1}"#, &[]);
+    wait_for("the note job", || {
+        list(&site, "succeeded", &[])
+            .iter()
+            .any(|job| job["id"] == note)
+    });
+    assert_eq!(notes_by(&site, "Job"), ["written by a job"]);
+    wait_for("the broken job to die", || {
+        list(&site, "dead", &[])
+            .iter()
+            .any(|job| job["id"] == broken)
+    });
+    let dead = list(&site, "dead", &[]);
+    let job = dead.iter().find(|job| job["id"] == broken).unwrap();
+    assert_eq!(job["attempts"], 3, "{job}");
+    assert!(
+        job["last_error"].as_str().unwrap().contains("nowhere"),
+        "{job}"
+    );
+    let metrics = server.metrics().text();
+    for line in [
+        "kiln_jobs_total{job=\"broken\",event=\"retried\"} 2",
+        "kiln_jobs_total{job=\"broken\",event=\"dead\"} 1",
+        "kiln_jobs_total{job=\"note\",event=\"succeeded\"} 1",
+        "kiln_job_run_duration_seconds_count{job=\"note\"} 1",
+        "kiln_jobs_workers 4",
+    ] {
+        assert!(metrics.contains(line), "no {line} in:\n{metrics}");
+    }
+    // A payload that does not fit is refused before it is queued.
+    for (name, payload, wanted) in [
+        ("nope", "{}", "no [[job]] is named \"nope\""),
+        ("note", r#"{"author": "x"}"#, "payload: no value for body"),
+        ("note", "[1]", "payload: must be a JSON object"),
+    ] {
+        let output = kiln(&site, &["jobs", "enqueue", name, "--payload", payload]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(wanted), "{stderr}");
+    }
+}
+
+/// With the queue full before any worker runs, the urgent jobs (priority
+/// 10) all run before the later ones (priority 0), though queued after.
+#[test]
+fn higher_priority_jobs_start_first() {
+    let site = shop_with_jobs();
+    // Queued with no server running; the migrations the jobs write to
+    // run when the server starts.
+    for number in 0..5 {
+        enqueue(&site, "later", &format!(r#"{{"body": "l{number}"}}"#), &[]);
+    }
+    for number in 0..5 {
+        enqueue(&site, "urgent", &format!(r#"{{"body": "u{number}"}}"#), &[]);
+    }
+    let _server = TestServer::start(&site, &["jobs.workers=1"]);
+    wait_for("ten jobs", || list(&site, "succeeded", &[]).len() == 10);
+    let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
+    let mut statement = db
+        .prepare("SELECT author FROM notes WHERE author IN ('urgent', 'later') ORDER BY id")
+        .unwrap();
+    let authors: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        authors,
+        [["urgent"; 5], ["later"; 5]].concat(),
+        "the run order"
+    );
+}
+
+/// A job left `running` by a worker that died is claimed again once its
+/// lease has run out, and counts the attempt it lost.
+#[test]
+fn a_job_whose_worker_died_is_claimed_again_after_its_lease() {
+    let site = shop_with_jobs();
+    assert!(list(&site, "running", &[]).is_empty());
+    let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
+    db.execute(
+        "INSERT INTO kiln_jobs (job, queue, priority, payload, state, attempts, max_attempts, \
+         run_at, locked_until, created_ms) VALUES ('note', 'default', 0, \
+         '{\"author\": \"Lazarus\", \"body\": \"back\"}', 'running', 1, 5, 0, 1, 0)",
+        [],
+    )
+    .unwrap();
+    let _server = TestServer::start(&site, &[]);
+    wait_for("the orphaned job", || {
+        list(&site, "succeeded", &[])
+            .iter()
+            .any(|job| job["attempts"] == 2)
+    });
+    assert_eq!(notes_by(&site, "Lazarus"), ["back"]);
+}
+
+#[test]
+fn jobs_run_on_postgres() {
+    let Some(schema) = common::postgres::Schema::create("jobs") else {
+        return;
+    };
+    let site = shop_with_jobs();
+    let url = format!("database.url={:?}", schema.url());
+    let server = TestServer::start(&site, &[&url]);
+    let id = enqueue(
+        &site,
+        "note",
+        r#"{"author": "Pg", "body": "on postgres"}"#,
+        &["--set", &url],
+    );
+    wait_for("the job on PostgreSQL", || {
+        list(&site, "succeeded", &["--set", &url])
+            .iter()
+            .any(|job| job["id"] == id)
+    });
+    assert_eq!(
+        common::postgres::count(
+            &schema.url(),
+            "SELECT count(*) FROM notes WHERE author = 'Pg' AND body = 'on postgres'"
+        ),
+        1
+    );
+    server.stop(true);
+}
