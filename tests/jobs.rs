@@ -38,6 +38,33 @@ exec = ["INSERT INTO notes (author, body) VALUES ('urgent', :body)"]
 name = "later"
 kind = "sql"
 exec = ["INSERT INTO notes (author, body) VALUES ('later', :body)"]
+
+# A write route that enqueues in its own transaction, with a RETURNING
+# column in the payload; and one whose write fails after its insert.
+[[route]]
+method = "POST"
+path = "/notes/with-job"
+redirect = "/notes/"
+fields.author = { required = true, max_length = 20 }
+fields.body = { required = true, min_length = 2 }
+exec = ["INSERT INTO notes (author, body) VALUES (:author, :body) RETURNING id"]
+[route.enqueue]
+job = "note"
+payload = { author = "job for {id}", body = "{body}" }
+
+[[route]]
+method = "POST"
+path = "/notes/failing"
+redirect = "/notes/"
+fields.author = { required = true, max_length = 20 }
+fields.body = { required = true, min_length = 2 }
+exec = [
+  "INSERT INTO notes (author, body) VALUES (:author, :body)",
+  "INSERT INTO nowhere (x) VALUES (1)",
+]
+[[route.enqueue]]
+job = "note"
+payload = { author = "never", body = "{body}" }
 "#;
 
 /// The shop with the jobs above, built.
@@ -163,6 +190,54 @@ fn jobs_enqueued_from_the_cli_run_in_the_server_and_failures_retry_then_die() {
     }
 }
 
+/// A write route's job is queued in the write's transaction: with the
+/// route's RETURNING id in its payload when the write commits, not at
+/// all when it rolls back.
+#[test]
+fn a_write_route_enqueues_in_its_own_transaction() {
+    let site = shop_with_jobs();
+    let server = TestServer::start(&site, &[]);
+    let page = common::http::get(server.addr, "/notes/", &[]);
+    let (cookie, token) = common::forms::csrf(&page);
+    let post = |path: &str, body: &str| {
+        common::forms::post(
+            server.addr,
+            path,
+            &[("Cookie", &cookie)],
+            &[("author", "Ada"), ("body", body), ("csrf_token", &token)],
+        )
+    };
+    assert_eq!(post("/notes/with-job", "first").status, 303);
+    let id: i64 = {
+        let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
+        db.query_row(
+            "SELECT id FROM notes WHERE author = 'Ada' AND body = 'first'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let author = format!("job for {id}");
+    wait_for("the route's job", || notes_by(&site, &author) == ["first"]);
+    // The failing write leaves neither its note nor its job.
+    assert_eq!(post("/notes/failing", "second").status, 500);
+    let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
+    let left: i64 = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM notes WHERE body = 'second') \
+             + (SELECT count(*) FROM kiln_jobs WHERE payload LIKE '%second%')",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    let metrics = server.metrics().text();
+    assert!(
+        metrics.contains("kiln_jobs_total{job=\"note\",event=\"enqueued\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// With the queue full before any worker runs, the urgent jobs (priority
 /// 10) all run before the later ones (priority 0), though queued after.
 #[test]
@@ -244,4 +319,44 @@ fn jobs_run_on_postgres() {
         1
     );
     server.stop(true);
+}
+
+/// Mistakes in jobs and in routes' enqueues are named when the site
+/// loads, not when a job first runs.
+#[test]
+fn mistakes_in_jobs_and_enqueues_are_named_at_load() {
+    let site = Site::fixture("shop");
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    let load = |extra: &str| {
+        site.write("build.toml", format!("{config}\n{extra}"));
+        let settings = kiln::Settings::load(site.root(), &[]).map_err(|err| err.to_string())?;
+        kiln::server::check(&settings)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    };
+    let job = "[[job]]\nname = \"note\"\nkind = \"sql\"\nexec = [\"INSERT INTO notes (author, body) VALUES (:author, :body)\"]\n";
+    for (extra, wanted) in [
+        (
+            "[[job]]\nname = \"x\"\nkind = \"sql\"\n".to_string(),
+            "job[0] (\"x\"): a sql job needs exec",
+        ),
+        (
+            "[[route]]\nmethod = \"POST\"\npath = \"/x\"\nredirect = \"/\"\nexec = [\"DELETE FROM notes\"]\nenqueue = { job = \"nope\" }\n"
+                .to_string(),
+            "enqueue: no [[job]] is named \"nope\"",
+        ),
+        (
+            format!(
+                "{job}[[route]]\nmethod = \"POST\"\npath = \"/x\"\nredirect = \"/\"\nexec = [\"DELETE FROM notes\"]\nenqueue = {{ job = \"note\", payload = {{ author = \"a\" }} }}\n"
+            ),
+            "route POST /x: enqueue \"note\": the payload gives no body",
+        ),
+        (
+            format!("{job}[[job]]\nname = \"note\"\nkind = \"sql\"\nexec = [\"SELECT 1\"]\n"),
+            "another [[job]] has this name",
+        ),
+    ] {
+        let error = load(&extra).expect_err(wanted);
+        assert!(error.contains(wanted), "{error}");
+    }
 }

@@ -147,3 +147,37 @@ pub(crate) fn validate(jobs: &JobsConfig, declared: &[JobConfig]) -> Result<(), 
     }
     Ok(())
 }
+
+/// Each `[route.enqueue]` names a declared job, on a POST route.
+pub(crate) fn validate_enqueues(
+    routes: &[super::RouteConfig],
+    declared: &[JobConfig],
+) -> Result<(), ConfigError> {
+    for (index, route) in routes.iter().enumerate() {
+        let at = format!("route[{index}] ({} {})", route.method, route.path);
+        if !route.enqueue.is_empty() && route.method != super::RouteMethod::Post {
+            return Err(config_error(format!(
+                "{at}: enqueue: only a POST route enqueues jobs (a GET must not change anything)"
+            )));
+        }
+        for enqueue in &route.enqueue {
+            if !declared.iter().any(|job| job.name == enqueue.job) {
+                return Err(config_error(format!(
+                    "{at}: enqueue: no [[job]] is named {:?}",
+                    enqueue.job
+                )));
+            }
+            if let Some((key, _)) = enqueue.payload.iter().find(|(_, value)| {
+                matches!(
+                    value,
+                    toml::Value::Table(_) | toml::Value::Array(_) | toml::Value::Datetime(_)
+                )
+            }) {
+                return Err(config_error(format!(
+                    "{at}: enqueue.payload.{key}: give a template string, a number or a boolean"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -38,8 +38,8 @@ pub use loadtest::{LoadModel, LoadProtocol, LoadRoute, LoadUrl, LoadtestConfig, 
 pub use overrides::Override;
 pub use pages::PagesConfig;
 pub use routes::{
-    CacheAdmit, ParamConfig, ParamType, QueryConfig, RouteCacheConfig, RouteConfig, RouteMethod,
-    RouteSessionConfig, is_identifier,
+    CacheAdmit, ParamConfig, ParamType, QueryConfig, RouteCacheConfig, RouteConfig,
+    RouteEnqueueConfig, RouteMethod, RouteSessionConfig, is_identifier,
 };
 pub use server::{
     AccessLogFormat, CacheRule, ForwardedHeader, MetricsAccess, ServerConfig, parse_addr,
@@ -175,6 +175,7 @@ impl Config {
         session::validate(&self.session)?;
         loadtest::validate(&self.loadtest)?;
         jobs::validate(&self.jobs, &self.job)?;
+        jobs::validate_enqueues(&self.routes, &self.job)?;
         Ok(Settings::new(self, root, build, server))
     }
 }

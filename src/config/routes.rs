@@ -74,6 +74,43 @@ pub struct RouteConfig {
     pub invalidates: Vec<String>,
     /// What a POST route does to the visitor's session when it succeeds.
     pub session: Option<RouteSessionConfig>,
+    /// Jobs a POST route enqueues in its write's transaction
+    /// (`[route.enqueue]`, or `[[route.enqueue]]` for several).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub enqueue: Vec<RouteEnqueueConfig>,
+}
+
+/// `[route.enqueue]`: a job queued by a POST route, committed with its
+/// write or not at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEnqueueConfig {
+    /// The `[[job]]`'s name.
+    pub job: String,
+    /// The payload: each key a template (`"{id}"`, `"Note {id} by
+    /// {author}"`) filled from the route's inputs and RETURNING columns
+    /// (a lone `"{name}"` keeps the value's type), or a TOML number,
+    /// boolean or string without braces, kept as it is.
+    #[serde(default)]
+    pub payload: BTreeMap<String, toml::Value>,
+}
+
+/// A table or an array of tables.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// `[route.session]`: session changes a POST route makes after its write.

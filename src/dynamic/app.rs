@@ -198,6 +198,11 @@ impl DynamicApp {
         let jobs = crate::dynamic::jobs::Jobs::open(settings, &database)
             .map_err(OpenError::Jobs)?
             .map(Arc::new);
+        if let Some(jobs) = &jobs {
+            for route in &routes.routes {
+                jobs.check_enqueues(route).map_err(OpenError::Jobs)?;
+            }
+        }
         let config = settings.database();
         let slow_query =
             (config.slow_query_ms > 0).then(|| Duration::from_millis(config.slow_query_ms));

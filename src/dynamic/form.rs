@@ -102,10 +102,23 @@ pub(crate) async fn post(
             Err(refusal) => return refusal,
         };
         let started = Instant::now();
-        let written = app.database.write(statements, route.isolation).await;
+        // Jobs the route enqueues commit with its write or not at all.
+        let followup = app
+            .jobs
+            .as_ref()
+            .and_then(|jobs| jobs.followup(route, &values));
+        let written = app
+            .database
+            .write_then(statements, route.isolation, followup)
+            .await;
         app.observe(route, "exec", started.elapsed());
         match written {
-            Ok(row) => row,
+            Ok(row) => {
+                if let Some(jobs) = &app.jobs {
+                    jobs.enqueued_by(route);
+                }
+                row
+            }
             Err(err) => return database_failure(route, &err),
         }
     };

@@ -27,6 +27,12 @@ use crate::http::metrics::{Exposition, Histogram};
 pub use sql::Statement;
 pub use value::{Row, SqlValue};
 
+/// Statements a write transaction runs after its own, made from the row
+/// they returned (a job enqueued with a RETURNING column in its payload):
+/// they commit with the write or not at all, and what they return is not
+/// the write's. An error rolls the whole transaction back.
+pub type Followup = Arc<dyn Fn(&Row) -> Result<Vec<(String, Vec<SqlValue>)>, String> + Send + Sync>;
+
 /// Which server the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -159,11 +165,12 @@ impl Conn {
         self,
         statements: Arc<Vec<(String, Vec<SqlValue>)>>,
         isolation: Isolation,
+        followup: Option<Followup>,
     ) -> Result<Row, (DbError, bool)> {
         match self {
             Conn::Sqlite(conn) => {
                 let result = conn
-                    .interact(move |conn| sqlite::write(conn, &statements))
+                    .interact(move |conn| sqlite::write(conn, &statements, followup.as_ref()))
                     .await
                     .map_err(|err| (DbError::Query(err.to_string()), false))?;
                 result.map_err(|err| {
@@ -171,16 +178,18 @@ impl Conn {
                     (DbError::Query(err.to_string()), busy)
                 })
             }
-            Conn::Postgres(mut conn) => match conn.write(&statements, isolation).await {
-                Ok(row) => Ok(row),
-                Err(err) if err.is_cancelled() => {
-                    Err((DbError::StatementTimeout(Duration::ZERO), false))
+            Conn::Postgres(mut conn) => {
+                match conn.write(&statements, isolation, followup.as_ref()).await {
+                    Ok(row) => Ok(row),
+                    Err(err) if err.is_cancelled() => {
+                        Err((DbError::StatementTimeout(Duration::ZERO), false))
+                    }
+                    Err(err) => {
+                        let retry = err.is_retryable();
+                        Err((postgres_failure(*conn, err), retry))
+                    }
                 }
-                Err(err) => {
-                    let retry = err.is_retryable();
-                    Err((postgres_failure(*conn, err), retry))
-                }
-            },
+            }
         }
     }
 
@@ -367,12 +376,26 @@ impl Database {
         statements: Vec<(String, Vec<SqlValue>)>,
         isolation: Option<Isolation>,
     ) -> Result<Row, DbError> {
+        self.write_then(statements, isolation, None).await
+    }
+
+    /// [`Database::write`], with `followup`'s statements in the same
+    /// transaction after the write's own.
+    pub async fn write_then(
+        &self,
+        statements: Vec<(String, Vec<SqlValue>)>,
+        isolation: Option<Isolation>,
+        followup: Option<Followup>,
+    ) -> Result<Row, DbError> {
         let statements = Arc::new(statements);
         let isolation = isolation.unwrap_or(self.policy.isolation);
         let mut attempt = 0;
         loop {
             let conn = self.acquire().await?;
-            match conn.write(Arc::clone(&statements), isolation).await {
+            match conn
+                .write(Arc::clone(&statements), isolation, followup.clone())
+                .await
+            {
                 Ok(row) => return Ok(row),
                 Err((DbError::StatementTimeout(_), _)) => {
                     let limit = self.policy.statement_timeout.unwrap_or_default();

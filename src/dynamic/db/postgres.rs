@@ -138,6 +138,7 @@ impl Conn {
         &mut self,
         statements: &[(String, Vec<SqlValue>)],
         isolation: Isolation,
+        followup: Option<&super::Followup>,
     ) -> Result<Row, QueryError> {
         let mut prepared = Vec::with_capacity(statements.len());
         for (sql, _) in statements {
@@ -158,6 +159,11 @@ impl Conn {
             let rows = transaction.query(statement, &params(args)).await?;
             if let Some(row) = rows.first() {
                 returned.extend(decode(row)?);
+            }
+        }
+        if let Some(followup) = followup {
+            for (sql, args) in followup(&returned).map_err(QueryError::Decode)? {
+                transaction.execute(sql.as_str(), &params(&args)).await?;
             }
         }
         transaction.commit().await?;

@@ -286,12 +286,21 @@ fn value_of(value: ValueRef<'_>) -> SqlValue {
 pub(crate) fn write(
     conn: &mut Connection,
     statements: &[(String, Vec<SqlValue>)],
+    followup: Option<&super::Followup>,
 ) -> rusqlite::Result<Row> {
     let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut returned = Row::new();
     for (sql, args) in statements {
         for row in query(&transaction, sql, args)?.into_iter().take(1) {
             returned.extend(row);
+        }
+    }
+    if let Some(followup) = followup {
+        let statements = followup(&returned).map_err(|reason| {
+            rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(reason)))
+        })?;
+        for (sql, args) in statements {
+            query(&transaction, &sql, &args)?;
         }
     }
     transaction.commit()?;

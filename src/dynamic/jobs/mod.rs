@@ -18,9 +18,11 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{JobConfig, JobKind, JobsConfig, Settings};
+use crate::config::{JobConfig, JobKind, JobsConfig, RouteEnqueueConfig, Settings};
 use crate::dynamic::db::sql::{Statement, parse_typed};
-use crate::dynamic::db::{Database, DbError, SqlValue};
+use crate::dynamic::db::{Database, DbError, Followup, Row, SqlValue};
+use crate::dynamic::routes::fill::fill_template;
+use crate::dynamic::routes::{Route, Values};
 use crate::http::metrics::{Exposition, Histogram, label_value};
 use store::Store;
 
@@ -200,6 +202,69 @@ impl Jobs {
         Ok(text)
     }
 
+    /// Checks at load that each `[route.enqueue]` of `route` gives every
+    /// parameter its job's statements name.
+    pub(crate) fn check_enqueues(&self, route: &Route) -> Result<(), JobsError> {
+        for enqueue in &route.enqueue {
+            let job = self
+                .jobs
+                .get(&enqueue.job)
+                .ok_or_else(|| JobsError::Unknown(enqueue.job.clone()))?;
+            let missing: Vec<&str> = job
+                .statements
+                .iter()
+                .flat_map(|statement| &statement.params)
+                .filter(|name| *name != "payload" && !enqueue.payload.contains_key(name.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(JobsError::Declaration(format!(
+                    "route {}: enqueue {:?}: the payload gives no {}",
+                    route.label,
+                    enqueue.job,
+                    missing.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The statements that enqueue `route`'s jobs, made in its write's
+    /// transaction from its inputs and the row the write returned; `None`
+    /// when it enqueues nothing.
+    pub(crate) fn followup(self: &Arc<Self>, route: &Route, values: &Values) -> Option<Followup> {
+        if route.enqueue.is_empty() {
+            return None;
+        }
+        let jobs = Arc::clone(self);
+        let enqueues = route.enqueue.clone();
+        let values = values.clone();
+        Some(Arc::new(move |returned: &Row| {
+            let now = now_ms();
+            enqueues
+                .iter()
+                .map(|enqueue| {
+                    let job = jobs
+                        .jobs
+                        .get(&enqueue.job)
+                        .ok_or_else(|| format!("no [[job]] is named {:?}", enqueue.job))?;
+                    let payload = payload_of(enqueue, &values, returned)?;
+                    let text = jobs
+                        .check_payload(job, &payload)
+                        .map_err(|err| err.to_string())?;
+                    Ok(jobs.store.enqueue_statement(&job.config, text, now, now))
+                })
+                .collect()
+        }))
+    }
+
+    /// Counts the jobs a route's committed write enqueued.
+    pub(crate) fn enqueued_by(&self, route: &Route) {
+        for enqueue in &route.enqueue {
+            self.events.add(&enqueue.job, "enqueued");
+        }
+    }
+
     /// The newest jobs (in `state`), as JSON rows for `kiln jobs list`.
     pub async fn list(
         &self,
@@ -373,6 +438,54 @@ impl Jobs {
                 .map(|job| ([("job", label_value(&job.config.name))], &job.run_time)),
         )
     }
+}
+
+/// A route's payload: each template filled from the inputs and the
+/// returned row (a lone `{name}` keeps its value's type).
+fn payload_of(
+    enqueue: &RouteEnqueueConfig,
+    values: &Values,
+    returned: &Row,
+) -> Result<serde_json::Value, String> {
+    let mut payload = serde_json::Map::new();
+    for (key, template) in &enqueue.payload {
+        let value = match template {
+            toml::Value::String(text) => match lone_placeholder(text) {
+                Some(name) => {
+                    let found = returned.get(name).or_else(|| {
+                        values
+                            .iter()
+                            .find(|(known, _)| known == name)
+                            .map(|(_, value)| value)
+                    });
+                    match found {
+                        Some(value) => serde_json::to_value(value).unwrap_or_default(),
+                        None => return Err(unfilled(enqueue, key, name)),
+                    }
+                }
+                None => serde_json::Value::String(
+                    fill_template(text, values, returned, false)
+                        .map_err(|name| unfilled(enqueue, key, &name))?,
+                ),
+            },
+            other => serde_json::to_value(other).unwrap_or_default(),
+        };
+        payload.insert(key.clone(), value);
+    }
+    Ok(payload.into())
+}
+
+fn unfilled(enqueue: &RouteEnqueueConfig, key: &str, name: &str) -> String {
+    format!(
+        "enqueue {:?}: payload.{key}: {{{name}}} is neither an input nor a RETURNING column",
+        enqueue.job
+    )
+}
+
+/// `name` when `text` is exactly `{name}`.
+fn lone_placeholder(text: &str) -> Option<&str> {
+    let name = text.strip_prefix('{')?.strip_suffix('}')?;
+    (!name.is_empty() && !name.contains(['{', '}'])).then_some(name)
 }
 
 /// A payload value as the SQL value it binds: objects and arrays as JSON

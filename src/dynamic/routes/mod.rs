@@ -54,6 +54,8 @@ pub(crate) struct Route {
     pub invalidates: Vec<String>,
     /// Session changes a POST route makes.
     pub session: Option<crate::config::RouteSessionConfig>,
+    /// Jobs a POST route enqueues in its write's transaction.
+    pub enqueue: Vec<crate::config::RouteEnqueueConfig>,
     /// Session keys the route's SQL reads (`:session.visitor` → `visitor`).
     pub session_params: Vec<String>,
     /// The response may differ per visitor's session (its SQL or cache key
@@ -402,6 +404,7 @@ fn compile_route(config: &RouteConfig, label: String) -> Result<Route, String> {
         cache,
         invalidates: config.invalidates.clone(),
         session: config.session.clone(),
+        enqueue: config.enqueue.clone(),
         session_params,
         reads_session: false,
         label,
