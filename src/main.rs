@@ -190,6 +190,20 @@ enum JobsAction {
     },
     /// Run workers alone, without serving, until SIGINT or SIGTERM.
     Work,
+    /// Run a dead job again (its attempts from zero), or every dead job.
+    Retry {
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
+    },
+    /// Delete a job that has not started.
+    Cancel { id: i64 },
+    /// Delete a finished job, or every dead job.
+    Purge {
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -402,6 +416,7 @@ fn init(dir: &Path, starter: kiln::init::Starter, force: bool) -> Result<(), Fai
 }
 
 fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
+    use kiln::dynamic::jobs::store::Operation;
     use kiln::dynamic::jobs::{Jobs, JobsError, work};
     let jobs = Jobs::open_standalone(settings).map_err(Failure::usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -430,9 +445,45 @@ fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
             JobsAction::Work => work::until_stopped(settings, &jobs)
                 .await
                 .map_err(refused)?,
+            JobsAction::Retry { id, dead } => {
+                operate(&jobs, Operation::Retry, id, dead, "retried").await?
+            }
+            JobsAction::Cancel { id } => {
+                operate(&jobs, Operation::Cancel, Some(id), false, "cancelled").await?
+            }
+            JobsAction::Purge { id, dead } => {
+                operate(&jobs, Operation::Purge, id, dead, "purged").await?
+            }
         }
         Ok(())
     })
+}
+
+/// `kiln jobs retry|cancel|purge`: one job by id, or (`--dead`) every
+/// dead one; a job in no state the operation applies to is an error.
+async fn operate(
+    jobs: &kiln::dynamic::jobs::Jobs,
+    operation: kiln::dynamic::jobs::store::Operation,
+    id: Option<i64>,
+    dead: bool,
+    done: &str,
+) -> Result<(), Failure> {
+    if id.is_none() && !dead {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "name a job's id, or --dead for every dead job"
+        )));
+    }
+    jobs.ensure().await.map_err(Failure::failed)?;
+    let changed = jobs.operate(operation, id).await.map_err(Failure::failed)?;
+    match id {
+        Some(id) if changed == 0 => Err(Failure::failed(anyhow::anyhow!(
+            "job {id}: none {done}: it is unknown or not in a state this applies to (see kiln jobs list)"
+        ))),
+        _ => {
+            println!("{changed} job(s) {done}");
+            Ok(())
+        }
+    }
 }
 
 fn cache(

@@ -167,10 +167,38 @@ fn jobs_enqueued_from_the_cli_run_in_the_server_and_failures_retry_then_die() {
         job["last_error"].as_str().unwrap().contains("nowhere"),
         "{job}"
     );
+    // Retried by hand, it runs its attempts again and dies again; purged,
+    // it is gone.
+    let said = |output: Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let id = broken.to_string();
+    assert_eq!(
+        said(kiln(&site, &["jobs", "retry", &id])),
+        "1 job(s) retried"
+    );
+    wait_for("the broken job to die again", || {
+        server
+            .metrics()
+            .text()
+            .contains("kiln_jobs_total{job=\"broken\",event=\"dead\"} 2")
+    });
+    wait_for("the broken job to be recorded dead", || {
+        list(&site, "dead", &[]).len() == 1
+    });
+    assert_eq!(
+        said(kiln(&site, &["jobs", "purge", "--dead"])),
+        "1 job(s) purged"
+    );
+    assert!(list(&site, "dead", &[]).is_empty());
     let metrics = server.metrics().text();
     for line in [
-        "kiln_jobs_total{job=\"broken\",event=\"retried\"} 2",
-        "kiln_jobs_total{job=\"broken\",event=\"dead\"} 1",
+        "kiln_jobs_total{job=\"broken\",event=\"retried\"} 4",
         "kiln_jobs_total{job=\"note\",event=\"succeeded\"} 1",
         "kiln_job_run_duration_seconds_count{job=\"note\"} 1",
         "kiln_jobs_workers 4",
@@ -275,6 +303,16 @@ fn higher_priority_jobs_start_first() {
 fn a_job_whose_worker_died_is_claimed_again_after_its_lease() {
     let site = shop_with_jobs();
     assert!(list(&site, "running", &[]).is_empty());
+    // A job cancelled before it starts never runs.
+    let cancelled = enqueue(&site, "note", r#"{"author": "Nobody", "body": "no"}"#, &[]);
+    let cancel = || kiln(&site, &["jobs", "cancel", &cancelled.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&cancel().stdout).trim(),
+        "1 job(s) cancelled"
+    );
+    let again = cancel();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("none cancelled"));
     let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
     db.execute(
         "INSERT INTO kiln_jobs (job, queue, priority, payload, state, attempts, max_attempts, \
@@ -290,6 +328,7 @@ fn a_job_whose_worker_died_is_claimed_again_after_its_lease() {
             .any(|job| job["attempts"] == 2)
     });
     assert_eq!(notes_by(&site, "Lazarus"), ["back"]);
+    assert!(notes_by(&site, "Nobody").is_empty());
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! the claim and the lease follow River and graphile-worker (see
 //! docs/design.md).
 
-pub(crate) mod store;
+pub mod store;
 pub mod work;
 
 use std::collections::{BTreeMap, HashMap};
@@ -263,6 +263,19 @@ impl Jobs {
         for enqueue in &route.enqueue {
             self.events.add(&enqueue.job, "enqueued");
         }
+    }
+
+    /// Retries, cancels or purges job `id`, or every dead job; returns
+    /// how many it changed.
+    pub async fn operate(
+        &self,
+        operation: store::Operation,
+        id: Option<i64>,
+    ) -> Result<i64, JobsError> {
+        Ok(self
+            .store
+            .operate(&self.database, operation, id, now_ms())
+            .await?)
     }
 
     /// The newest jobs (in `state`), as JSON rows for `kiln jobs list`.

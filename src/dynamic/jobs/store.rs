@@ -56,6 +56,17 @@ pub(crate) struct Store {
     oldest_ready: Statement,
 }
 
+/// What `kiln jobs retry|cancel|purge` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A dead job (or every one) runs again, its attempts from zero.
+    Retry,
+    /// A ready job is deleted before it runs.
+    Cancel,
+    /// A finished job (or every dead one) is deleted.
+    Purge,
+}
+
 /// A claimed job.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
@@ -277,6 +288,51 @@ impl Store {
             .and_then(|rows| rows.first())
             .and_then(|row| int(row, "due"));
         Ok((by_state, oldest))
+    }
+
+    /// `kiln jobs retry|cancel|purge`: changes the jobs `selector` picks
+    /// (`id = :id AND …` or `state = 'dead'`); returns how many it changed.
+    pub(crate) async fn operate(
+        &self,
+        database: &Database,
+        operation: Operation,
+        id: Option<i64>,
+        now: i64,
+    ) -> Result<i64, DbError> {
+        let selector = match (operation, id) {
+            (Operation::Retry, Some(_)) => "id = :id AND state = 'dead'",
+            (Operation::Cancel, Some(_)) => "id = :id AND state = 'ready'",
+            (_, None) => "state = 'dead'",
+            (Operation::Purge, Some(_)) => "id = :id AND state IN ('dead', 'succeeded')",
+        };
+        let change = match operation {
+            Operation::Retry => format!(
+                "UPDATE kiln_jobs SET state = 'ready', attempts = 0, run_at = :now, \
+                 finished_ms = NULL WHERE {selector}"
+            ),
+            Operation::Cancel | Operation::Purge => {
+                format!("DELETE FROM kiln_jobs WHERE {selector}")
+            }
+        };
+        let count = compile(&format!(
+            "SELECT count(*) AS jobs FROM kiln_jobs WHERE {selector}"
+        ));
+        let values = [
+            ("id", SqlValue::Int(id.unwrap_or(0))),
+            ("now", SqlValue::Int(now)),
+        ];
+        // Counted, then changed in one transaction: the count is what the
+        // change touched.
+        let row = database
+            .write(
+                vec![
+                    self.bind(&count, &values),
+                    self.bind(&compile(&change), &values),
+                ],
+                None,
+            )
+            .await?;
+        Ok(int(&row, "jobs").unwrap_or(0))
     }
 
     /// The newest jobs, in `state` when given.
