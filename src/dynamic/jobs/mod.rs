@@ -332,9 +332,10 @@ impl Jobs {
         job.run_time.observe(started.elapsed());
         let now = now_ms();
         let recorded = match outcome {
-            Ok(()) => {
+            // A sql job's success committed with its statements.
+            Ok(Recorded::Already) => {
                 self.events.add(name, "succeeded");
-                self.store.succeed(&self.database, claimed.id, now).await
+                Ok(())
             }
             Err(error) if claimed.attempt < claimed.max_attempts => {
                 self.events.add(name, "retried");
@@ -370,7 +371,7 @@ impl Jobs {
         }
     }
 
-    async fn execute(&self, job: &Job, claimed: &store::Claimed) -> Result<(), String> {
+    async fn execute(&self, job: &Job, claimed: &store::Claimed) -> Result<Recorded, String> {
         let payload: serde_json::Value =
             serde_json::from_str(&claimed.payload).map_err(|err| format!("payload: {err}"))?;
         match job.config.kind {
@@ -390,10 +391,14 @@ impl Jobs {
                         (statement.text(self.database.backend()).to_string(), args)
                     })
                     .collect();
+                // The job's writes and its success commit together: a
+                // crash after the commit cannot run them twice.
+                let success = self.store.succeed_statement(claimed.id, now_ms());
+                let followup: Followup = Arc::new(move |_: &Row| Ok(vec![success.clone()]));
                 self.database
-                    .write(statements, None)
+                    .write_then(statements, None, Some(followup))
                     .await
-                    .map(|_| ())
+                    .map(|_| Recorded::Already)
                     .map_err(|err| err.to_string())
             }
         }
@@ -451,6 +456,12 @@ impl Jobs {
                 .map(|job| ([("job", label_value(&job.config.name))], &job.run_time)),
         )
     }
+}
+
+/// Whether a run's success is already in the table.
+enum Recorded {
+    /// Committed with the job's own statements.
+    Already,
 }
 
 /// A route's payload: each template filled from the inputs and the

@@ -108,9 +108,9 @@ impl Store {
             ),
             claim: compile(&format!(
                 "UPDATE kiln_jobs SET state = 'running', attempts = attempts + 1, locked_until = :until \
-                 WHERE id = (SELECT id FROM kiln_jobs WHERE {known} AND \
+                 WHERE id IN (SELECT id FROM kiln_jobs WHERE {known} AND \
                  ((state = 'ready' AND run_at <= :now) OR (state = 'running' AND locked_until < :now)) \
-                 ORDER BY priority DESC, run_at, id LIMIT 1{skip_locked}) \
+                 ORDER BY priority DESC, run_at, id LIMIT :limit{skip_locked}) \
                  RETURNING id, job, payload, attempts, max_attempts"
             )),
             succeed: compile(
@@ -183,32 +183,39 @@ impl Store {
         )
     }
 
-    /// Claims the next due job, leased until `until`.
+    /// Claims up to `limit` due jobs, leased until `until`. One
+    /// statement, in autocommit: atomic on both backends, and a claim of
+    /// several jobs costs one transaction, not one each.
     pub(crate) async fn claim(
         &self,
         database: &Database,
         now: i64,
         until: i64,
-    ) -> Result<Option<Claimed>, DbError> {
+        limit: usize,
+    ) -> Result<Vec<Claimed>, DbError> {
         let statement = self.bind(
             &self.claim,
-            &[("now", SqlValue::Int(now)), ("until", SqlValue::Int(until))],
+            &[
+                ("now", SqlValue::Int(now)),
+                ("until", SqlValue::Int(until)),
+                ("limit", SqlValue::Int(limit as i64)),
+            ],
         );
-        let row = database.write(vec![statement], None).await?;
-        Ok(claimed(&row))
+        let results = database.read(vec![statement]).await?;
+        Ok(results
+            .into_iter()
+            .flatten()
+            .filter_map(|row| claimed(&row))
+            .collect())
     }
 
-    pub(crate) async fn succeed(
-        &self,
-        database: &Database,
-        id: i64,
-        now: i64,
-    ) -> Result<(), DbError> {
-        let statement = self.bind(
+    /// The statement that records job `id`'s success, for the job's own
+    /// transaction (a `sql` job's writes and its success commit together).
+    pub(crate) fn succeed_statement(&self, id: i64, now: i64) -> (String, Vec<SqlValue>) {
+        self.bind(
             &self.succeed,
             &[("id", SqlValue::Int(id)), ("now", SqlValue::Int(now))],
-        );
-        database.write(vec![statement], None).await.map(|_| ())
+        )
     }
 
     pub(crate) async fn retry(

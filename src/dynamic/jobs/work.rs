@@ -60,36 +60,53 @@ async fn claim_loop(jobs: Arc<Jobs>, mut stopped: watch::Receiver<bool>) {
             refresh_depth(&jobs).await;
             depth_read = Some(Instant::now());
         }
-        let permit = tokio::select! {
+        let first = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
             _ = stopped.changed() => break,
         };
+        // Every free slot, so one claim fills them all.
+        let mut permits = vec![first];
+        while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+            permits.push(permit);
+        }
         let now = now_ms();
         let pause = match jobs
             .store
-            .claim(&jobs.database, now, now + lease.as_millis() as i64)
+            .claim(
+                &jobs.database,
+                now,
+                now + lease.as_millis() as i64,
+                permits.len(),
+            )
             .await
         {
-            Ok(Some(claimed)) => {
-                let jobs = Arc::clone(&jobs);
-                tokio::spawn(async move {
-                    jobs.running.fetch_add(1, Ordering::Relaxed);
-                    jobs.run(claimed).await;
-                    jobs.running.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
-                continue;
+            Ok(claimed) if !claimed.is_empty() => {
+                let full = claimed.len() == permits.len();
+                for (claimed, permit) in claimed.into_iter().zip(permits.drain(..)) {
+                    let jobs = Arc::clone(&jobs);
+                    tokio::spawn(async move {
+                        jobs.running.fetch_add(1, Ordering::Relaxed);
+                        jobs.run(claimed).await;
+                        jobs.running.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
+                    });
+                }
+                if full {
+                    continue;
+                }
+                // Fewer due than free slots: the queue is drained for now.
+                poll
             }
-            Ok(None) => poll,
+            Ok(_) => poll,
             Err(err) => {
                 tracing::warn!("jobs: claiming: {err}");
                 poll.max(ERROR_PAUSE)
             }
         };
-        drop(permit);
+        drop(permits);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stopped.changed() => break,
