@@ -399,3 +399,35 @@ fn mistakes_in_jobs_and_enqueues_are_named_at_load() {
         assert!(error.contains(wanted), "{error}");
     }
 }
+
+/// The status page's event stream carries the queue: its depth by state,
+/// the workers, and each job's events per second.
+#[test]
+fn the_status_stream_shows_the_queue() {
+    use std::io::{BufRead, BufReader, Write};
+    let site = shop_with_jobs();
+    let server = TestServer::start(&site, &[]);
+    let admin = server.running().admin_addr.expect("an admin listener");
+    let mut stream = std::net::TcpStream::connect(admin).expect("connect");
+    write!(stream, "GET /status/events HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut jobs = serde_json::Value::Null;
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("the stream goes on");
+        if line == "retry: 1000" {
+            enqueue(&site, "note", r#"{"author": "S", "body": "seen"}"#, &[]);
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            let sample: serde_json::Value = serde_json::from_str(data).unwrap();
+            jobs = sample["jobs"].clone();
+            if jobs["per_s"]["note"]["succeeded"].as_f64().unwrap_or(0.0) > 0.0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(jobs["workers"], 4.0, "{jobs:#}");
+    assert!(jobs["queued"].is_object(), "{jobs:#}");
+    assert!(jobs["oldest_ready_s"].as_f64().is_some(), "{jobs:#}");
+}

@@ -158,6 +158,35 @@ pub(crate) fn route_latency(before: &Scrape, after: &Scrape) -> Vec<RouteLatency
         .collect()
 }
 
+/// The job queue between two readings: its depth now, and each job's
+/// events per second (`kiln_jobs_*`); `None` when the site has no jobs.
+pub(crate) fn jobs(before: &Scrape, after: &Scrape) -> Option<serde_json::Value> {
+    let workers = after.sum("kiln_jobs_workers")?;
+    let seconds = (after.at - before.at).max(1e-3);
+    const EVENTS: &str = "kiln_jobs_total";
+    let earlier = before.by_two_labels(EVENTS, "job", "event");
+    let mut by_job: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for ((job, event), value) in after.by_two_labels(EVENTS, "job", "event") {
+        let grown = (value
+            - earlier
+                .get(&(job.clone(), event.clone()))
+                .copied()
+                .unwrap_or(0.0))
+        .max(0.0);
+        by_job
+            .entry(job)
+            .or_default()
+            .insert(event, grown / seconds);
+    }
+    Some(serde_json::json!({
+        "queued": after.by_label("kiln_jobs_queued", "state"),
+        "running": after.sum("kiln_jobs_running").unwrap_or(0.0),
+        "workers": workers,
+        "oldest_ready_s": after.sum("kiln_jobs_oldest_ready_seconds").unwrap_or(0.0),
+        "per_s": by_job,
+    }))
+}
+
 /// Each cached route's share of requests answered from the cache (fresh
 /// or stale) between two readings (`kiln_route_cache_answers_total`).
 pub(crate) fn route_hit_ratios(before: &Scrape, after: &Scrape) -> BTreeMap<String, f64> {

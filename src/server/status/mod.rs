@@ -125,6 +125,7 @@ fn sample_frame(state: &AppState, before: &Scrape, after: &Scrape) -> Bytes {
         "at_ms": unix_ms(),
         "point": readings::point(before, after, 0.0),
         "routes": readings::route_latency(before, after),
+        "jobs": readings::jobs(before, after),
         "slow_queries": slow,
         "errors": state.metrics.recent_errors(),
     });

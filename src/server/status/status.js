@@ -100,6 +100,17 @@ function show(sample) {
     .sort((a, b) => b.per_s - a.per_s)
     .map((r) => [r.route, r.per_s.toFixed(1), r.mean_ms.toFixed(2), r.p99_ms == null ? "—" : String(r.p99_ms),
       r.hit_ratio == null ? "—" : (r.hit_ratio * 100).toFixed(1) + "%"]));
+  if (sample.jobs) {
+    const jobs = sample.jobs;
+    const queued = Object.entries(jobs.queued).map(([state, n]) => `${state} ${n}`).join(", ") || "empty";
+    document.getElementById("queue").textContent =
+      `Queue: ${queued}; running ${jobs.running} of ${jobs.workers} workers here; ` +
+      `the oldest due job has waited ${jobs.oldest_ready_s.toFixed(1)} s.`;
+    const rate = (events, name) => (events[name] || 0).toFixed(1);
+    fill("jobs", Object.entries(jobs.per_s)
+      .map(([job, events]) => [job, rate(events, "started"), rate(events, "succeeded"),
+        rate(events, "retried"), rate(events, "dead")]));
+  }
   fill("slow", sample.slow_queries.slice().reverse()
     .map((q) => [when(q.at_ms), q.route, q.what, q.ms.toFixed(1)]));
   fill("errors", sample.errors.slice().reverse()
