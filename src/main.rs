@@ -427,7 +427,7 @@ fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
         JobsError::Database(_) => Failure::failed(err),
         _ => Failure::usage(err),
     };
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         match action {
             JobsAction::Enqueue { name, payload } => {
                 let payload: serde_json::Value = serde_json::from_str(&payload)
@@ -456,7 +456,12 @@ fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
             }
         }
         Ok(())
-    })
+    });
+    // A job given back at a stop may still be running its SQLite
+    // statement on a blocking thread: leave it rather than wait for it
+    // (its transaction never commits, and the job is ready again).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    outcome
 }
 
 /// `kiln jobs retry|cancel|purge`: one job by id, or (`--dead`) every

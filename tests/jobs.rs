@@ -35,6 +35,11 @@ priority = 10
 exec = ["INSERT INTO notes (author, body) VALUES ('urgent', :body)"]
 
 [[job]]
+name = "slow"
+kind = "sql"
+exec = ["INSERT INTO notes (author, body) SELECT 'slow', count(*) FROM generate_series(1, :n)"]
+
+[[job]]
 name = "later"
 kind = "sql"
 exec = ["INSERT INTO notes (author, body) VALUES ('later', :body)"]
@@ -430,4 +435,61 @@ fn the_status_stream_shows_the_queue() {
     assert_eq!(jobs["workers"], 4.0, "{jobs:#}");
     assert!(jobs["queued"].is_object(), "{jobs:#}");
     assert!(jobs["oldest_ready_s"].as_f64().is_some(), "{jobs:#}");
+}
+
+/// `kiln jobs work` stopped past its grace gives its running job back:
+/// ready again at once, the interrupted attempt not counted. (On
+/// PostgreSQL: a SQLite job mid-transaction holds the write lock the
+/// give-back needs, and is claimed again after its lease instead.)
+#[test]
+fn a_stopped_worker_gives_back_the_job_it_could_not_finish() {
+    let Some(schema) = common::postgres::Schema::create("jobs_stop") else {
+        return;
+    };
+    let site = shop_with_jobs();
+    let url = format!("database.url={:?}", schema.url());
+    // The tables the job writes to, from the site's migrations.
+    let check = kiln(&site, &["check", "--set", &url]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let slow = enqueue(&site, "slow", r#"{"n": 100000000}"#, &["--set", &url]);
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["jobs", "work", "--root", site.root().to_str().unwrap()])
+        .args(["--set", &url, "--set", "server.shutdown_grace_secs=0"])
+        .args(["--set", "jobs.poll_ms=20"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kiln jobs work starts");
+    wait_for("the slow job to start", || {
+        list(&site, "running", &["--set", &url])
+            .iter()
+            .any(|job| job["id"] == slow)
+    });
+    let killed = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the worker did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let ready = list(&site, "ready", &["--set", &url]);
+    let job = ready
+        .iter()
+        .find(|job| job["id"] == slow)
+        .unwrap_or_else(|| panic!("not given back: {ready:?}"));
+    assert_eq!(job["attempts"], 0, "{job}");
 }

@@ -76,6 +76,8 @@ pub struct Jobs {
     events: Counts,
     /// Jobs running now in this process.
     running: AtomicUsize,
+    /// Their ids, to give back if a stop cannot wait for them.
+    claimed: Mutex<std::collections::HashSet<i64>>,
     /// Jobs by state, as last read by the workers.
     depth: Mutex<Vec<(String, i64)>>,
     /// Milliseconds the oldest ready job has waited (-1: none).
@@ -132,6 +134,7 @@ impl Jobs {
             config: settings.jobs().clone(),
             events: Counts::default(),
             running: AtomicUsize::new(0),
+            claimed: Mutex::new(Default::default()),
             depth: Mutex::new(Vec::new()),
             oldest_ready_ms: AtomicI64::new(-1),
         }))
@@ -298,8 +301,39 @@ impl Jobs {
             .collect())
     }
 
-    /// Runs one claimed job to its end: success, a retry or burial.
+    /// Runs one claimed job to its end, noting it as this process's
+    /// while it runs.
     async fn run(&self, claimed: store::Claimed) {
+        let id = claimed.id;
+        self.claimed_ids().insert(id);
+        self.run_claimed(claimed).await;
+        self.claimed_ids().remove(&id);
+    }
+
+    fn claimed_ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Gives back the jobs still running here: ready for another worker
+    /// at once rather than after their lease.
+    pub(crate) async fn release_running(&self) {
+        let ids: Vec<i64> = self.claimed_ids().iter().copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        match self.store.release(&self.database, &ids).await {
+            Ok(()) => tracing::info!("jobs: gave back {} running job(s) at stop", ids.len()),
+            Err(err) => tracing::warn!(
+                "jobs: giving back {} running job(s): {err}; they are claimed again after their lease",
+                ids.len()
+            ),
+        }
+    }
+
+    /// Runs one claimed job to its end: success, a retry or burial.
+    async fn run_claimed(&self, claimed: store::Claimed) {
         let Some(job) = self.jobs.get(&claimed.job) else {
             return;
         };

@@ -51,6 +51,7 @@ pub(crate) struct Store {
     succeed: Statement,
     retry: Statement,
     bury: Statement,
+    release: Statement,
     prune: Statement,
     depth: Statement,
     oldest_ready: Statement,
@@ -125,6 +126,10 @@ impl Store {
                 "UPDATE kiln_jobs SET state = 'dead', finished_ms = :now, locked_until = NULL, \
                  last_error = :error WHERE id = :id",
             ),
+            release: compile(
+                "UPDATE kiln_jobs SET state = 'ready', locked_until = NULL, \
+                 attempts = attempts - 1 WHERE id = :id AND state = 'running'",
+            ),
             prune: compile(
                 "DELETE FROM kiln_jobs WHERE (state = 'succeeded' AND finished_ms < :done_before) \
                  OR (state = 'dead' AND finished_ms < :dead_before)",
@@ -152,8 +157,17 @@ impl Store {
         (statement.text(self.backend).to_string(), args)
     }
 
-    /// Creates the table when it is missing.
+    /// Creates the table when it is missing. A read looks first: once the
+    /// table exists, `kiln jobs list` needs no write lock (which a running
+    /// SQLite job may hold).
     pub(crate) async fn ensure(&self, database: &Database) -> Result<(), DbError> {
+        let exists = vec![(
+            "SELECT id FROM kiln_jobs WHERE 1 = 0".to_string(),
+            Vec::new(),
+        )];
+        if database.read(exists).await.is_ok() {
+            return Ok(());
+        }
         let statements = schema(self.backend)
             .iter()
             .map(|sql| (sql.to_string(), Vec::new()))
@@ -234,6 +248,20 @@ impl Store {
             ],
         );
         database.write(vec![statement], None).await.map(|_| ())
+    }
+
+    /// Gives back jobs this process claimed and did not finish (a stop
+    /// past its grace): ready again at once, the interrupted attempt not
+    /// counted.
+    pub(crate) async fn release(&self, database: &Database, ids: &[i64]) -> Result<(), DbError> {
+        let statements = ids
+            .iter()
+            .map(|id| self.bind(&self.release, &[("id", SqlValue::Int(*id))]))
+            .collect::<Vec<_>>();
+        if statements.is_empty() {
+            return Ok(());
+        }
+        database.write(statements, None).await.map(|_| ())
     }
 
     pub(crate) async fn bury(

@@ -5,8 +5,9 @@
 //! the queue had nothing due. Once a minute it reads the queue's depth
 //! for `/metrics` and deletes succeeded and dead jobs past their
 //! retention. Stopping stops the claims and waits (up to a grace period)
-//! for the running jobs to end; a job still running then keeps its lease,
-//! and another worker claims it when the lease runs out.
+//! for the running jobs to end; a job still running then is given back
+//! (ready at once, the interrupted attempt not counted), or, if that
+//! fails, claimed again when its lease runs out.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,7 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// Running workers; [`Workers::stop`] ends them.
 pub(crate) struct Workers {
+    jobs: Arc<Jobs>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -34,13 +36,20 @@ impl Workers {
     pub(crate) fn start(jobs: &Arc<Jobs>) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let done = tokio::spawn(claim_loop(Arc::clone(jobs), stopped));
-        Workers { stop, done }
+        Workers {
+            jobs: Arc::clone(jobs),
+            stop,
+            done,
+        }
     }
 
-    /// Stops claiming and waits up to `grace` for the running jobs.
+    /// Stops claiming and waits up to `grace` for the running jobs; gives
+    /// back those still running then.
     pub(crate) async fn stop(self, grace: Duration) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(grace, self.done).await;
+        if tokio::time::timeout(grace, self.done).await.is_err() {
+            self.jobs.release_running().await;
+        }
     }
 }
 
