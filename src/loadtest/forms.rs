@@ -264,13 +264,7 @@ async fn exchange(
     dialer: &Dialer,
     request: &[u8],
 ) -> Result<Answer, ClientError> {
-    if connection.is_none() {
-        *connection = Some(dialer.open().await?);
-    }
-    let answer = match connection {
-        Some(open) => open.exchange(request, false, true).await?,
-        None => return Err(ClientError::Closed),
-    };
+    let answer = dialer.exchange(connection, request, true).await?;
     if answer.closes {
         *connection = None;
     }

@@ -640,15 +640,7 @@ fn learn(
                 }
                 continue;
             }
-            let answer = async {
-                if connection.is_none() {
-                    connection = Some(dialer.open().await?);
-                }
-                match &mut connection {
-                    Some(open) => open.exchange(&target.request, false, true).await,
-                    None => Err(client::ClientError::Closed),
-                }
-            };
+            let answer = dialer.exchange(&mut connection, &target.request, true);
             match tokio::time::timeout(Duration::from_secs(10), answer).await {
                 Ok(Ok(answer)) if answer.status < 400 || target.expects_error => {
                     if answer.closes {

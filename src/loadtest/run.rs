@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::client::{Answer, ClientError, Connection, Dialer, Endpoint};
+use super::client::{Answer, Connection, Dialer, Endpoint};
 use super::forms::{self, Ended, Form};
 use super::record::{Outcome, Recorder};
 use super::schedule::{Arrivals, Shape};
@@ -286,7 +286,7 @@ async fn send(
         Some(conditional) if rng.unit() < mix.revalidate => conditional,
         _ => &target.request,
     };
-    match tokio::time::timeout(timeout, exchange(connection, dialer, request)).await {
+    match tokio::time::timeout(timeout, dialer.exchange(connection, request, false)).await {
         Ok(Ok(answer)) => {
             // A refused request may leave the connection closed without
             // saying so (a head that did not parse is not answered with
@@ -390,21 +390,6 @@ impl Lane {
                 .borrow_mut()
                 .record(target.class, due, latency, outcome, bytes);
         }
-    }
-}
-
-/// Sends `request` on the lane's connection, opening one when it has none.
-async fn exchange(
-    connection: &mut Option<Connection>,
-    dialer: &Dialer,
-    request: &[u8],
-) -> Result<Answer, ClientError> {
-    if connection.is_none() {
-        *connection = Some(dialer.open().await?);
-    }
-    match connection {
-        Some(open) => open.exchange(request, false, false).await,
-        None => Err(ClientError::Closed),
     }
 }
 

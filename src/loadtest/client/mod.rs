@@ -204,6 +204,23 @@ impl Dialer {
     }
 }
 
+impl Dialer {
+    /// Sends `request` on `connection`, opening one first when there is
+    /// none; `keep` keeps headers and body.
+    pub(crate) async fn exchange(
+        &self,
+        connection: &mut Option<Connection>,
+        request: &[u8],
+        keep: bool,
+    ) -> Result<Answer, ClientError> {
+        let open = match connection {
+            Some(open) => open,
+            None => connection.insert(self.open().await?),
+        };
+        open.exchange(request, false, keep).await
+    }
+}
+
 /// One lane's connection.
 pub(crate) enum Connection {
     Http1(Box<Http1>),
