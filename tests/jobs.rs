@@ -492,4 +492,16 @@ fn a_stopped_worker_gives_back_the_job_it_could_not_finish() {
         .find(|job| job["id"] == slow)
         .unwrap_or_else(|| panic!("not given back: {ready:?}"));
     assert_eq!(job["attempts"], 0, "{job}");
+    // The stopped worker's statement may still run on the server until it
+    // notices its client is gone; end it, so dropping the schema does not
+    // wait on (or deadlock with) its locks.
+    let orphan = "FROM pg_stat_activity WHERE query LIKE '%generate_series(1, $1%' \
+                  AND pid <> pg_backend_pid()";
+    common::postgres::admin(
+        &schema.admin_url,
+        &format!("SELECT pg_terminate_backend(pid) {orphan}"),
+    );
+    wait_for("the orphaned statement to end", || {
+        common::postgres::count(&schema.admin_url, &format!("SELECT count(*) {orphan}")) == 0
+    });
 }
