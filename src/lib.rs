@@ -5,12 +5,14 @@
 //! [`site`] (the contracts build and serve share: manifest, hints,
 //! templates, codecs, URLs), [`build`] (`assets/` into `dist/`), then the
 //! server — [`http`] (the static engine), [`dynamic`] (declared routes over
-//! a database) and [`server`] (the process: assembly, concerns, tasks,
+//! a database, with [`client`] for the requests its jobs send) and
+//! [`server`] (the process: assembly, concerns, tasks,
 //! reload) — and, above them, [`watch`] (composes build and serve) and
 //! [`loadtest`] (drives a server with the site's own traffic).
 //! `docs/design.md` explains the layers.
 
 pub mod build;
+pub(crate) mod client;
 pub mod config;
 pub mod diagnostic;
 pub mod dynamic;

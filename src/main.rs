@@ -185,6 +185,9 @@ enum JobsAction {
         /// Only jobs in this state: ready, running, succeeded, dead.
         #[arg(long)]
         state: Option<String>,
+        /// Only jobs of this queue.
+        #[arg(long)]
+        queue: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -417,7 +420,7 @@ fn init(dir: &Path, starter: kiln::init::Starter, force: bool) -> Result<(), Fai
 
 fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
     use kiln::dynamic::jobs::store::Operation;
-    use kiln::dynamic::jobs::{Jobs, JobsError, work};
+    use kiln::dynamic::jobs::{Enqueued, Jobs, JobsError, work};
     let jobs = Jobs::open_standalone(settings).map_err(Failure::usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -433,12 +436,24 @@ fn jobs(settings: &Settings, action: JobsAction) -> Result<(), Failure> {
                 let payload: serde_json::Value = serde_json::from_str(&payload)
                     .map_err(|err| Failure::usage(anyhow::anyhow!("--payload: {err}")))?;
                 jobs.ensure().await.map_err(refused)?;
-                let id = jobs.enqueue(&name, &payload).await.map_err(refused)?;
-                println!("{id}");
+                match jobs.enqueue(&name, &payload).await.map_err(refused)? {
+                    Enqueued::New(id) => println!("{id}"),
+                    Enqueued::Duplicate => println!(
+                        "duplicate: a job {name} with the same unique_key was enqueued within its unique_for_secs; kept that one"
+                    ),
+                }
             }
-            JobsAction::List { state, limit } => {
+            JobsAction::List {
+                state,
+                queue,
+                limit,
+            } => {
                 jobs.ensure().await.map_err(refused)?;
-                for row in jobs.list(state.as_deref(), limit).await.map_err(refused)? {
+                let rows = jobs
+                    .list(state.as_deref(), queue.as_deref(), limit)
+                    .await
+                    .map_err(refused)?;
+                for row in rows {
                     println!("{row}");
                 }
             }

@@ -89,6 +89,13 @@ fn the_demo_site_runs_unchanged_on_postgres() {
     for file in ["build.toml", "data/site.toml", "data/products.toml"] {
         site.write(file, std::fs::read(repo.join(file)).unwrap());
     }
+    // The guestbook's webhook, pointed at a sink (KILN_GUESTBOOK_WEBHOOK).
+    let sink = common::sink::Sink::ok();
+    let config = std::fs::read_to_string(site.path("build.toml")).unwrap();
+    site.write(
+        "build.toml",
+        config.replace("http://127.0.0.1:8787/guestbook", &sink.url("/guestbook")),
+    );
     site.build().expect("the demo builds");
     let url = url_override(&schema);
     let server = TestServer::start(&site, &[&url]);
@@ -128,6 +135,18 @@ fn the_demo_site_runs_unchanged_on_postgres() {
         "the flash message"
     );
     assert!(page.contains("value=\"Ada\""), "the name is remembered");
+    // The entry's webhook, queued in its transaction, reaches the sink;
+    // the catalogue lists what sells fast.
+    let start = std::time::Instant::now();
+    while sink.received().is_empty() {
+        assert!(start.elapsed().as_secs() < 30, "no webhook");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let hook = sink.received()[0].json();
+    assert_eq!(hook["entry"], 2001);
+    assert_eq!(hook["message"], "Hello from PostgreSQL");
+    let catalogue = http::get(server.addr, "/catalogue/", &[]).text();
+    assert!(catalogue.contains("Selling fast"), "{catalogue}");
 }
 
 #[test]

@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Site;
+use common::jobs::{enqueue, kiln, list, said, wait_for};
 use common::server::TestServer;
 
 const JOBS: &str = r#"
@@ -81,56 +82,6 @@ fn shop_with_jobs() -> Site {
     site
 }
 
-fn kiln(site: &Site, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .args(["--root", site.root().to_str().unwrap()])
-        .output()
-        .expect("kiln runs")
-}
-
-fn enqueue(site: &Site, name: &str, payload: &str, extra: &[&str]) -> i64 {
-    let mut args = vec!["jobs", "enqueue", name, "--payload", payload];
-    args.extend_from_slice(extra);
-    let output = kiln(site, &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("an id")
-}
-
-fn list(site: &Site, state: &str, extra: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["jobs", "list", "--state", state];
-    args.extend_from_slice(extra);
-    let output = kiln(site, &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect()
-}
-
-/// Waits (at most 30 s) until `done`, else fails naming `what`.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn notes_by(site: &Site, author: &str) -> Vec<String> {
     let db = rusqlite::Connection::open(site.path("data/shop.db")).unwrap();
     let mut statement = db
@@ -174,14 +125,6 @@ fn jobs_enqueued_from_the_cli_run_in_the_server_and_failures_retry_then_die() {
     );
     // Retried by hand, it runs its attempts again and dies again; purged,
     // it is gone.
-    let said = |output: Output| {
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    };
     let id = broken.to_string();
     assert_eq!(
         said(kiln(&site, &["jobs", "retry", &id])),
@@ -191,7 +134,7 @@ fn jobs_enqueued_from_the_cli_run_in_the_server_and_failures_retry_then_die() {
         server
             .metrics()
             .text()
-            .contains("kiln_jobs_total{job=\"broken\",event=\"dead\"} 2")
+            .contains("kiln_jobs_total{job=\"broken\",queue=\"default\",event=\"dead\"} 2")
     });
     wait_for("the broken job to be recorded dead", || {
         list(&site, "dead", &[]).len() == 1
@@ -203,8 +146,8 @@ fn jobs_enqueued_from_the_cli_run_in_the_server_and_failures_retry_then_die() {
     assert!(list(&site, "dead", &[]).is_empty());
     let metrics = server.metrics().text();
     for line in [
-        "kiln_jobs_total{job=\"broken\",event=\"retried\"} 4",
-        "kiln_jobs_total{job=\"note\",event=\"succeeded\"} 1",
+        "kiln_jobs_total{job=\"broken\",queue=\"default\",event=\"retried\"} 4",
+        "kiln_jobs_total{job=\"note\",queue=\"default\",event=\"succeeded\"} 1",
         "kiln_job_run_duration_seconds_count{job=\"note\"} 1",
         "kiln_jobs_workers 4",
     ] {
@@ -266,7 +209,7 @@ fn a_write_route_enqueues_in_its_own_transaction() {
     assert_eq!(left, 0);
     let metrics = server.metrics().text();
     assert!(
-        metrics.contains("kiln_jobs_total{job=\"note\",event=\"enqueued\"} 1"),
+        metrics.contains("kiln_jobs_total{job=\"note\",queue=\"default\",event=\"enqueued\"} 1"),
         "{metrics}"
     );
 }

@@ -7,16 +7,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Layers in order; a file may import only its own layer and earlier ones.
-/// `watch` composes build and serve, so it may import everything;
+/// `client` is the outbound HTTP client (http jobs' requests and the load
+/// generator's); `watch` composes build and serve, so it may import everything;
 /// `loadtest` drives a server (its own or another) with the site's
 /// traffic; `fuzzing`, the fuzz targets' door into the parsers, sits above
 /// it all.
-const LAYERS: [&str; 10] = [
+const LAYERS: [&str; 11] = [
     "config",
     "diagnostic",
     "site",
     "build",
     "http",
+    "client",
     "dynamic",
     "server",
     "watch",

@@ -16,8 +16,8 @@ use crate::config::{ParamConfig, ParamType, RouteConfig, RouteMethod, Settings};
 use crate::dynamic::routes::pattern::{PathPattern, SegmentType};
 use crate::site::url::percent_encode_component;
 
-use super::client::{Answer, ClientError, Connection, Dialer};
 use super::params::{self, LeftOut, Row};
+use crate::client::{Answer, ClientError, Connection, Dialer};
 
 /// One form: where it is shown, where it posts, what it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]

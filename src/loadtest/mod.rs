@@ -13,7 +13,6 @@
 
 pub(crate) mod analysis;
 pub(crate) mod chart;
-pub(crate) mod client;
 pub(crate) mod compare;
 pub(crate) mod forms;
 pub(crate) mod html;
@@ -33,6 +32,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client;
 use crate::config::{AccessLogFormat, LoadModel, LoadtestConfig, Settings};
 use crate::server::{ServeOptions, access_log::AccessLog};
 use client::Endpoint;

@@ -6,9 +6,9 @@
 use serde_json::{Value, json};
 
 use super::analysis::Analysis;
-use super::client::OpenedCount;
 use super::observe::Resources;
 use super::record::{Outcome, Recorder, Tally};
+use crate::client::OpenedCount;
 
 /// The connections a run opened, by protocol.
 fn connections_line(opened: OpenedCount) -> String {

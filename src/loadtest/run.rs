@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::client::{Answer, Connection, Dialer, Endpoint};
 use super::forms::{self, Ended, Form};
 use super::record::{Outcome, Recorder};
 use super::schedule::{Arrivals, Shape};
+use crate::client::{Answer, Connection, Dialer, Endpoint};
 
 /// One URL of the traffic mix, its request prepared once.
 #[derive(Debug, Clone)]

@@ -178,10 +178,15 @@ pub(crate) fn jobs(before: &Scrape, after: &Scrape) -> Option<serde_json::Value>
             .or_default()
             .insert(event, grown / seconds);
     }
+    // Share of the workers' time spent running jobs.
+    const BUSY: &str = "kiln_jobs_busy_seconds_total";
+    let busy = after.sum(BUSY).unwrap_or(0.0) - before.sum(BUSY).unwrap_or(0.0);
+    let utilisation = (busy.max(0.0) / seconds / workers.max(1.0)).min(1.0);
     Some(serde_json::json!({
         "queued": after.by_label("kiln_jobs_queued", "state"),
         "running": after.sum("kiln_jobs_running").unwrap_or(0.0),
         "workers": workers,
+        "utilisation": utilisation,
         "oldest_ready_s": after.sum("kiln_jobs_oldest_ready_seconds").unwrap_or(0.0),
         "per_s": by_job,
     }))

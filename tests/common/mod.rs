@@ -202,9 +202,11 @@ pub(crate) fn require<T>(what: Result<T, String>, test: &str) -> Option<T> {
 
 pub(crate) mod forms;
 pub(crate) mod http;
+pub(crate) mod jobs;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod server;
+pub(crate) mod sink;
 pub(crate) mod tls;
 pub(crate) mod watch;
 

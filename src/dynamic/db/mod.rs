@@ -31,6 +31,13 @@ pub use value::{Row, SqlValue};
 /// they returned (a job enqueued with a RETURNING column in its payload):
 /// they commit with the write or not at all, and what they return is not
 /// the write's. An error rolls the whole transaction back.
+/// Statements with their arguments, as a transaction runs them.
+pub type Statements = Vec<(String, Vec<SqlValue>)>;
+
+/// Statements run after [`Database::write_each`]'s groups, in their
+/// transaction, given the indices of the groups that succeeded.
+pub type ThenStatements = dyn Fn(&[usize]) -> Vec<(String, Vec<SqlValue>)> + Send + Sync;
+
 pub type Followup = Arc<dyn Fn(&Row) -> Result<Vec<(String, Vec<SqlValue>)>, String> + Send + Sync>;
 
 /// Which server the pool talks to.
@@ -193,6 +200,39 @@ impl Conn {
         }
     }
 
+    /// Each group in its own savepoint of one transaction.
+    async fn write_each(
+        self,
+        groups: Arc<Vec<Statements>>,
+        isolation: Isolation,
+        then: Arc<ThenStatements>,
+    ) -> Result<Vec<Option<String>>, (DbError, bool)> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let result = conn
+                    .interact(move |conn| sqlite::write_each(conn, &groups, then.as_ref()))
+                    .await
+                    .map_err(|err| (DbError::Query(err.to_string()), false))?;
+                result.map_err(|err| {
+                    let busy = sqlite::is_busy(&err);
+                    (DbError::Query(err.to_string()), busy)
+                })
+            }
+            Conn::Postgres(mut conn) => {
+                match conn.write_each(&groups, isolation, then.as_ref()).await {
+                    Ok(outcomes) => Ok(outcomes),
+                    Err(err) if err.is_cancelled() => {
+                        Err((DbError::StatementTimeout(Duration::ZERO), false))
+                    }
+                    Err(err) => {
+                        let retry = err.is_retryable();
+                        Err((postgres_failure(*conn, err), retry))
+                    }
+                }
+            }
+        }
+    }
+
     /// Tables `sql` reads by scanning every row.
     pub async fn scanned_tables(
         self,
@@ -336,6 +376,15 @@ impl Database {
         self.backend
     }
 
+    /// On PostgreSQL, notifications on `channel` (`LISTEN`) from a
+    /// connection outside the pool; `None` on SQLite.
+    pub(crate) fn listen(&self, channel: &str) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match &self.pool {
+            Pool::Sqlite(_) => None,
+            Pool::Postgres(pool) => Some(postgres::listen(pool.manager().config.clone(), channel)),
+        }
+    }
+
     /// Checks a connection out, waiting at most `acquire_timeout`.
     pub async fn acquire(&self) -> Result<Conn, DbError> {
         let started = Instant::now();
@@ -389,22 +438,33 @@ impl Database {
     ) -> Result<Row, DbError> {
         let statements = Arc::new(statements);
         let isolation = isolation.unwrap_or(self.policy.isolation);
-        let mut attempt = 0;
+        self.with_retries(|conn| conn.write(Arc::clone(&statements), isolation, followup.clone()))
+            .await
+    }
+
+    /// Runs `attempt` on a pooled connection, again with jittered backoff
+    /// while it fails in a way worth retrying (another writer got in the
+    /// way), up to the policy's retries.
+    async fn with_retries<T, Attempt>(
+        &self,
+        attempt: impl Fn(Conn) -> Attempt,
+    ) -> Result<T, DbError>
+    where
+        Attempt: std::future::Future<Output = Result<T, (DbError, bool)>>,
+    {
+        let mut tries = 0;
         loop {
             let conn = self.acquire().await?;
-            match conn
-                .write(Arc::clone(&statements), isolation, followup.clone())
-                .await
-            {
-                Ok(row) => return Ok(row),
+            match attempt(conn).await {
+                Ok(done) => return Ok(done),
                 Err((DbError::StatementTimeout(_), _)) => {
                     let limit = self.policy.statement_timeout.unwrap_or_default();
                     return Err(DbError::StatementTimeout(limit));
                 }
-                Err((_, true)) if attempt < self.policy.retries => {
+                Err((_, true)) if tries < self.policy.retries => {
                     self.metrics.write_retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
+                    tokio::time::sleep(backoff(tries)).await;
+                    tries += 1;
                 }
                 Err((_, true)) => {
                     self.metrics
@@ -415,6 +475,23 @@ impl Database {
                 Err((err, false)) => return Err(err),
             }
         }
+    }
+
+    /// Runs each group of statements in its own savepoint of one
+    /// transaction, then `then`'s statements (given the groups that
+    /// succeeded): independent units of work committed together (group
+    /// commit), each kept or rolled back on its own. Returns each group's
+    /// error, if it failed; the whole is retried like [`Database::write`]
+    /// when another writer got in the way.
+    pub async fn write_each(
+        &self,
+        groups: Vec<Statements>,
+        then: Arc<ThenStatements>,
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let groups = Arc::new(groups);
+        let isolation = self.policy.isolation;
+        self.with_retries(|conn| conn.write_each(Arc::clone(&groups), isolation, Arc::clone(&then)))
+            .await
     }
 
     /// Connections open, idle, and requests waiting for one.

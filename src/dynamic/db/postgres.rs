@@ -170,6 +170,66 @@ impl Conn {
         Ok(returned)
     }
 
+    /// Each group of statements in its own savepoint of one transaction
+    /// (see `sqlite::write_each`).
+    pub async fn write_each(
+        &mut self,
+        groups: &[Vec<(String, Vec<SqlValue>)>],
+        isolation: Isolation,
+        then: &super::ThenStatements,
+    ) -> Result<Vec<Option<String>>, QueryError> {
+        let mut prepared = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut statements = Vec::with_capacity(group.len());
+            for (sql, _) in group {
+                statements.push(self.prepare(sql).await?);
+            }
+            prepared.push(statements);
+        }
+        let mut transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(match isolation {
+                Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+                Isolation::RepeatableRead => IsolationLevel::RepeatableRead,
+                Isolation::Serializable => IsolationLevel::Serializable,
+            })
+            .start()
+            .await?;
+        let mut outcomes = Vec::with_capacity(groups.len());
+        for (statements, group) in prepared.iter().zip(groups) {
+            let savepoint = transaction.savepoint("kiln_group").await?;
+            let mut failed = None;
+            for (statement, (_, args)) in statements.iter().zip(group) {
+                if let Err(err) = savepoint.query(statement, &params(args)).await {
+                    failed = Some(err);
+                    break;
+                }
+            }
+            match failed {
+                None => {
+                    savepoint.commit().await?;
+                    outcomes.push(None);
+                }
+                Some(err) => {
+                    savepoint.rollback().await?;
+                    outcomes.push(Some(QueryError::from(err).to_string()));
+                }
+            }
+        }
+        let succeeded: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(index, _)| index)
+            .collect();
+        for (sql, args) in then(&succeeded) {
+            transaction.execute(sql.as_str(), &params(&args)).await?;
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
+    }
+
     /// Relations a statement reads with a sequential scan, from
     /// `EXPLAIN (FORMAT JSON)`.
     pub async fn scanned_tables(
@@ -233,6 +293,58 @@ fn collect_seq_scans(node: &serde_json::Value, tables: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// `LISTEN channel` on a connection of its own: a message on the
+/// returned channel for each notification. The connection is opened
+/// again (after a pause) whenever it is lost; the task ends when the
+/// receiver is dropped.
+pub(crate) fn listen(
+    config: tokio_postgres::Config,
+    channel: &str,
+) -> tokio::sync::mpsc::Receiver<()> {
+    let (tell, told) = tokio::sync::mpsc::channel(1);
+    let command = format!("LISTEN {channel}");
+    tokio::spawn(async move {
+        while !tell.is_closed() {
+            match config.connect(NoTls).await {
+                Ok((client, mut connection)) => {
+                    let relay = tell.clone();
+                    let messages = tokio::spawn(async move {
+                        let mut messages =
+                            futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                        use futures_util::StreamExt;
+                        loop {
+                            tokio::select! {
+                                message = messages.next() => match message {
+                                    Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                        // Full: a wake-up is pending already.
+                                        let _ = relay.try_send(());
+                                    }
+                                    Some(Ok(_)) => {}
+                                    Some(Err(_)) | None => break,
+                                },
+                                // Nobody listens any more: the connection
+                                // closes as it is dropped.
+                                _ = relay.closed() => break,
+                            }
+                        }
+                    });
+                    if let Err(err) = client.batch_execute(&command).await {
+                        tracing::warn!("jobs: {command}: {err}");
+                    } else {
+                        // Jobs enqueued while the connection was down.
+                        let _ = tell.try_send(());
+                    }
+                    let _ = messages.await;
+                    drop(client);
+                }
+                Err(err) => tracing::warn!("jobs: connecting to listen for enqueues: {err}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    told
 }
 
 fn params(args: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {

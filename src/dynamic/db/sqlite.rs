@@ -307,6 +307,46 @@ pub(crate) fn write(
     Ok(returned)
 }
 
+/// Runs each group of statements in its own savepoint of one `BEGIN
+/// IMMEDIATE` transaction: a group that fails is rolled back to its
+/// savepoint and reported, the others commit together, with `then`'s
+/// statements (given the indices of the groups that succeeded). Another
+/// writer holding the lock fails the whole, to be retried.
+pub(crate) fn write_each(
+    conn: &mut Connection,
+    groups: &[Vec<(String, Vec<SqlValue>)>],
+    then: &super::ThenStatements,
+) -> rusqlite::Result<Vec<Option<String>>> {
+    let mut transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(groups.len());
+    for group in groups {
+        let savepoint = transaction.savepoint()?;
+        let run = group
+            .iter()
+            .try_for_each(|(sql, args)| query(&savepoint, sql, args).map(|_| ()));
+        match run {
+            Ok(()) => {
+                savepoint.commit()?;
+                outcomes.push(None);
+            }
+            Err(err) if is_busy(&err) => return Err(err),
+            // Dropped, the savepoint rolls back.
+            Err(err) => outcomes.push(Some(err.to_string())),
+        }
+    }
+    let succeeded: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, outcome)| outcome.is_none())
+        .map(|(index, _)| index)
+        .collect();
+    for (sql, args) in then(&succeeded) {
+        query(&transaction, &sql, &args)?;
+    }
+    transaction.commit()?;
+    Ok(outcomes)
+}
+
 /// Whether another writer held the lock (worth retrying).
 pub(crate) fn is_busy(err: &rusqlite::Error) -> bool {
     matches!(

@@ -10,20 +10,24 @@
 //! the claim and the lease follow River and graphile-worker (see
 //! docs/design.md).
 
+mod declared;
+mod deliver;
+mod schedule;
 pub mod store;
 pub mod work;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{JobConfig, JobKind, JobsConfig, RouteEnqueueConfig, Settings};
-use crate::dynamic::db::sql::{Statement, parse_typed};
+use crate::client::outbound::Outbound;
+use crate::config::{JobConfig, JobsConfig, RouteEnqueueConfig, Settings};
 use crate::dynamic::db::{Database, DbError, Followup, Row, SqlValue};
 use crate::dynamic::routes::fill::fill_template;
 use crate::dynamic::routes::{Route, Values};
-use crate::http::metrics::{Exposition, Histogram, label_value};
+use crate::http::metrics::{Exposition, label_value};
+use declared::Job;
 use store::Store;
 
 /// Why a job could not be enqueued or the jobs could not be set up.
@@ -39,22 +43,14 @@ pub enum JobsError {
     Database(#[from] DbError),
 }
 
-/// One declared job, its statements compiled.
-pub(crate) struct Job {
-    pub config: JobConfig,
-    statements: Vec<Statement>,
-    /// Seconds each run took.
-    run_time: Histogram,
-}
-
 /// Counts by job and what happened, for `/metrics`.
 #[derive(Default)]
 struct Counts(Mutex<BTreeMap<(String, &'static str), u64>>);
 
 impl Counts {
-    fn add(&self, job: &str, event: &'static str) {
+    fn add(&self, job: &str, event: &'static str, count: u64) {
         let mut counts = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
-        *counts.entry((job.to_string(), event)).or_default() += 1;
+        *counts.entry((job.to_string(), event)).or_default() += count;
     }
 
     fn snapshot(&self) -> Vec<((String, &'static str), u64)> {
@@ -70,18 +66,41 @@ impl Counts {
 /// state.
 pub struct Jobs {
     pub(crate) database: Arc<Database>,
-    store: Store,
+    store: Arc<Store>,
     jobs: HashMap<String, Job>,
     pub(crate) config: JobsConfig,
     events: Counts,
-    /// Jobs running now in this process.
+    /// Deliveries running now in this process, in all, by job and by
+    /// queue (for `concurrency` limits).
     running: AtomicUsize,
-    /// Their ids, to give back if a stop cannot wait for them.
+    running_by_job: HashMap<String, AtomicUsize>,
+    running_by_queue: HashMap<String, AtomicUsize>,
+    /// Microseconds the workers spent running jobs (utilisation).
+    busy_micros: AtomicU64,
+    /// Ids of the jobs running here: their leases are extended while
+    /// they run, and they are given back if a stop cannot wait for them.
     claimed: Mutex<std::collections::HashSet<i64>>,
-    /// Jobs by state, as last read by the workers.
-    depth: Mutex<Vec<(String, i64)>>,
+    /// Jobs by state and priority, as last read by the workers.
+    depth: Mutex<Vec<(String, i64, i64)>>,
     /// Milliseconds the oldest ready job has waited (-1: none).
     oldest_ready_ms: AtomicI64,
+    /// `http` jobs' requests.
+    outbound: Outbound,
+    /// Woken when a job is enqueued here (or, on PostgreSQL, anywhere):
+    /// workers claim at once instead of at their next poll.
+    pub(crate) wake: tokio::sync::Notify,
+    /// Tells this instance's schedule ticks from other instances'.
+    token: String,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new job, with its id.
+    New(i64),
+    /// Dropped: a job of the same `unique_key` was enqueued within
+    /// `unique_for_secs`.
+    Duplicate,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -102,41 +121,37 @@ impl Jobs {
         }
         let mut jobs = HashMap::new();
         for (index, config) in declared.iter().enumerate() {
-            let statements = match config.kind {
-                JobKind::Sql => config
-                    .exec
-                    .iter()
-                    .enumerate()
-                    .map(|(number, sql)| {
-                        parse_typed(sql, &|_| None).map_err(|err| {
-                            JobsError::Declaration(format!(
-                                "job[{index}] ({:?}): exec[{number}]: {err}",
-                                config.name
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            };
-            jobs.insert(
-                config.name.clone(),
-                Job {
-                    config: config.clone(),
-                    statements,
-                    run_time: Histogram::default(),
-                },
-            );
+            let at = format!("job[{index}] ({:?})", config.name);
+            let job = Job::compile(config, &at).map_err(JobsError::Declaration)?;
+            jobs.insert(config.name.clone(), job);
         }
-        let names: Vec<String> = declared.iter().map(|job| job.name.clone()).collect();
+        let config = settings.jobs().clone();
+        let running_by_job = declared
+            .iter()
+            .map(|job| (job.name.clone(), AtomicUsize::new(0)))
+            .collect();
+        let running_by_queue = declared
+            .iter()
+            .map(|job| (job.queue.clone(), AtomicUsize::new(0)))
+            .collect();
+        let mut token = [0u8; 16];
+        let _ = getrandom::fill(&mut token);
         Ok(Some(Jobs {
             database: Arc::clone(database),
-            store: Store::new(database.backend(), &names),
+            store: Arc::new(Store::new(database.backend())),
             jobs,
-            config: settings.jobs().clone(),
+            outbound: Outbound::new(config.http_rate_per_host),
+            config,
             events: Counts::default(),
             running: AtomicUsize::new(0),
+            running_by_job,
+            running_by_queue,
+            busy_micros: AtomicU64::new(0),
             claimed: Mutex::new(Default::default()),
             depth: Mutex::new(Vec::new()),
             oldest_ready_ms: AtomicI64::new(-1),
+            wake: tokio::sync::Notify::new(),
+            token: token.iter().map(|byte| format!("{byte:02x}")).collect(),
         }))
     }
 
@@ -154,23 +169,34 @@ impl Jobs {
         Ok(self.store.ensure(&self.database).await?)
     }
 
-    /// Enqueues `name` with `payload` (a JSON object), due now; returns
-    /// its id.
-    pub async fn enqueue(&self, name: &str, payload: &serde_json::Value) -> Result<i64, JobsError> {
+    /// Enqueues `name` with `payload` (a JSON object), due now.
+    pub async fn enqueue(
+        &self,
+        name: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Enqueued, JobsError> {
         let job = self
             .jobs
             .get(name)
             .ok_or_else(|| JobsError::Unknown(name.to_string()))?;
         let text = self.check_payload(job, payload)?;
         let now = now_ms();
-        let statement = self.store.enqueue_statement(&job.config, text, now, now);
-        let row = self.database.write(vec![statement], None).await?;
-        self.events.add(name, "enqueued");
+        let unique = unique_of(&job.config, payload, &text, now)
+            .map_err(|reason| payload_error(job, reason))?;
+        let statements = self
+            .store
+            .enqueue_statements(&job.config, text, now, now, unique);
+        let row = self.database.write(statements, None).await?;
         match row.get("id") {
-            Some(SqlValue::Int(id)) => Ok(*id),
-            _ => Err(JobsError::Database(DbError::Query(
-                "the insert returned no id".to_string(),
-            ))),
+            Some(SqlValue::Int(id)) => {
+                self.events.add(name, "enqueued", 1);
+                self.wake.notify_one();
+                Ok(Enqueued::New(*id))
+            }
+            _ => {
+                self.events.add(name, "deduplicated", 1);
+                Ok(Enqueued::Duplicate)
+            }
         }
     }
 
@@ -192,13 +218,7 @@ impl Jobs {
                 self.config.max_payload_bytes
             )));
         }
-        let missing: Vec<&str> = job
-            .statements
-            .iter()
-            .flat_map(|statement| &statement.params)
-            .filter(|name| *name != "payload" && !object.contains_key(name.as_str()))
-            .map(String::as_str)
-            .collect();
+        let missing = job.missing_fields(object);
         if !missing.is_empty() {
             return Err(refuse(format!("no value for {}", missing.join(", "))));
         }
@@ -213,13 +233,7 @@ impl Jobs {
                 .jobs
                 .get(&enqueue.job)
                 .ok_or_else(|| JobsError::Unknown(enqueue.job.clone()))?;
-            let missing: Vec<&str> = job
-                .statements
-                .iter()
-                .flat_map(|statement| &statement.params)
-                .filter(|name| *name != "payload" && !enqueue.payload.contains_key(name.as_str()))
-                .map(String::as_str)
-                .collect();
+            let missing = job.missing_keys(|name| enqueue.payload.contains_key(name));
             if !missing.is_empty() {
                 return Err(JobsError::Declaration(format!(
                     "route {}: enqueue {:?}: the payload gives no {}",
@@ -255,17 +269,24 @@ impl Jobs {
                     let text = jobs
                         .check_payload(job, &payload)
                         .map_err(|err| err.to_string())?;
-                    Ok(jobs.store.enqueue_statement(&job.config, text, now, now))
+                    let unique = unique_of(&job.config, &payload, &text, now)
+                        .map_err(|reason| payload_error(job, reason).to_string())?;
+                    Ok(jobs
+                        .store
+                        .enqueue_statements(&job.config, text, now, now, unique))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, String>>()
+                .map(|lists| lists.into_iter().flatten().collect())
         }))
     }
 
-    /// Counts the jobs a route's committed write enqueued.
+    /// Counts the jobs a route's committed write enqueued, and wakes the
+    /// workers for them.
     pub(crate) fn enqueued_by(&self, route: &Route) {
         for enqueue in &route.enqueue {
-            self.events.add(&enqueue.job, "enqueued");
+            self.events.add(&enqueue.job, "enqueued", 1);
         }
+        self.wake.notify_one();
     }
 
     /// Retries, cancels or purges job `id`, or every dead job; returns
@@ -281,13 +302,15 @@ impl Jobs {
             .await?)
     }
 
-    /// The newest jobs (in `state`), as JSON rows for `kiln jobs list`.
+    /// The newest jobs (in `state`, of `queue`), as JSON rows for `kiln
+    /// jobs list`.
     pub async fn list(
         &self,
         state: Option<&str>,
+        queue: Option<&str>,
         limit: i64,
     ) -> Result<Vec<serde_json::Value>, JobsError> {
-        let rows = self.store.list(&self.database, state, limit).await?;
+        let rows = self.store.list(&self.database, state, queue, limit).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -301,13 +324,21 @@ impl Jobs {
             .collect())
     }
 
-    /// Runs one claimed job to its end, noting it as this process's
-    /// while it runs.
-    async fn run(&self, claimed: store::Claimed) {
-        let id = claimed.id;
-        self.claimed_ids().insert(id);
-        self.run_claimed(claimed).await;
-        self.claimed_ids().remove(&id);
+    /// Runs one delivery to its end, noting its jobs as this process's
+    /// while it runs: a batch of `job`'s, unbatched `sql` jobs gathered
+    /// into one transaction, or a single job.
+    async fn run(&self, job: &Job, claimed: Vec<store::Claimed>) {
+        let ids: Vec<i64> = claimed.iter().map(|claimed| claimed.id).collect();
+        self.claimed_ids().extend(ids.iter().copied());
+        if claimed.len() > 1 && job.config.batch.is_none() {
+            self.deliver_gathered(claimed).await;
+        } else {
+            self.deliver(job, claimed).await;
+        }
+        let mut held = self.claimed_ids();
+        for id in &ids {
+            held.remove(id);
+        }
     }
 
     fn claimed_ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
@@ -332,125 +363,41 @@ impl Jobs {
         }
     }
 
-    /// Runs one claimed job to its end: success, a retry or burial.
-    async fn run_claimed(&self, claimed: store::Claimed) {
-        let Some(job) = self.jobs.get(&claimed.job) else {
-            return;
-        };
-        let name = job.config.name.as_str();
-        let now = now_ms();
-        if claimed.attempt > claimed.max_attempts {
-            // Its last attempt's process died holding it.
-            self.events.add(name, "dead");
-            let _ = self
-                .store
-                .bury(
-                    &self.database,
-                    claimed.id,
-                    now,
-                    "the lease of its last attempt ran out",
-                )
-                .await;
-            return;
-        }
-        self.events.add(name, "started");
-        let started = std::time::Instant::now();
-        let timeout = Duration::from_millis(job.config.timeout_ms);
-        let outcome = match tokio::time::timeout(timeout, self.execute(job, &claimed)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!(
-                "ran longer than timeout_ms ({})",
-                job.config.timeout_ms
-            )),
-        };
-        job.run_time.observe(started.elapsed());
-        let now = now_ms();
-        let recorded = match outcome {
-            // A sql job's success committed with its statements.
-            Ok(Recorded::Already) => {
-                self.events.add(name, "succeeded");
-                Ok(())
-            }
-            Err(error) if claimed.attempt < claimed.max_attempts => {
-                self.events.add(name, "retried");
-                let delay = backoff(&job.config, claimed.attempt);
-                tracing::warn!(
-                    "job {name} #{} failed (attempt {} of {}), retried in {} ms: {error}",
-                    claimed.id,
-                    claimed.attempt,
-                    claimed.max_attempts,
-                    delay.as_millis()
-                );
-                let run_at = now + delay.as_millis() as i64;
-                self.store
-                    .retry(&self.database, claimed.id, run_at, &error)
-                    .await
-            }
-            Err(error) => {
-                self.events.add(name, "dead");
-                tracing::warn!(
-                    "job {name} #{} failed its last attempt ({}): {error}",
-                    claimed.id,
-                    claimed.attempt
-                );
-                self.store
-                    .bury(&self.database, claimed.id, now, &error)
-                    .await
-            }
-        };
-        if let Err(err) = recorded {
-            // The lease runs out and the job is claimed again: at least
-            // once, never lost.
-            tracing::warn!("job {name} #{}: recording its end: {err}", claimed.id);
-        }
-    }
-
-    async fn execute(&self, job: &Job, claimed: &store::Claimed) -> Result<Recorded, String> {
-        let payload: serde_json::Value =
-            serde_json::from_str(&claimed.payload).map_err(|err| format!("payload: {err}"))?;
-        match job.config.kind {
-            JobKind::Sql => {
-                let statements = job
-                    .statements
-                    .iter()
-                    .map(|statement| {
-                        let args = statement
-                            .params
-                            .iter()
-                            .map(|name| match name.as_str() {
-                                "payload" => SqlValue::Text(claimed.payload.clone()),
-                                name => sql_value(&payload[name]),
-                            })
-                            .collect();
-                        (statement.text(self.database.backend()).to_string(), args)
-                    })
-                    .collect();
-                // The job's writes and its success commit together: a
-                // crash after the commit cannot run them twice.
-                let success = self.store.succeed_statement(claimed.id, now_ms());
-                let followup: Followup = Arc::new(move |_: &Row| Ok(vec![success.clone()]));
-                self.database
-                    .write_then(statements, None, Some(followup))
-                    .await
-                    .map(|_| Recorded::Already)
-                    .map_err(|err| err.to_string())
-            }
-        }
-    }
-
-    /// `/metrics`: events by job, queue depth by state, the oldest ready
-    /// job's wait, run times and the workers in use.
+    /// `/metrics`: events by job and queue, queue depth by state and
+    /// priority, the oldest ready job's wait, run times, batch sizes and
+    /// the workers in use.
     pub(crate) fn encode_metrics(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let events = self.events.snapshot();
+        let queue_of = |job: &str| {
+            self.jobs
+                .get(job)
+                .map_or_else(String::new, |job| job.config.queue.clone())
+        };
+        let of = |wanted: &[&str]| {
+            events
+                .iter()
+                .filter(|((_, event), _)| wanted.contains(event))
+                .map(|((job, event), count)| {
+                    (
+                        [
+                            ("job", label_value(job)),
+                            ("queue", label_value(&queue_of(job)).into_owned().into()),
+                            ("event", (*event).into()),
+                        ],
+                        *count,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         out.counters(
             "kiln_jobs",
-            "Jobs by name and event: enqueued (here), started, succeeded, retried, dead.",
-            events.iter().map(|((job, event), count)| {
-                (
-                    [("job", label_value(job)), ("event", (*event).into())],
-                    *count,
-                )
-            }),
+            "Jobs by name, queue and event: enqueued (here), deduplicated, started, succeeded, retried, dead.",
+            of(&["enqueued", "deduplicated", "started", "succeeded", "retried", "dead"]),
+        )?;
+        out.counters(
+            "kiln_job_deliveries",
+            "Deliveries (runs) by job, queue and what they carried: delivered counts deliveries, payloads the jobs in them; payloads / delivered is the mean batch size.",
+            of(&["delivered", "payloads"]),
         )?;
         let depth = self
             .depth
@@ -459,10 +406,21 @@ impl Jobs {
             .clone();
         out.gauges(
             "kiln_jobs_queued",
-            "Jobs in the queue's table by state, as the workers last read it.",
-            depth
-                .iter()
-                .map(|(state, count)| ([("state", label_value(state))], *count)),
+            "Jobs in the queue's table by state and priority, as the workers last read it.",
+            depth.iter().map(|(state, priority, count)| {
+                (
+                    [
+                        ("state", label_value(state)),
+                        ("priority", priority.to_string().into()),
+                    ],
+                    *count,
+                )
+            }),
+        )?;
+        out.counter(
+            "kiln_jobs_busy_seconds",
+            "Time the workers spent running jobs; its rate over kiln_jobs_workers is their utilisation.",
+            self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
         )?;
         let oldest = self.oldest_ready_ms.load(Ordering::Relaxed);
         out.gauge(
@@ -492,10 +450,42 @@ impl Jobs {
     }
 }
 
-/// Whether a run's success is already in the table.
-enum Recorded {
-    /// Committed with the job's own statements.
-    Already,
+/// A payload refused for `job`.
+fn payload_error(job: &Job, reason: String) -> JobsError {
+    JobsError::Payload {
+        job: job.config.name.clone(),
+        reason,
+    }
+}
+
+/// The key and window start of a `unique_for_secs` job: the
+/// `unique_key` template filled from the payload, or the payload itself.
+fn unique_of(
+    job: &JobConfig,
+    payload: &serde_json::Value,
+    text: &str,
+    now: i64,
+) -> Result<Option<(String, i64)>, String> {
+    let Some(window) = job.unique_for_secs else {
+        return Ok(None);
+    };
+    let key = match &job.unique_key {
+        None => text.to_string(),
+        Some(template) => {
+            let fields: Values = payload
+                .as_object()
+                .map(|object| {
+                    object
+                        .iter()
+                        .map(|(key, value)| (key.clone(), sql_value(value)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            fill_template(template, &fields, &Row::new(), false)
+                .map_err(|name| format!("unique_key: the payload gives no {name}"))?
+        }
+    };
+    Ok(Some((key, now - (window * 1000) as i64)))
 }
 
 /// A route's payload: each template filled from the inputs and the

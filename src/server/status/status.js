@@ -104,7 +104,8 @@ function show(sample) {
     const jobs = sample.jobs;
     const queued = Object.entries(jobs.queued).map(([state, n]) => `${state} ${n}`).join(", ") || "empty";
     document.getElementById("queue").textContent =
-      `Queue: ${queued}; running ${jobs.running} of ${jobs.workers} workers here; ` +
+      `Queue: ${queued}; running ${jobs.running} of ${jobs.workers} workers here ` +
+      `(busy ${(jobs.utilisation * 100).toFixed(0)}% of the time); ` +
       `the oldest due job has waited ${jobs.oldest_ready_s.toFixed(1)} s.`;
     const rate = (events, name) => (events[name] || 0).toFixed(1);
     fill("jobs", Object.entries(jobs.per_s)

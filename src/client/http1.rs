@@ -13,6 +13,8 @@ use super::{Answer, ClientError, Stream};
 const MAX_HEADERS: usize = 64;
 /// Largest response head read before the response counts as malformed.
 const MAX_HEAD: usize = 64 * 1024;
+/// Most body bytes kept for the caller; the rest is read and dropped.
+const MAX_KEPT_BODY: usize = 64 * 1024;
 
 /// One keep-alive connection.
 pub(crate) struct Http1 {
@@ -104,6 +106,10 @@ impl Http1 {
                     // the headers say.
                     if head_only || status == 204 || status == 304 || status < 200 {
                         framing = Framing::None;
+                    } else if matches!(framing, Framing::None) {
+                        // A body that runs to the close: not read here,
+                        // and the connection cannot carry another request.
+                        answer.closes = true;
                     }
                     return Ok((answer, head_len, framing));
                 }
@@ -126,7 +132,8 @@ impl Http1 {
             }
             let take = (self.filled as u64).min(length) as usize;
             if keep {
-                answer.body.extend_from_slice(&self.buffer[..take]);
+                let room = MAX_KEPT_BODY.saturating_sub(answer.body.len()).min(take);
+                answer.body.extend_from_slice(&self.buffer[..room]);
             }
             self.consume(take);
             length -= take as u64;

@@ -1,6 +1,8 @@
-//! The load generator's client: HTTP/1.1 ([`http1`]) written by hand for
+//! kiln's outbound HTTP client: HTTP/1.1 ([`http1`]) written by hand for
 //! speed, HTTP/2 ([`http2`]) on the `h2` crate the server already uses,
-//! either over TCP or TLS ([`tls`], rustls with ALPN).
+//! either over TCP or TLS ([`tls`], rustls with ALPN). The load generator
+//! drives servers with it; `http` jobs send their requests through
+//! [`outbound`] (a keep-alive pool per origin, paced per host).
 //!
 //! A [`Dialer`] opens connections for one group of lanes: over HTTP/1.1
 //! each lane has its own connection; over HTTP/2 the group's lanes share
@@ -9,6 +11,7 @@
 
 mod http1;
 mod http2;
+pub(crate) mod outbound;
 pub(crate) mod tls;
 
 use std::cell::RefCell;
@@ -43,6 +46,8 @@ pub(crate) struct Answer {
     pub body: Vec<u8>,
     /// The server will close the connection after this response.
     pub closes: bool,
+    /// `Retry-After` in seconds, when `keep` asked for headers.
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -55,6 +60,7 @@ impl Answer {
             location: None,
             body: Vec::new(),
             closes: false,
+            retry_after: None,
         }
     }
 
@@ -67,6 +73,9 @@ impl Answer {
             self.cookies.push(text());
         } else if name.eq_ignore_ascii_case("location") {
             self.location = Some(text());
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            // Seconds; the HTTP-date form is left to the job's backoff.
+            self.retry_after = text().trim().parse().ok();
         }
     }
 }
@@ -86,6 +95,8 @@ pub(crate) enum ClientError {
     Malformed(&'static str),
     #[error("connection closed before the response ended")]
     Closed,
+    #[error("{0}")]
+    Url(String),
 }
 
 /// Where requests go and how.
