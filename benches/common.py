@@ -92,6 +92,13 @@ def median_ms(samples):
     return statistics.median(samples) * 1000
 
 
+def free_port():
+    """A TCP port on loopback nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def fresh_dir(path):
     path = Path(path)
     if path.exists():

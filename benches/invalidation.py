@@ -33,7 +33,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,17 +40,12 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import REPO, SCRATCH, fresh_dir, kiln_binary, wait_for_port
+from common import REPO, SCRATCH, free_port, fresh_dir, kiln_binary, wait_for_port
 
 PORTS = {"A": 18190, "B": 18191}
 ITEMS = 50
 DEADLINE = 10.0
 
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_redis(port, work):

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, SCRATCH, fresh_dir, kiln_binary, npm_corpus, npm_peers, npm_version, wait_for_port
+from common import REPO, SCRATCH, free_port, fresh_dir, kiln_binary, npm_corpus, npm_peers, npm_version, wait_for_port
 
 TWEAK = "export const tweak = () => {n};\n"
 ENTRY = "import * as THREE from 'three';\nimport {{ tweak }} from './_tweak.js';\nconsole.log(THREE.REVISION, tweak(), Object.keys(THREE).length);\n"

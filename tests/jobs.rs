@@ -342,6 +342,34 @@ fn mistakes_in_jobs_and_enqueues_are_named_at_load() {
             format!("{job}[[job]]\nname = \"note\"\nkind = \"sql\"\nexec = [\"SELECT 1\"]\n"),
             "another [[job]] has this name",
         ),
+        (
+            "[[job]]\nname = \"w\"\nkind = \"warm\"\n".to_string(),
+            "job[0] (\"w\"): a warm job needs urls",
+        ),
+        (
+            "[[job]]\nname = \"p\"\nkind = \"purge\"\ntags = [\"t\"]\nexec = [\"SELECT 1\"]\n".to_string(),
+            "job[0] (\"p\"): exec belong to sql jobs",
+        ),
+        (
+            "[[job]]\nname = \"b\"\nkind = \"sql\"\nexec = [\"SELECT :payloads\"]\nbatch = { size = 5000 }\n".to_string(),
+            "batch.size = 5000: must be 1 to jobs.max_batch (1000)",
+        ),
+        (
+            "[[job]]\nname = \"c\"\nkind = \"sql\"\nexec = [\"SELECT 1\"]\nschedule = \"0 0 25 * * *\"\n".to_string(),
+            "job[0] (\"c\"): schedule \"0 0 25 * * *\"",
+        ),
+        (
+            "[[job]]\nname = \"z\"\nkind = \"sql\"\nexec = [\"SELECT 1\"]\nschedule = \"0 * * * * *\"\ntime_zone = \"Mars/Olympus\"\n".to_string(),
+            "time_zone \"Mars/Olympus\"",
+        ),
+        (
+            "[[job]]\nname = \"h\"\nkind = \"http\"\nurl = \"ftp://x/\"\n".to_string(),
+            "url \"ftp://x/\": must start with http:// or https://",
+        ),
+        (
+            "[[job]]\nname = \"s\"\nkind = \"sql\"\nexec = [\"SELECT :payloads\"]\n".to_string(),
+            ":payloads is a batch's payloads",
+        ),
     ] {
         let error = load(&extra).expect_err(wanted);
         assert!(error.contains(wanted), "{error}");

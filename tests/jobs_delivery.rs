@@ -621,3 +621,53 @@ exec = ["INSERT INTO notes (author, body) VALUES ('half', :n)", "INSERT INTO now
             .all(|job| job["last_error"].as_str().unwrap().contains("nowhere"))
     );
 }
+
+/// `warm` and `purge` jobs act on the server's route cache: a warmed URL
+/// is a hit on its first request, a purged tag's entry a miss again. A
+/// worker-only process leaves them to the server.
+#[test]
+fn warm_and_purge_jobs_act_on_the_servers_route_cache() {
+    let site = shop_with(
+        r#"
+[jobs]
+poll_ms = 20
+
+[[job]]
+name = "warm-item"
+kind = "warm"
+urls = ["/items/{id}"]
+
+[[job]]
+name = "purge-item"
+kind = "purge"
+tags = ["item:{id}"]
+"#,
+    );
+    said(kiln(&site, &["check"]));
+    let warm = enqueue(&site, "warm-item", r#"{"id": 3}"#, &[]);
+    {
+        let _worker = worker(&site, &[]);
+        std::thread::sleep(Duration::from_millis(1500));
+        let ready = list(&site, "ready", &[]);
+        assert!(ready.iter().any(|job| job["id"] == warm), "{ready:?}");
+    }
+    let server = TestServer::start(&site, &[]);
+    wait_for("the warm job", || {
+        list(&site, "succeeded", &[])
+            .iter()
+            .any(|job| job["id"] == warm)
+    });
+    let cache = |path: &str| {
+        common::http::get(server.addr, path, &[])
+            .header("x-kiln-cache")
+            .map(str::to_string)
+    };
+    assert_eq!(cache("/items/3").as_deref(), Some("hit"));
+    let purge = enqueue(&site, "purge-item", r#"{"id": 3}"#, &[]);
+    wait_for("the purge job", || {
+        list(&site, "succeeded", &[])
+            .iter()
+            .any(|job| job["id"] == purge)
+    });
+    assert_eq!(cache("/items/3").as_deref(), Some("miss"));
+}

@@ -144,6 +144,13 @@ pub struct JobConfig {
     /// success.
     #[serde(default = "default_success")]
     pub success: Vec<String>,
+    /// `warm`: the URLs (path and query) rendered into the route cache;
+    /// `{name}` filled from the payload.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// `purge`: the cache tags dropped (`"product:{id}"`).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// `[job.batch]`.
@@ -166,6 +173,11 @@ pub enum JobKind {
     Sql,
     /// An HTTP request: webhooks, search indexers, mail APIs.
     Http,
+    /// kiln's own maintenance, run by `kiln serve` on its caches: URLs
+    /// rendered into the route cache.
+    Warm,
+    /// Route-cache entries dropped by tag, on every server.
+    Purge,
 }
 
 fn default_queue() -> String {
@@ -278,13 +290,43 @@ fn validate_job(jobs: &JobsConfig, job: &JobConfig, at: &str) -> Result<(), Conf
                     "{at}: a sql job needs exec = [\"…\"]"
                 )));
             }
-            if job.url.is_some() || job.body_sql.is_some() || !job.headers.is_empty() {
-                return Err(config_error(format!(
-                    "{at}: url, headers and body_sql belong to http jobs"
-                )));
-            }
         }
         JobKind::Http => validate_http(job, at)?,
+        JobKind::Warm if job.urls.is_empty() => {
+            return Err(config_error(format!(
+                "{at}: a warm job needs urls = [\"/path?query\"]"
+            )));
+        }
+        JobKind::Purge if job.tags.is_empty() => {
+            return Err(config_error(format!(
+                "{at}: a purge job needs tags = [\"tag\"]"
+            )));
+        }
+        JobKind::Warm | JobKind::Purge if job.batch.is_some() => {
+            return Err(config_error(format!(
+                "{at}: warm and purge jobs are not batched"
+            )));
+        }
+        JobKind::Warm | JobKind::Purge => {}
+    }
+    let foreign = [
+        (JobKind::Sql, "exec", !job.exec.is_empty()),
+        (
+            JobKind::Http,
+            "url, headers and body_sql",
+            job.url.is_some() || job.body_sql.is_some() || !job.headers.is_empty(),
+        ),
+        (JobKind::Warm, "urls", !job.urls.is_empty()),
+        (JobKind::Purge, "tags", !job.tags.is_empty()),
+    ];
+    if let Some((kind, keys, _)) = foreign
+        .iter()
+        .find(|(kind, _, given)| *given && *kind != job.kind)
+    {
+        return Err(config_error(format!(
+            "{at}: {keys} belong to {} jobs",
+            format!("{kind:?}").to_lowercase()
+        )));
     }
     if job.concurrency == Some(0) {
         return Err(config_error(format!(
@@ -335,9 +377,6 @@ fn validate_http(job: &JobConfig, at: &str) -> Result<(), ConfigError> {
         return Err(config_error(format!(
             "{at}: url {url:?}: must start with http:// or https://"
         )));
-    }
-    if !job.exec.is_empty() {
-        return Err(config_error(format!("{at}: exec belongs to sql jobs")));
     }
     let method_ok =
         !job.method.is_empty() && job.method.bytes().all(|byte| byte.is_ascii_uppercase());

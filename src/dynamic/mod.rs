@@ -21,6 +21,7 @@ pub mod db;
 pub(crate) mod form;
 pub(crate) mod handle;
 pub mod jobs;
+mod maintenance;
 pub(crate) mod page;
 pub(crate) mod produce;
 pub mod purge;

@@ -181,6 +181,15 @@ pub fn start(settings: &Settings, options: ServeOptions) -> Result<RunningServer
     } else {
         None
     };
+    if let Some(dynamic) = &dynamic
+        && let Some(jobs) = &dynamic.jobs
+    {
+        // `warm` and `purge` jobs act on this server's caches.
+        let server: Arc<dyn crate::dynamic::jobs::maintenance::Maintenance> =
+            Arc::clone(dynamic) as _;
+        let server = Arc::downgrade(&server);
+        jobs.attach(server);
+    }
     let table = Arc::new(ArcSwap::from_pointee(table));
     let http_metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {

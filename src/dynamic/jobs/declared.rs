@@ -32,6 +32,18 @@ pub(crate) enum Plan {
         /// A query whose rows are the body, instead of the payload(s).
         body_sql: Option<Statement>,
     },
+    /// URLs rendered into the route cache (templates over the payload).
+    Warm { urls: Vec<String> },
+    /// Cache tags dropped (templates over the payload).
+    Purge { tags: Vec<String> },
+}
+
+impl Plan {
+    /// Whether the job acts on a server's caches (run only where one is
+    /// attached).
+    pub(crate) fn is_maintenance(&self) -> bool {
+        matches!(self, Plan::Warm { .. } | Plan::Purge { .. })
+    }
 }
 
 /// A piece of a URL or header value: fixed (`${VAR}` read at start) or a
@@ -110,6 +122,12 @@ impl Job {
                     .as_deref()
                     .map(|sql| parse("body_sql".to_string(), sql))
                     .transpose()?,
+            },
+            JobKind::Warm => Plan::Warm {
+                urls: config.urls.clone(),
+            },
+            JobKind::Purge => Plan::Purge {
+                tags: config.tags.clone(),
             },
         };
         let schedule = config
@@ -203,6 +221,10 @@ impl Job {
                         .iter()
                         .flat_map(|statement| statement.params.iter().cloned()),
                 )
+                .collect(),
+            Plan::Warm { urls: templates } | Plan::Purge { tags: templates } => templates
+                .iter()
+                .flat_map(|template| placeholders(template))
                 .collect(),
         }
     }

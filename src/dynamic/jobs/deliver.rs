@@ -320,7 +320,27 @@ impl Jobs {
                 self.send(&job.config.success, &request).await?;
                 Ok(Recorded::Pending)
             }
+            Plan::Warm { urls } => {
+                let maintenance = self.maintenance()?;
+                for url in filled(urls, &payloads[0])? {
+                    maintenance.warm(&url).await.map_err(Failure::from)?;
+                }
+                Ok(Recorded::Pending)
+            }
+            Plan::Purge { tags } => {
+                let maintenance = self.maintenance()?;
+                let tags = filled(tags, &payloads[0])?;
+                maintenance.purge(tags).await.map_err(Failure::from)?;
+                Ok(Recorded::Pending)
+            }
         }
+    }
+
+    /// The server's caches, for `warm` and `purge` jobs.
+    fn maintenance(&self) -> Result<Arc<dyn super::maintenance::Maintenance>, Failure> {
+        self.maintained().ok_or_else(|| {
+            Failure::from("no server is attached to run this maintenance job".to_string())
+        })
     }
 
     /// Sends `request`; a status outside `success` is a failure, and a
@@ -385,6 +405,22 @@ fn bind_one(name: &str, claimed: &[Claimed], payloads: &[serde_json::Value]) -> 
         PAYLOAD => SqlValue::Text(claimed[0].payload.clone()),
         field => sql_value(&payloads[0][field]),
     }
+}
+
+/// `templates` filled from `payload` (a placeholder the payload does not
+/// fill fails the job for good).
+fn filled(templates: &[String], payload: &serde_json::Value) -> Result<Vec<String>, Failure> {
+    let fields = payload_fields(payload);
+    templates
+        .iter()
+        .map(|template| {
+            fill_template(template, &fields, &Row::new(), false).map_err(|name| Failure {
+                error: format!("{template:?}: the payload gives no {name}"),
+                permanent: true,
+                retry_after: None,
+            })
+        })
+        .collect()
 }
 
 /// A payload's fields as the values templates are filled from.

@@ -12,6 +12,7 @@
 
 mod declared;
 mod deliver;
+pub(crate) mod maintenance;
 mod schedule;
 pub mod store;
 pub mod work;
@@ -91,6 +92,8 @@ pub struct Jobs {
     pub(crate) wake: tokio::sync::Notify,
     /// Tells this instance's schedule ticks from other instances'.
     token: String,
+    /// The server whose caches `warm` and `purge` jobs act on.
+    maintenance: std::sync::OnceLock<std::sync::Weak<dyn maintenance::Maintenance>>,
 }
 
 /// What an enqueue did.
@@ -152,6 +155,7 @@ impl Jobs {
             oldest_ready_ms: AtomicI64::new(-1),
             wake: tokio::sync::Notify::new(),
             token: token.iter().map(|byte| format!("{byte:02x}")).collect(),
+            maintenance: std::sync::OnceLock::new(),
         }))
     }
 
@@ -162,6 +166,16 @@ impl Jobs {
         Jobs::open(settings, &Arc::new(database))?
             .map(Arc::new)
             .ok_or_else(|| JobsError::Declaration("build.toml declares no [[job]]".to_string()))
+    }
+
+    /// Attaches the server whose caches `warm` and `purge` jobs act on;
+    /// until then (and in `kiln jobs work`) no maintenance job is claimed.
+    pub(crate) fn attach(&self, server: std::sync::Weak<dyn maintenance::Maintenance>) {
+        let _ = self.maintenance.set(server);
+    }
+
+    fn maintained(&self) -> Option<Arc<dyn maintenance::Maintenance>> {
+        self.maintenance.get()?.upgrade()
     }
 
     /// Creates the queue's table when it is missing.

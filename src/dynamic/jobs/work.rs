@@ -62,7 +62,13 @@ fn groups(jobs: &Jobs) -> Vec<Group> {
             .get(queue)
             .map(|limit| (queue.to_string(), limit.concurrency))
     };
-    let mut declared: Vec<&Job> = jobs.jobs.values().collect();
+    // Maintenance jobs only where a server's caches are attached.
+    let attached = jobs.maintained().is_some();
+    let mut declared: Vec<&Job> = jobs
+        .jobs
+        .values()
+        .filter(|job| attached || !job.plan.is_maintenance())
+        .collect();
     declared.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     let mut groups: Vec<Group> = Vec::new();
     // Shared by the remaining jobs of one queue (None: queues with no
@@ -329,37 +335,71 @@ async fn claim_pass(
     Ok(pass)
 }
 
-/// Runs one delivery on a task of its own, counted against its limits.
+/// Runs one delivery on a task of its own, counted against its limits
+/// before this returns (the next claim pass must see it).
 fn start_delivery(
     jobs: &Arc<Jobs>,
     delivery: Vec<super::store::Claimed>,
     permit: OwnedSemaphorePermit,
 ) {
-    let Some(name) = delivery.first().map(|claimed| claimed.job.clone()) else {
+    let Some(job) = delivery
+        .first()
+        .and_then(|claimed| jobs.jobs.get(&claimed.job))
+    else {
         return;
     };
-    let jobs = Arc::clone(jobs);
+    let counted = Counted::new(jobs, job, delivery.len());
     tokio::spawn(async move {
-        let Some(job) = jobs.jobs.get(&name) else {
-            return;
-        };
-        // Limits count deliveries; `running` counts jobs.
-        let limits = [
-            jobs.running_by_job.get(&name),
-            jobs.running_by_queue.get(&job.config.queue),
-        ];
-        let carried = delivery.len();
-        for counter in limits.iter().flatten() {
-            counter.fetch_add(1, Ordering::Relaxed);
+        let jobs = &counted.jobs;
+        if let Some(job) = jobs.jobs.get(&counted.name) {
+            jobs.run(job, delivery).await;
         }
-        jobs.running.fetch_add(carried, Ordering::Relaxed);
-        jobs.run(job, delivery).await;
-        jobs.running.fetch_sub(carried, Ordering::Relaxed);
-        for counter in limits.iter().flatten() {
-            counter.fetch_sub(1, Ordering::Relaxed);
-        }
+        drop(counted);
         drop(permit);
     });
+}
+
+/// A running delivery, counted while it lives: against its job's and
+/// queue's limits (deliveries) and in `running` (jobs).
+struct Counted {
+    jobs: Arc<Jobs>,
+    name: String,
+    queue: String,
+    carried: usize,
+}
+
+impl Counted {
+    fn new(jobs: &Arc<Jobs>, job: &Job, carried: usize) -> Counted {
+        let counted = Counted {
+            jobs: Arc::clone(jobs),
+            name: job.config.name.clone(),
+            queue: job.config.queue.clone(),
+            carried,
+        };
+        for limit in counted.limits() {
+            limit.fetch_add(1, Ordering::Relaxed);
+        }
+        jobs.running.fetch_add(carried, Ordering::Relaxed);
+        counted
+    }
+
+    fn limits(&self) -> impl Iterator<Item = &AtomicUsize> {
+        [
+            self.jobs.running_by_job.get(&self.name),
+            self.jobs.running_by_queue.get(&self.queue),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        for limit in self.limits() {
+            limit.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.jobs.running.fetch_sub(self.carried, Ordering::Relaxed);
+    }
 }
 
 /// Deletes the succeeded and dead jobs retention lets go.
