@@ -8,7 +8,8 @@
 //! then oldest) in one statement, `UPDATE … WHERE id IN (SELECT … LIMIT
 //! n) RETURNING`, and leases them until `locked_until`, which the
 //! workers' heartbeat moves on while they run; a running job whose lease
-//! ran out (its process died) is claimable again. On PostgreSQL the
+//! ran out (its process died) is made ready again by the rescue, as
+//! River's rescuer does, and claimed as any other. On PostgreSQL the
 //! inner select takes `FOR UPDATE SKIP LOCKED`, so instances claiming at
 //! once skip each other's rows instead of waiting (River's and
 //! graphile-worker's scheme); SQLite serialises writers, so the statement
@@ -80,6 +81,7 @@ pub(crate) struct Store {
     bury: Statement,
     release: Statement,
     extend: Statement,
+    rescue: Statement,
     prune: Statement,
     depth: Statement,
     oldest_ready: Statement,
@@ -119,10 +121,10 @@ fn compile(sql: &str) -> Statement {
     parse_typed(sql, &|_| None).unwrap_or_else(|err| panic!("kiln_jobs statement: {err}"))
 }
 
-/// Due: ready and its time has come, or running under a lease that ran
-/// out (its process died).
-const DUE: &str =
-    "((state = 'ready' AND run_at <= :now) OR (state = 'running' AND locked_until < :now))";
+/// Due: ready and its time has come. (A job running under a lease that
+/// ran out is made ready again by [`Store::rescue`]: an `OR` here would
+/// keep the claim off the index, and every claim would read the table.)
+const DUE: &str = "state = 'ready' AND run_at <= :now";
 
 const INSERT_COLUMNS: &str = "INSERT INTO kiln_jobs (job, queue, priority, payload, state, max_attempts, run_at, created_ms, unique_key)";
 const INSERT_VALUES: &str =
@@ -182,6 +184,10 @@ impl Store {
             extend: compile(&format!(
                 "UPDATE kiln_jobs SET locked_until = :until WHERE {ids} AND state = 'running'"
             )),
+            rescue: compile(
+                "UPDATE kiln_jobs SET state = 'ready', locked_until = NULL \
+                 WHERE state = 'running' AND locked_until < :now RETURNING id",
+            ),
             prune: compile(
                 "DELETE FROM kiln_jobs WHERE (state = 'succeeded' AND finished_ms < :done_before) \
                  OR (state = 'dead' AND finished_ms < :dead_before)",
@@ -464,6 +470,15 @@ impl Store {
             &[("ids", id_list(ids)), ("until", SqlValue::Int(until))],
         );
         database.write(vec![statement], None).await.map(|_| ())
+    }
+
+    /// Makes the jobs whose lease ran out (their process died, or stopped
+    /// beating) ready again, to be claimed as any other; the lost attempt
+    /// stays counted. Whether there were any.
+    pub(crate) async fn rescue(&self, database: &Database, now: i64) -> Result<bool, DbError> {
+        let statement = self.bind(&self.rescue, &[("now", SqlValue::Int(now))]);
+        let row = database.write(vec![statement], None).await?;
+        Ok(row.contains_key("id"))
     }
 
     pub(crate) async fn bury(

@@ -9,7 +9,8 @@
 //! claim was full, when an enqueue wakes it (in this process, or any on
 //! PostgreSQL through `LISTEN kiln_jobs`), or after `jobs.poll_ms`.
 //!
-//! Beside it run the heartbeat (the running jobs' leases extended every
+//! Beside it run the rescue (once a second, the jobs whose lease ran out
+//! made ready again, and the claim loop woken for them), the heartbeat (the running jobs' leases extended every
 //! third of a lease, so a job may run longer than its lease and still
 //! be this process's), the scheduler (each `schedule`'s ticks enqueued,
 //! once across instances) and, once a minute, the retention pass. Stopping
@@ -33,6 +34,8 @@ use crate::config::JobKind;
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// How often the queue's depth is read for `/metrics`.
 const DEPTH_EVERY: Duration = Duration::from_secs(5);
+/// How often jobs whose lease ran out are made ready again.
+const RESCUE_EVERY: Duration = Duration::from_secs(1);
 /// Shortest pause after a database error before claiming again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -141,7 +144,10 @@ impl Workers {
     pub(crate) fn start(jobs: &Arc<Jobs>) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let done = tokio::spawn(claim_loop(Arc::clone(jobs), stopped));
-        let mut helpers = vec![tokio::spawn(heartbeat(Arc::clone(jobs)))];
+        let mut helpers = vec![
+            tokio::spawn(heartbeat(Arc::clone(jobs))),
+            tokio::spawn(rescue(Arc::clone(jobs))),
+        ];
         if jobs.jobs.values().any(|job| job.schedule.is_some()) {
             helpers.push(tokio::spawn(super::schedule::run(Arc::clone(jobs))));
         }
@@ -196,6 +202,19 @@ async fn heartbeat(jobs: Arc<Jobs>) {
         {
             tracing::warn!("jobs: extending {} lease(s): {err}", ids.len());
         }
+    }
+}
+
+/// Makes the jobs whose lease ran out ready again, once a second, and
+/// wakes the claim loop when there were some.
+async fn rescue(jobs: Arc<Jobs>) {
+    loop {
+        match jobs.store.rescue(&jobs.database, now_ms()).await {
+            Ok(true) => jobs.wake.notify_one(),
+            Ok(false) => {}
+            Err(err) => tracing::warn!("jobs: rescuing jobs whose lease ran out: {err}"),
+        }
+        tokio::time::sleep(RESCUE_EVERY).await;
     }
 }
 
