@@ -169,13 +169,15 @@ impl Store {
                 "UPDATE kiln_jobs SET state = 'succeeded', finished_ms = :now, locked_until = NULL, \
                  last_error = NULL WHERE {ids}"
             )),
+            // Only while still running: a timed-out SQLite transaction
+            // may commit after all, and its success must stand.
             retry: compile(&format!(
                 "UPDATE kiln_jobs SET state = 'ready', run_at = :run_at, locked_until = NULL, \
-                 last_error = :error WHERE {ids}"
+                 last_error = :error WHERE {ids} AND state = 'running'"
             )),
             bury: compile(&format!(
                 "UPDATE kiln_jobs SET state = 'dead', finished_ms = :now, locked_until = NULL, \
-                 last_error = :error WHERE {ids}"
+                 last_error = :error WHERE {ids} AND state = 'running'"
             )),
             release: compile(&format!(
                 "UPDATE kiln_jobs SET state = 'ready', locked_until = NULL, \
