@@ -255,8 +255,15 @@ impl Drop for Process {
 
 /// Runs `kiln jobs work` on the site until dropped.
 fn worker(site: &Site, sets: &[&str]) -> Process {
+    spawn(site, &["jobs", "work"], sets)
+}
+
+/// Runs `kiln ARGS --root SITE --set …` until dropped.
+fn spawn(site: &Site, args: &[&str], sets: &[&str]) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.args(["jobs", "work", "--root", site.root().to_str().unwrap()]);
+    command
+        .args(args)
+        .args(["--root", site.root().to_str().unwrap()]);
     for set in sets {
         command.args(["--set", set]);
     }
@@ -265,7 +272,7 @@ fn worker(site: &Site, sets: &[&str]) -> Process {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("kiln jobs work starts"),
+            .expect("kiln starts"),
     )
 }
 
@@ -401,14 +408,10 @@ exec = ["INSERT INTO notes (author, body) VALUES ('count', :n)"]
     backlog(&site, "count", 10_000);
     let done = || count(&site, "SELECT count(*) FROM notes WHERE author = 'count'");
     let serve = || {
-        Process(
-            Command::new(env!("CARGO_BIN_EXE_kiln"))
-                .args(["serve", "--no-build", "--addr", "127.0.0.1:0"])
-                .args(["--root", site.root().to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("kiln serve starts"),
+        spawn(
+            &site,
+            &["serve", "--no-build", "--addr", "127.0.0.1:0"],
+            &[],
         )
     };
     for round in 1..=2 {

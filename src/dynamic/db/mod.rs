@@ -175,27 +175,13 @@ impl Conn {
         followup: Option<Followup>,
     ) -> Result<Row, (DbError, bool)> {
         match self {
-            Conn::Sqlite(conn) => {
-                let result = conn
-                    .interact(move |conn| sqlite::write(conn, &statements, followup.as_ref()))
-                    .await
-                    .map_err(|err| (DbError::Query(err.to_string()), false))?;
-                result.map_err(|err| {
-                    let busy = sqlite::is_busy(&err);
-                    (DbError::Query(err.to_string()), busy)
-                })
-            }
+            Conn::Sqlite(conn) => sqlite_outcome(
+                conn.interact(move |conn| sqlite::write(conn, &statements, followup.as_ref()))
+                    .await,
+            ),
             Conn::Postgres(mut conn) => {
-                match conn.write(&statements, isolation, followup.as_ref()).await {
-                    Ok(row) => Ok(row),
-                    Err(err) if err.is_cancelled() => {
-                        Err((DbError::StatementTimeout(Duration::ZERO), false))
-                    }
-                    Err(err) => {
-                        let retry = err.is_retryable();
-                        Err((postgres_failure(*conn, err), retry))
-                    }
-                }
+                let result = conn.write(&statements, isolation, followup.as_ref()).await;
+                postgres_outcome(*conn, result)
             }
         }
     }
@@ -208,27 +194,13 @@ impl Conn {
         then: Arc<ThenStatements>,
     ) -> Result<Vec<Option<String>>, (DbError, bool)> {
         match self {
-            Conn::Sqlite(conn) => {
-                let result = conn
-                    .interact(move |conn| sqlite::write_each(conn, &groups, then.as_ref()))
-                    .await
-                    .map_err(|err| (DbError::Query(err.to_string()), false))?;
-                result.map_err(|err| {
-                    let busy = sqlite::is_busy(&err);
-                    (DbError::Query(err.to_string()), busy)
-                })
-            }
+            Conn::Sqlite(conn) => sqlite_outcome(
+                conn.interact(move |conn| sqlite::write_each(conn, &groups, then.as_ref()))
+                    .await,
+            ),
             Conn::Postgres(mut conn) => {
-                match conn.write_each(&groups, isolation, then.as_ref()).await {
-                    Ok(outcomes) => Ok(outcomes),
-                    Err(err) if err.is_cancelled() => {
-                        Err((DbError::StatementTimeout(Duration::ZERO), false))
-                    }
-                    Err(err) => {
-                        let retry = err.is_retryable();
-                        Err((postgres_failure(*conn, err), retry))
-                    }
-                }
+                let result = conn.write_each(&groups, isolation, then.as_ref()).await;
+                postgres_outcome(*conn, result)
             }
         }
     }
@@ -251,6 +223,45 @@ impl Conn {
                 .map_err(|err| DbError::Query(err.to_string())),
         }
     }
+}
+
+/// A SQLite write's outcome for the retry loop: the error, and whether
+/// another writer held the lock (worth retrying).
+fn sqlite_outcome<T, E: std::fmt::Display>(
+    result: Result<rusqlite::Result<T>, E>,
+) -> Result<T, (DbError, bool)> {
+    result
+        .map_err(|err| (DbError::Query(err.to_string()), false))?
+        .map_err(|err| {
+            let busy = sqlite::is_busy(&err);
+            (DbError::Query(err.to_string()), busy)
+        })
+}
+
+/// A PostgreSQL write's outcome for the retry loop: a cancelled
+/// statement is a timeout, a serialisation failure worth retrying.
+fn postgres_outcome<T>(
+    conn: Object<postgres::Manager>,
+    result: Result<T, postgres::QueryError>,
+) -> Result<T, (DbError, bool)> {
+    match result {
+        Ok(done) => Ok(done),
+        Err(err) if err.is_cancelled() => Err((DbError::StatementTimeout(Duration::ZERO), false)),
+        Err(err) => {
+            let retry = err.is_retryable();
+            Err((postgres_failure(conn, err), retry))
+        }
+    }
+}
+
+/// The indices of the groups [`Database::write_each`] committed.
+pub(crate) fn succeeded(outcomes: &[Option<String>]) -> Vec<usize> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, outcome)| outcome.is_none())
+        .map(|(index, _)| index)
+        .collect()
 }
 
 /// A PostgreSQL connection lent to reads. If the reads are dropped before

@@ -144,16 +144,7 @@ impl Conn {
         for (sql, _) in statements {
             prepared.push(self.prepare(sql).await?);
         }
-        let transaction = self
-            .client
-            .build_transaction()
-            .isolation_level(match isolation {
-                Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
-                Isolation::RepeatableRead => IsolationLevel::RepeatableRead,
-                Isolation::Serializable => IsolationLevel::Serializable,
-            })
-            .start()
-            .await?;
+        let transaction = self.begin(isolation).await?;
         let mut returned = Row::new();
         for (statement, (_, args)) in prepared.iter().zip(statements) {
             let rows = transaction.query(statement, &params(args)).await?;
@@ -168,6 +159,22 @@ impl Conn {
         }
         transaction.commit().await?;
         Ok(returned)
+    }
+
+    /// A transaction at `isolation`.
+    async fn begin(
+        &mut self,
+        isolation: Isolation,
+    ) -> Result<tokio_postgres::Transaction<'_>, tokio_postgres::Error> {
+        self.client
+            .build_transaction()
+            .isolation_level(match isolation {
+                Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+                Isolation::RepeatableRead => IsolationLevel::RepeatableRead,
+                Isolation::Serializable => IsolationLevel::Serializable,
+            })
+            .start()
+            .await
     }
 
     /// Each group of statements in its own savepoint of one transaction
@@ -186,16 +193,7 @@ impl Conn {
             }
             prepared.push(statements);
         }
-        let mut transaction = self
-            .client
-            .build_transaction()
-            .isolation_level(match isolation {
-                Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
-                Isolation::RepeatableRead => IsolationLevel::RepeatableRead,
-                Isolation::Serializable => IsolationLevel::Serializable,
-            })
-            .start()
-            .await?;
+        let mut transaction = self.begin(isolation).await?;
         let mut outcomes = Vec::with_capacity(groups.len());
         for (statements, group) in prepared.iter().zip(groups) {
             let savepoint = transaction.savepoint("kiln_group").await?;
@@ -217,13 +215,7 @@ impl Conn {
                 }
             }
         }
-        let succeeded: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, outcome)| outcome.is_none())
-            .map(|(index, _)| index)
-            .collect();
-        for (sql, args) in then(&succeeded) {
+        for (sql, args) in then(&super::succeeded(&outcomes)) {
             transaction.execute(sql.as_str(), &params(&args)).await?;
         }
         transaction.commit().await?;

@@ -334,13 +334,7 @@ pub(crate) fn write_each(
             Err(err) => outcomes.push(Some(err.to_string())),
         }
     }
-    let succeeded: Vec<usize> = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(_, outcome)| outcome.is_none())
-        .map(|(index, _)| index)
-        .collect();
-    for (sql, args) in then(&succeeded) {
+    for (sql, args) in then(&super::succeeded(&outcomes)) {
         query(&transaction, &sql, &args)?;
     }
     transaction.commit()?;

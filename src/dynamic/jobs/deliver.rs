@@ -424,7 +424,7 @@ fn filled(templates: &[String], payload: &serde_json::Value) -> Result<Vec<Strin
 }
 
 /// A payload's fields as the values templates are filled from.
-fn payload_fields(payload: &serde_json::Value) -> Vec<(String, SqlValue)> {
+pub(super) fn payload_fields(payload: &serde_json::Value) -> Vec<(String, SqlValue)> {
     payload
         .as_object()
         .map(|object| {

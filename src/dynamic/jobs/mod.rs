@@ -485,19 +485,13 @@ fn unique_of(
     };
     let key = match &job.unique_key {
         None => text.to_string(),
-        Some(template) => {
-            let fields: Values = payload
-                .as_object()
-                .map(|object| {
-                    object
-                        .iter()
-                        .map(|(key, value)| (key.clone(), sql_value(value)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            fill_template(template, &fields, &Row::new(), false)
-                .map_err(|name| format!("unique_key: the payload gives no {name}"))?
-        }
+        Some(template) => fill_template(
+            template,
+            &deliver::payload_fields(payload),
+            &Row::new(),
+            false,
+        )
+        .map_err(|name| format!("unique_key: the payload gives no {name}"))?,
     };
     Ok(Some((key, now - (window * 1000) as i64)))
 }
